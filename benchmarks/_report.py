@@ -1,0 +1,48 @@
+"""Shared by the benchmark scripts: write one named section of docs/benchmarks.md, keep the others.
+
+Each script owns the section between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->``; rerunning a
+script replaces only its own section, so the file always says which script produced which table.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "docs" / "benchmarks.md"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every table here is written by a script in `benchmarks/`; rerun the script to regenerate its "
+    "section. Ratios are measured side by side in one run on a shared, noisy machine; medians over "
+    "repeats.\n"
+)
+
+
+def machine_line() -> str:
+    """One line naming the CPU, its core count and ISA flags (recorded with every table)."""
+    from cmkd_edge.runtime.device import cpu_info
+
+    info = cpu_info()
+    flags = ", ".join(info["flags_present"]) or "none of interest"
+    return f"Machine: {info['model']} ({info['machine']}, {info['logical_cores']} logical cores); CPU flags: {flags}."
+
+
+def write_section(name: str, body: str) -> Path:
+    """Replace (or append) section ``name`` of docs/benchmarks.md with ``body``, atomically."""
+    from cmkd_edge.fsutil import atomic_write_text
+
+    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else HEADER
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = "python " + " ".join(["benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
+    block = (
+        f"<!-- begin:{name} -->\n{body.rstrip()}\n\n"
+        f"_Written by `{cmd}` on {stamp}._\n<!-- end:{name} -->"
+    )
+    pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    atomic_write_text(REPORT, text)
+    return REPORT
