@@ -1,1 +1,38 @@
-"""Placeholder; filled by its stage."""
+"""cmkd_edge.runtime: run a bundle on a device - numpy, rasterio, rich and one backend, never torch.
+
+Public API (imported lazily, so ``import cmkd_edge.runtime`` loads no backend)::
+
+    Classifier.open(bundle, backend="auto", precision="auto", threads=None, rebuild=False)
+    classify_scene(classifier, path, out, stride=None, batch=32, probabilities=False,
+                   nodata_policy="mask")
+    profile_bundle(bundle, backend="auto", precision="auto", batches=(1,), warmup=10,
+                   iterations=200, threads=None, compare=False)
+    open_bundle(path) / pack_bundle(dir, out)
+    manifest: Manifest, write_manifest, read_manifest (see cmkd_edge.runtime.manifest)
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+# a library logs, the application decides where: no "No handlers" fallback to stderr
+logging.getLogger("cmkd_edge.runtime").addHandler(logging.NullHandler())
+
+_LAZY = {
+    "Classifier": "classifier", "select_artifacts": "classifier",
+    "classify_scene": "scene", "tile_grid": "scene", "axis_tiles": "scene",
+    "profile_bundle": "profiler", "open_bundle": "bundle", "pack_bundle": "bundle",
+    "Manifest": "manifest", "read_manifest": "manifest", "write_manifest": "manifest",
+    "validate_input": "validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

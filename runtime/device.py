@@ -62,3 +62,23 @@ def cpu_info() -> dict[str, object]:
         "flags": cpu_flags(),
         "flags_present": sorted(k for k, v in cpu_flags().items() if v),
     }
+
+
+def gpu_name() -> str | None:
+    """Name of the first NVIDIA GPU from the driver's /proc entry (no CUDA import), or None."""
+    import glob
+
+    for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+        try:
+            with open(info, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    if line.lower().startswith("model:"):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            continue
+    return None
+
+
+def device_info() -> dict[str, object]:
+    """CPU info plus the GPU name (None without an NVIDIA GPU): the ``device`` of latency reports."""
+    return {"cpu": cpu_info(), "gpu": gpu_name()}

@@ -1,0 +1,69 @@
+"""ONNX Runtime runner (after Polygraphy's ``backend/onnxrt/runner.py``).
+
+CPU execution provider only: it ships with the base install and runs everywhere; GPU users get
+TensorRT. Thread safety: ``InferenceSession.run`` is documented as safe to call concurrently, so one
+session serves every thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from cmkd_edge.errors import BundleError
+
+from ..base import Runner, TensorSpec
+
+_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(uint16)": np.uint16,
+    "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Options used for every session: full graph optimisation, sequential, ``threads`` intra-op.
+
+    Sequential execution with one inter-op thread: the student is a chain of ops, parallel branches
+    gain nothing and extra pools would compete for the cores the intra-op pool uses.
+    """
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3
+    return so
+
+
+class OrtRunner(Runner):
+    """Run an ONNX model with ONNX Runtime on the CPU."""
+
+    name = "onnxruntime"
+
+    def _open(self) -> None:
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=session_options(self.threads),
+                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise BundleError(f"ONNX Runtime cannot load {self.path.name} ({exc})".splitlines()[0],
+                              "the model may need a newer onnxruntime (check opset/IR version)") from exc
+        self._inputs = {
+            i.name: TensorSpec(i.name, np.dtype(_DTYPES.get(i.type, np.float32)),
+                               tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape))
+            for i in self.session.get_inputs()}
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._outputs, self.session.run(self._outputs, feeds), strict=True))
+
+    def _close(self) -> None:
+        del self.session
+
+    def describe(self) -> dict[str, Any]:
+        return {"providers": self.session.get_providers(), "version": ort.__version__}

@@ -1,0 +1,276 @@
+"""``Classifier``: a verified bundle + the best artifact this device can run + probabilities out.
+
+Choosing the artifact (``select_artifacts``, a pure function of the manifest and the device):
+
+* candidates are (backend, artifact) pairs: an artifact prepared for a backend (``artifact.backend``)
+  is "native" there; any ONNX artifact may also run on ONNX Runtime or OpenVINO, and on TensorRT by
+  building an engine (``rebuild=True`` only).
+* ranking, best first: TensorRT (a GPU beats any CPU path) before CPU backends; then precision -
+  an INT8 artifact that passed the accuracy gate (``gate_passed`` true, or unset while
+  ``quantization.accepted_rung`` starts with "int8"), then FP16 on a GPU, then FP32, FP16 on a CPU
+  and ungated INT8 only as last resorts; then native before foreign; then OpenVINO before ONNX
+  Runtime. So a gated INT8 ONNX for ONNX Runtime beats an FP32 OpenVINO IR, and an FP32 IR beats
+  the FP32 ONNX. An explicit ``backend``/``precision`` filters the candidates.
+* a TensorRT plan whose fingerprint does not match the device is refused (explicit backend) or
+  skipped (auto); with ``rebuild=True`` it is rebuilt from the bundle's ONNX into the cache.
+
+``predict`` is thread-safe: it holds no mutable state, and every runner's ``infer`` is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError
+
+from .backends import AUTO_ORDER, BACKENDS, FORMATS, available_backends
+from .base import Runner
+from .bundle import Bundle, cache_root, open_bundle
+from .manifest import PRECISIONS, Artifact, Manifest
+from .validate import validate_input
+
+log = logging.getLogger("cmkd_edge.runtime")
+
+
+def _gated(a: Artifact, m: Manifest) -> bool:
+    if a.gate_passed is not None:
+        return a.gate_passed
+    rung = str((m.quantization or {}).get("accepted_rung", ""))
+    return rung.lower().startswith("int8")
+
+
+def _rank(a: Artifact, m: Manifest, backend: str) -> int:
+    if a.precision == "int8":
+        return 0 if _gated(a, m) else 4
+    if a.precision == "fp16":
+        return 1 if backend == "tensorrt" else 3
+    return 2
+
+
+def select_artifacts(manifest: Manifest, backend: str = "auto", precision: str = "auto",
+                     backends: list[str] | None = None, rebuild: bool = False
+                     ) -> list[tuple[str, Artifact]]:
+    """Every (backend, artifact) this device could run, best first (see module docstring)."""
+    if backend != "auto" and backend not in BACKENDS:
+        BACKENDS.get(backend)  # raises UnknownNameError listing the valid names
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}", f"choose auto or one of {PRECISIONS}")
+    avail = available_backends() if backends is None else backends
+    if backend != "auto" and backend not in avail:
+        raise BackendUnavailableError(
+            f"backend {backend!r} is not available on this device",
+            f"available: {', '.join(avail) or 'none'}; install its extra"
+            + (" (TensorRT also needs an NVIDIA GPU)" if backend == "tensorrt" else ""))
+    scored: list[tuple[tuple[int, int, int, int], str, Artifact]] = []
+    for i, b in enumerate(AUTO_ORDER if backend == "auto" else (backend,)):
+        if b not in avail:
+            continue
+        for a in manifest.artifacts:
+            native = a.backend == b and a.format in FORMATS[b]
+            foreign_onnx = a.format == "onnx" and not native and (b != "tensorrt" or rebuild)
+            if (native or foreign_onnx) and precision in ("auto", a.precision):
+                gpu_first = 0 if b == "tensorrt" else 1
+                scored.append(((gpu_first, _rank(a, manifest, b), 0 if native else 1, i), b, a))
+    out = [(b, a) for _, b, a in sorted(scored, key=lambda t: t[0])]
+    if not out:
+        have = sorted({f"{a.backend}/{a.precision}" for a in manifest.artifacts})
+        raise BundleError(f"no artifact for backend {backend!r} precision {precision!r} in the bundle",
+                          f"it has: {', '.join(have)}; available backends: {', '.join(avail)}")
+    return out
+
+
+def activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    """Softmax over classes (multiclass) or elementwise sigmoid (multilabel), float32."""
+    z = logits.astype(np.float32, copy=False)
+    if activation == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class Classifier:
+    """A loaded model from a bundle. Build with :meth:`Classifier.open`; close (or use ``with``)."""
+
+    bundle: Bundle
+    artifact: Artifact
+    backend: str
+    runner: Runner
+    threads: int | None = None
+
+    @classmethod
+    def open(cls, bundle: str | os.PathLike[str] | Bundle, backend: str = "auto",
+             precision: str = "auto", threads: int | None = None, rebuild: bool = False, *,
+             artifact: str | None = None, device: str | None = None,
+             cache_dir: str | os.PathLike[str] | None = None) -> Classifier:
+        """Verify ``bundle`` and load the best artifact (or ``artifact`` by id) for this device.
+
+        Raises:
+            BundleError: bad/tampered bundle, no usable artifact, TensorRT fingerprint mismatch.
+            BackendUnavailableError: the requested backend is not installed on this device.
+        """
+        b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle, cache_dir=cache_dir)
+        pairs = select_artifacts(b.manifest, backend, precision, rebuild=rebuild)
+        if artifact is not None:
+            pairs = [(be, a) for be, a in pairs if a.id == artifact] or [
+                (be, a) for be, a in select_artifacts(b.manifest, backend, "auto", rebuild=rebuild)
+                if a.id == artifact]
+            if not pairs:
+                b.manifest.artifact(artifact)  # raises naming the valid ids
+                raise BundleError(f"artifact {artifact!r} cannot run on backend {backend!r} here")
+        errors: list[str] = []
+        for be, a in pairs:
+            try:
+                runner = _make_runner(b, be, a, threads, rebuild, device, cache_dir)
+                runner.open()
+            except (BackendUnavailableError, BundleError) as exc:
+                if backend != "auto" or artifact is not None:
+                    raise
+                errors.append(f"{be}/{a.id}: {exc.one_line()}")
+                log.warning("skipping %s/%s: %s", be, a.id, exc.one_line())
+                continue
+            clf = cls(b, a, be, runner, threads)
+            clf._check_model()
+            return clf
+        raise BundleError("no artifact of the bundle could be loaded", "; ".join(errors))
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest:
+        return self.bundle.manifest
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.manifest.class_names
+
+    @property
+    def precision(self) -> str:
+        return self.artifact.precision
+
+    @property
+    def input_name(self) -> str:
+        return self._input
+
+    def _check_model(self) -> None:
+        """The loaded model must agree with the manifest (so predict can skip the runner's check)."""
+        specs = self.runner.input_specs()
+        self._input = self.manifest.input.name if self.manifest.input.name in specs else next(iter(specs))
+        spec, want = specs[self._input], self.manifest.input.shape
+        if len(spec.shape) != 4 or any(s is not None and w is not None and s != w
+                                       for s, w in zip(spec.shape[1:], want[1:], strict=True)):
+            raise BundleError(f"artifact {self.artifact.id!r} input {spec.describe()} disagrees with "
+                              f"the manifest's input shape {list(want)}")
+        if spec.dtype != np.float32:
+            raise BundleError(f"artifact {self.artifact.id!r} takes {spec.dtype}, expected float32 input")
+        outs = self.runner.output_names()
+        self._output = self.manifest.output.name if self.manifest.output.name in outs else outs[0]
+        mb = self.runner.max_batch()
+        self._fixed_batch = spec.shape[0] if spec.shape[0] is not None else None
+        limits = [n for n in (mb, self.artifact.max_batch) if n]
+        self._max_batch = min(limits) if limits else None
+
+    # -- inference -----------------------------------------------------------------------------
+    def infer_logits(self, x: np.ndarray) -> np.ndarray:
+        """Model-only call on validated float32 (N, C, H, W): split/pad to the artifact's batch."""
+        mb = self._max_batch
+        if mb is None or (x.shape[0] <= mb and self._fixed_batch is None) or x.shape[0] == mb:
+            return self.runner.infer({self._input: x}, check=False)[self._output]
+        parts = []
+        for i in range(0, x.shape[0], mb):
+            chunk = x[i:i + mb]
+            n = chunk.shape[0]
+            if self._fixed_batch is not None and n < mb:  # static batch: pad, then drop the padding
+                chunk = np.concatenate([chunk, np.zeros((mb - n, *chunk.shape[1:]), np.float32)])
+            parts.append(self.runner.infer({self._input: chunk}, check=False)[self._output][:n])
+        return np.concatenate(parts)
+
+    def predict(self, x: np.ndarray, *, nodata_policy: str = "reject",
+                nodata: float | None = None) -> np.ndarray:
+        """Class probabilities (N, K) float32 for raw sensor input (N, C, H, W) or (C, H, W).
+
+        Under ``nodata_policy="mask"`` rows of patches with NaN/Inf/nodata pixels are NaN.
+        """
+        v = validate_input(x, self.manifest.input, nodata_policy=nodata_policy, nodata=nodata)
+        probs = activate(self.infer_logits(v.x), self.manifest.output.activation)
+        if v.valid is not None:
+            probs = probs.copy()
+            probs[~v.valid] = np.nan
+        return probs
+
+    def classify_scene(self, path: str | os.PathLike[str], out: str | os.PathLike[str],
+                       **kwargs: Any) -> Any:
+        """Shortcut for :func:`cmkd_edge.runtime.scene.classify_scene` with this classifier."""
+        from .scene import classify_scene
+
+        return classify_scene(self, path, out, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        info = {"backend": self.backend, "artifact": self.artifact.id, "format": self.artifact.format,
+                "precision": self.precision, "threads": self.threads, "path": self.artifact.path,
+                "max_batch": self._max_batch}
+        describe = getattr(self.runner, "describe", None)
+        if describe:
+            info["runner"] = describe()
+        return info
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _make_runner(b: Bundle, backend: str, a: Artifact, threads: int | None, rebuild: bool,
+                 device: str | None, cache_dir: str | os.PathLike[str] | None) -> Runner:
+    cls = BACKENDS.get(backend)
+    if backend == "openvino":
+        hint = "f16" if a.precision == "fp16" and device not in (None, "CPU") else "f32"
+        return cls(b.path(a.path), threads=threads, device=device or "CPU", precision_hint=hint,
+                   cache_dir=None if cache_dir is None else Path(cache_dir) / "openvino")
+    if backend == "tensorrt":
+        return _tensorrt_runner(b, a, threads, rebuild, device, cache_dir)
+    return cls(b.path(a.path), threads=threads)
+
+
+def _tensorrt_runner(b: Bundle, a: Artifact, threads: int | None, rebuild: bool,
+                     device: str | None, cache_dir: str | os.PathLike[str] | None) -> Runner:
+    from .backends.tensorrt import TrtRunner, build_engine
+    from .fingerprint import check_fingerprint, device_fingerprint
+
+    gpu = int(device) if device and device.isdigit() else 0
+    here = device_fingerprint(gpu)
+    if a.format == "tensorrt-plan":
+        check = check_fingerprint(a.fingerprint, here)
+        for w in check.warnings:
+            log.warning("TensorRT engine %s: %s", a.id, w)
+        if check.ok:
+            return TrtRunner(b.path(a.path), threads=threads, device=gpu)
+        if not rebuild:
+            raise BundleError(f"TensorRT engine {a.id!r} does not match this device: "
+                              + "; ".join(check.errors), "open with rebuild=True (--rebuild) to "
+                              "rebuild it from the bundle's ONNX")
+        sources = [o for o in b.manifest.artifacts if o.format == "onnx"]
+        src = next((o for o in sources if o.precision == a.precision), None) or next(
+            (o for o in sources if o.precision == "fp32"), None)
+        if src is None:
+            raise BundleError(f"cannot rebuild {a.id!r}: the bundle has no ONNX artifact")
+    else:
+        src = a
+    onnx_sha = b.manifest.files[src.path]
+    key = f"{onnx_sha[:16]}-{a.precision}-trt{here['tensorrt']}-sm{here['compute_capability']}"
+    plan = cache_root(cache_dir).parent / "engines" / f"{key}.plan"
+    if not plan.exists():
+        log.warning("building a TensorRT engine for %s (one-off, cached at %s)", a.id, plan)
+        shape = tuple(int(d) for d in b.manifest.input.shape[1:])
+        build_engine(b.path(src.path), plan, a.precision, b.manifest.input.name, shape,  # type: ignore[arg-type]
+                     max_batch=a.max_batch or 32)
+    return TrtRunner(plan, threads=threads, device=gpu)

@@ -1,0 +1,143 @@
+"""Check raw sensor input against the manifest's input spec before it reaches a backend.
+
+Why here and not in the backends: every backend fails differently (or silently) on a wrong band
+count, a uint16 array or NaNs; one check gives one clear message naming what was expected.
+
+Policies for invalid pixels (NaN, +-Inf, or equal to the nodata value):
+
+* ``"reject"`` (default for ``Classifier.predict``): raise :class:`InputMismatchError` naming how
+  many patches are affected and the first one.
+* ``"mask"`` (default for scenes): the affected patches are zero-filled before inference and flagged
+  in ``Validated.valid``; the caller turns their output into nodata (NaN probabilities, class 255).
+
+Integer sensor dtypes are cast to float32: 8/16-bit integers exactly; 32/64-bit integers only when
+every value is within +-2**24 (float32's exact integer range), else the cast would silently change
+values and is refused. Values that look like the wrong units (linear backscatter where dB is
+expected, reflectance scaled 0-1 where 0-10000 is expected, anything entirely outside
+``input.expected_range``) give a :class:`UnitsWarning` (python ``warnings``) and a log record; the
+input is still run because the heuristics can be wrong for an unusual patch.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from cmkd_edge.errors import ConfigError, InputMismatchError
+
+from .manifest import InputSpec
+
+log = logging.getLogger("cmkd_edge.runtime")
+POLICIES = ("reject", "mask")
+_EXACT_INT = 1 << 24
+
+
+class UnitsWarning(UserWarning):
+    """Input values look like different units than the model was trained on."""
+
+
+@dataclass(frozen=True)
+class Validated:
+    """float32 (N, C, H, W) C-contiguous input, and per-patch validity (None = all valid)."""
+
+    x: np.ndarray
+    valid: np.ndarray | None = None
+
+
+def to_float32(x: np.ndarray, what: str = "input") -> np.ndarray:
+    """Cast sensor values to float32 without silently changing them."""
+    kind = x.dtype.kind
+    if x.dtype == np.float32:
+        return x
+    if kind == "f":
+        return x.astype(np.float32)
+    if kind in "iu":
+        if x.dtype.itemsize > 2 and x.size:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < -_EXACT_INT or hi > _EXACT_INT:
+                raise InputMismatchError(
+                    f"{what} has {x.dtype} values in [{lo}, {hi}], beyond float32's exact integer "
+                    f"range (+-{_EXACT_INT})", "rescale to the model's units first")
+        return x.astype(np.float32)
+    raise InputMismatchError(f"{what} has dtype {x.dtype}, expected float32 or an integer sensor dtype")
+
+
+def _units_warning(lo: float, hi: float, spec: InputSpec, what: str) -> str | None:
+    if spec.units == "reflectance_x1e4" and 0 < hi <= 1.5:
+        return (f"{what} values lie in [{lo:.3g}, {hi:.3g}]: this looks like reflectance scaled 0-1, "
+                "but the model expects reflectance x 10000 (0-10000)")
+    if spec.units == "db" and lo >= 0 and hi > 0:
+        return (f"{what} values are all >= 0 ([{lo:.3g}, {hi:.3g}]): this looks like linear "
+                "backscatter, but the model expects dB (10*log10 of power)")
+    if spec.units == "linear" and lo < 0:
+        return (f"{what} has negative values (min {lo:.3g}): this looks like dB, but the model "
+                "expects linear backscatter power")
+    if spec.expected_range is not None:
+        elo, ehi = spec.expected_range
+        if hi < elo or lo > ehi:
+            return (f"{what} values [{lo:.3g}, {hi:.3g}] lie entirely outside the expected range "
+                    f"[{elo:.3g}, {ehi:.3g}] for units {spec.units!r}")
+    return None
+
+
+def validate_input(x: np.ndarray, spec: InputSpec, *, nodata_policy: str = "reject",
+                   nodata: float | None = None, check_units: bool = True,
+                   what: str = "input") -> Validated:
+    """Validate and convert raw input (C, H, W) or (N, C, H, W) for the model of ``spec``.
+
+    Args:
+        x: raw sensor values, bands in ``spec.band_names`` order.
+        nodata_policy: "reject" or "mask" (see module docstring).
+        nodata: nodata value to use instead of ``spec.nodata`` (e.g. the GeoTIFF's).
+
+    Raises:
+        InputMismatchError: wrong rank, band count, size or dtype; invalid pixels under "reject".
+    """
+    if nodata_policy not in POLICIES:
+        raise ConfigError(f"unknown nodata policy {nodata_policy!r}", f"choose one of: {', '.join(POLICIES)}")
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise InputMismatchError(f"{what} has shape {list(x.shape)}, expected (N, C, H, W) or (C, H, W)")
+    if x.shape[1] != spec.channels:
+        raise InputMismatchError(
+            f"{what} has {x.shape[1]} bands, the model expects {spec.channels} "
+            f"({','.join(spec.band_names)})", "select the bands in this order")
+    h, w = spec.shape[2], spec.shape[3]
+    if (h is not None and x.shape[2] != h) or (w is not None and x.shape[3] != w):
+        raise InputMismatchError(
+            f"{what} is {x.shape[2]}x{x.shape[3]} pixels, the model expects {h}x{w}",
+            "classify larger images as a scene (classify_scene / --out)")
+    if x.shape[0] == 0:
+        raise InputMismatchError(f"{what} is an empty batch")
+    x = np.ascontiguousarray(to_float32(x, what))
+    lo, hi = float(x.min()), float(x.max())
+    nodata = spec.nodata if nodata is None else nodata
+    valid = None
+    bad_nodata = nodata is not None and not np.isnan(nodata) and lo <= nodata <= hi
+    if not (np.isfinite(lo) and np.isfinite(hi)) or bad_nodata:  # NaN propagates into min/max
+        bad = ~np.isfinite(x).all(axis=(1, 2, 3))
+        if bad_nodata:
+            bad |= (x == np.float32(nodata)).any(axis=(1, 2, 3))
+        if bad.any():
+            if nodata_policy == "reject":
+                raise InputMismatchError(
+                    f"{what}: {int(bad.sum())} of {len(bad)} patches contain NaN/Inf or nodata "
+                    f"({nodata}) pixels (first: patch {int(np.argmax(bad))})",
+                    "clean the input, or use nodata_policy='mask' to output nodata for them")
+            valid = ~bad
+            x = x.copy()  # never modify the caller's array
+            x[bad] = 0.0
+            if valid.any():
+                sel = x[valid]
+                lo, hi = float(sel.min()), float(sel.max())
+    if check_units and (valid is None or valid.any()):
+        msg = _units_warning(lo, hi, spec, what)
+        if msg:
+            warnings.warn(msg, UnitsWarning, stacklevel=3)
+            log.warning(msg)
+    return Validated(x, valid)
