@@ -38,14 +38,14 @@ class InputNorm(nn.Module):
         self.register_buffer("mean", mean_t.view(1, channels, 1, 1).clone())
         # why: a constant band (std 0) must not turn into inf/NaN
         self.register_buffer("inv_std", (1.0 / std_t.clamp_min(1e-6)).view(1, channels, 1, 1).clone())
-        no_clip = torch.tensor([float("-inf"), float("inf")])
-        clip_t = no_clip if clip is None else torch.as_tensor(clip, dtype=torch.float32)
-        self.register_buffer("clip", clip_t.clone())
+        # why plain floats: a clamp bound read from a tensor makes the ONNX exporter trace data-dependent
+        # scalars; the bounds are recorded in the checkpoint's preprocess spec and config instead.
+        self.clip_range = None if clip is None else (float(clip[0]), float(clip[1]))
         self.has_clip = clip is not None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.has_clip:
-            x = x.clamp(float(self.clip[0]), float(self.clip[1]))
+        if self.clip_range is not None:
+            x = x.clamp(self.clip_range[0], self.clip_range[1])
         return (x - self.mean) * self.inv_std
 
 

@@ -1,0 +1,179 @@
+"""``cmkd-edge export | quantize | compile | bundle``: from a student checkpoint to a verified bundle.
+
+Click and stdlib only at module top: torch, onnx, openvino and nncf are imported inside the command
+bodies (via the library functions), so ``cmkd-edge --help`` and the runtime commands stay light.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--out", "out", required=True, type=click.Path(), help="Bundle directory to write.")
+@click.option("--opset", default=18, show_default=True, help="ONNX opset to write.")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto",
+              show_default=True, help="torch exporter (auto: dynamo for opset >= 18, else legacy).")
+@click.option("--data", default=None, help="Dataset for parity samples (default: the checkpoint's).")
+@click.option("--max-batch", type=int, default=None, help="Largest batch the bundle promises.")
+@click.option("--samples", default=16, show_default=True, help="Validation samples for parity.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
+def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | None,
+           max_batch: int | None, samples: int, as_json: bool) -> None:
+    """Export a student CHECKPOINT (file or run dir) to a bundle with preprocessing in the graph.
+
+    \b
+    Example:
+      cmkd-edge export runs/student/best.pt --out bundles/sar-student
+    """
+    from cmkd_edge.export.student import export_checkpoint
+    from cmkd_edge.runtime.manifest import read_manifest
+
+    path = export_checkpoint(checkpoint, out, opset=opset, exporter=exporter, data=data,
+                             max_batch=max_batch, samples=samples)
+    m = read_manifest(path).to_dict()
+    rec = m["provenance"]["export"]
+    if as_json:
+        _echo_json({"bundle": str(path), **rec})
+        return
+    par = rec["parity"]
+    click.echo(f"wrote {path}: opset {rec['opset']}, IR {rec['ir_version']} ({rec['exporter']} "
+               f"exporter); parity max |diff| {par['max_abs_diff']:.2e}, top-1 identical "
+               f"{par['top1_identical']} over {par['cases']} batches "
+               f"({par['samples_from'].get('data')})")
+
+
+@click.command("quantize")
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+              show_default=True)
+@click.option("--precision", type=click.Choice(["int8", "fp16"]), default="int8", show_default=True)
+@click.option("--calib-data", default=None, help="Dataset to calibrate on (default: synthetic).")
+@click.option("--calib-split", default="train", show_default=True, help="Never 'test'.")
+@click.option("--calib-size", default=128, show_default=True, help="Stratified sample size.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
+              default="minmax", show_default=True)
+@click.option("--val-data", default=None, help="Dataset for the gate (default: --calib-data).")
+@click.option("--max-drop", default=1.0, show_default=True, help="Allowed top-1 drop, points.")
+@click.option("--max-class-drop", type=float, default=None, help="Per class (default 3x max-drop).")
+@click.option("--json", "as_json", is_flag=True, help="Print the quantization record as JSON.")
+def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, calib_split: str,
+             calib_size: int, calib_method: str, val_data: str | None, max_drop: float,
+             max_class_drop: float | None, as_json: bool) -> None:
+    """Quantize BUNDLE (dir or .tar.gz/.zip) behind an accuracy gate with fallbacks.
+
+    \b
+    Example:
+      cmkd-edge quantize bundles/sar-student --backend onnxruntime --precision int8 \\
+          --calib-data ../shared/data/eurosat_ms_200 --max-drop 1.0
+    """
+    from cmkd_edge.errors import QuantizationError
+    from cmkd_edge.export.quantize import quantize_bundle
+
+    say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+    rec = quantize_bundle(bundle, backend=backend, precision=precision, calib_data=calib_data,
+                          calib_split=calib_split, calib_size=calib_size,
+                          calib_method=calib_method, val_data=val_data, max_drop=max_drop,
+                          max_class_drop=max_class_drop, progress=say)
+    if as_json:
+        _echo_json(rec)
+    else:
+        click.echo(f"{'rung':28s} {'top1':>7s} {'drop':>7s} {'worst class':>20s}  result")
+        for r in rec["rungs"]:
+            if "error" in r:
+                click.echo(f"{r['rung']:28s} {'':>7s} {'':>7s} {'':>20s}  error: {r['error']}")
+                continue
+            click.echo(f"{r['rung']:28s} {r['top1']:7.2f} {r['drop']:+7.2f} "
+                       f"{r['worst_class'] + ' ' + format(r['worst_class_drop'], '+.1f'):>20s}  "
+                       f"{'PASS' if r['passed'] else 'fail'}")
+        click.echo(f"accepted: {rec['accepted']} ({backend})")
+    if not rec["passed"]:
+        raise QuantizationError(
+            f"no {precision} rung passed the accuracy gate (max drop {max_drop} points); "
+            "FP32 kept", "see manifest quantization.rungs; relax --max-drop or add calibration data")
+
+
+@click.command("compile")
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--target", type=click.Choice(["openvino", "tensorrt"]), required=True)
+@click.option("--precision", "precisions", multiple=True,
+              type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Repeatable (default: fp32 for openvino, fp16 for tensorrt).")
+@click.option("--device", default="CPU", show_default=True, help="OpenVINO device: CPU|GPU|NPU.")
+@click.option("--cache-dir", default=None, help="OpenVINO model cache directory.")
+@click.option("--min-batch", default=1, show_default=True)
+@click.option("--opt-batch", default=1, show_default=True)
+@click.option("--max-batch", default=8, show_default=True)
+@click.option("--timing-cache", default=None, help="TensorRT timing cache file.")
+@click.option("--strongly-typed", is_flag=True, help="TensorRT STRONGLY_TYPED network.")
+@click.option("--json", "as_json", is_flag=True)
+def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: str,
+                cache_dir: str | None, min_batch: int, opt_batch: int, max_batch: int,
+                timing_cache: str | None, strongly_typed: bool, as_json: bool) -> None:
+    """Compile BUNDLE for OpenVINO (IR) or TensorRT (plan + fingerprint).
+
+    \b
+    Examples:
+      cmkd-edge compile bundles/s --target openvino --precision fp32 --precision int8
+      cmkd-edge compile bundles/s --target tensorrt --precision fp16 --max-batch 16
+    """
+    from cmkd_edge.export.compile import compile_bundle
+
+    precisions = precisions or (("fp32",) if target == "openvino" else ("fp16",))
+    arts = compile_bundle(bundle, target=target, precisions=precisions, device=device,
+                          cache_dir=cache_dir, min_batch=min_batch, opt_batch=opt_batch,
+                          max_batch=max_batch, timing_cache=timing_cache,
+                          strongly_typed=strongly_typed)
+    if as_json:
+        _echo_json(arts)
+        return
+    for a in arts:
+        click.echo(f"added {a['id']}: {', '.join(a['files'])} (from {a['source']})")
+
+
+@click.command("bundle")
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--verify", "action", flag_value="verify", help="Check every sha256 and the schema.")
+@click.option("--inspect", "action", flag_value="inspect", help="Print the manifest as a table.")
+@click.option("--pack", "pack_to", default=None, help="Write OUT.tar.gz or OUT.zip.")
+@click.option("--json", "as_json", is_flag=True)
+def bundle(bundle: str, action: str | None, pack_to: str | None, as_json: bool) -> None:
+    """Verify, inspect or pack a BUNDLE (directory or .tar.gz/.zip).
+
+    \b
+    Examples:
+      cmkd-edge bundle bundles/s --verify
+      cmkd-edge bundle bundles/s --inspect --json
+      cmkd-edge bundle bundles/s --pack s.tar.gz
+    """
+    from cmkd_edge.errors import ConfigError
+    from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+
+    if not action and not pack_to:
+        raise ConfigError("nothing to do", "give --verify, --inspect or --pack OUT.tar.gz")
+    opened = open_bundle(bundle)  # verifies every sha256 and the schema version
+    m = opened.manifest.to_dict()
+    if pack_to:
+        out = pack_bundle(opened.root, pack_to)
+        click.echo(json.dumps({"packed": str(out)}) if as_json else f"packed {out}")
+        return
+    if action == "verify":
+        msg = {"ok": True, "files": len(m["files"]), "artifacts": [a["id"] for a in m["artifacts"]]}
+        click.echo(json.dumps(msg) if as_json else
+                   f"ok: {len(m['files'])} files match their sha256; artifacts "
+                   f"{', '.join(msg['artifacts'])}")
+        return
+    if as_json:
+        _echo_json(m)
+        return
+    from cmkd_edge.export.inspect import manifest_table
+
+    click.echo(manifest_table(m))

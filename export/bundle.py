@@ -1,0 +1,129 @@
+"""The writer side of a bundle: build it beside the target, then swap it in whole.
+
+Every stage (export, quantize, compile) changes a bundle the same way: copy the current bundle into
+a temporary directory next to the target, add or replace artifacts there, write manifest.json with
+the sha256 of every file (``cmkd_edge.runtime.manifest.write_manifest``), and only then replace the
+target in one step. A process killed at any point leaves the previous bundle intact plus, at worst,
+a stray ``.<name>.staging-*`` directory. On Linux the swap is ``renameat2(RENAME_EXCHANGE)``, which
+is atomic even when the target exists; elsewhere it is two renames with a backup. A packed bundle
+(.tar.gz/.zip) is opened through the runtime's safe extraction and re-packed atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cmkd_edge.errors import BundleError
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False when the call is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put directory ``new`` at ``target``; the old ``target`` (if any) is removed afterwards."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if not target.is_dir():
+        raise BundleError(f"{target} exists and is not a bundle directory")
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the previous bundle
+        return
+    backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, backup)
+    os.replace(new, target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(target: Path, copy_from: Path | None = None) -> Iterator[Path]:
+    """A temporary directory beside ``target`` (same filesystem, so the final rename is atomic),
+    optionally pre-filled with a copy of ``copy_from``; moved into place only if the body succeeds."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        if copy_from is not None:
+            # copies, not hard links: a writer truncating a linked file would corrupt the original
+            shutil.copytree(copy_from, tmp, dirs_exist_ok=True, symlinks=True)
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def edit_bundle(bundle: str | os.PathLike[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Open an existing bundle (dir or archive), verified, and yield ``(staging dir, manifest dict)``.
+
+    Write new files into the staging dir and change the manifest dict; on success the manifest is
+    rewritten with fresh sha256s and the bundle (or archive) is replaced atomically. On any error
+    nothing changes.
+    """
+    from cmkd_edge.runtime.bundle import is_archive, open_bundle, pack_bundle
+
+    src = Path(bundle)
+    opened = open_bundle(src)
+    manifest = opened.manifest.to_dict()
+    if src.is_dir():
+        with staged_dir(src, copy_from=opened.root) as tmp:
+            yield tmp, manifest
+            finish_manifest(tmp, manifest)
+        return
+    if not is_archive(src):  # open_bundle already refused anything else
+        raise BundleError(f"{src} is not a bundle")
+    with tempfile.TemporaryDirectory(prefix=".cmkd-edit-", dir=src.parent) as work:
+        tmp = Path(work) / "bundle"
+        shutil.copytree(opened.root, tmp)
+        yield tmp, manifest
+        finish_manifest(tmp, manifest)
+        pack_bundle(tmp, src)  # atomic (temp file + rename)
+
+
+def finish_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Drop files no artifact or record needs, then hash every file and write manifest.json."""
+    from cmkd_edge.runtime.manifest import write_manifest
+
+    keep = {f for a in manifest["artifacts"] for f in a.get("files", [a["path"]])}
+    for p in sorted(root.rglob("*"), reverse=True):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel != "manifest.json" and rel not in keep:
+            p.unlink()
+        elif p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+    manifest = {**manifest, "files": {}}
+    return write_manifest(root, manifest).to_dict()
+
+
+def set_artifact(manifest: dict[str, Any], artifact: dict[str, Any]) -> None:
+    """Add ``artifact`` to the manifest, replacing one with the same id."""
+    arts = [a for a in manifest["artifacts"] if a["id"] != artifact["id"]]
+    arts.append(artifact)
+    manifest["artifacts"] = arts
+
+
+def drop_artifacts(manifest: dict[str, Any], prefix: str) -> list[str]:
+    """Remove artifacts whose id starts with ``prefix`` (a re-run replaces its own outputs)."""
+    gone = [a["id"] for a in manifest["artifacts"] if a["id"].startswith(prefix)]
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["id"] not in gone]
+    return gone

@@ -1,0 +1,56 @@
+"""OpenVINO IR from the bundle's FP32, FP16-compressed or INT8 (QDQ) ONNX, compiled once as a check.
+
+OpenVINO runs ONNX directly, but an IR (xml/bin) loads faster and is what OpenVINO's tools expect
+on a device. The IR is converted here, compiled on the CPU of this machine (the only device present;
+``--device`` is recorded as the intended target, and compiling for GPU/NPU happens on the device),
+and a model cache directory can be given so the first load on the target is not paid twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmkd_edge.errors import BackendUnavailableError, ExportValidationError
+
+DEVICES = ("CPU", "GPU", "NPU")
+
+
+def convert(onnx_path: Path, xml: Path, fp16: bool) -> list[Path]:
+    """ONNX -> IR; ``fp16`` compresses weights to float16 (OpenVINO keeps compute precision
+    per device: CPU runs FP32/BF16, GPU runs FP16)."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendUnavailableError("openvino is not installed",
+                                      "pip install 'cmkd-edge[openvino]'") from exc
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(xml), compress_to_fp16=fp16)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def compile_check(xml: Path, sample: np.ndarray, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Compile the IR on CPU and run one batch; return what was checked.
+
+    Raises:
+        ExportValidationError: the IR does not compile or gives non-finite or wrongly shaped output.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(cache_dir)})
+    try:
+        compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": 1})
+        out = compiled(np.ascontiguousarray(sample, dtype=np.float32))[0]
+    except Exception as exc:
+        raise ExportValidationError(f"OpenVINO could not compile {xml.name} on CPU: "
+                                    f"{str(exc).strip().splitlines()[0]}") from exc
+    if out.shape[0] != sample.shape[0] or not np.isfinite(out).all():
+        raise ExportValidationError(f"{xml.name} gave output {out.shape} with non-finite values "
+                                    f"for a batch of {sample.shape[0]}")
+    return {"compiled_on": "CPU", "output_shape": list(out.shape),
+            "available_devices": list(core.available_devices), "openvino": ov.get_version()}

@@ -1,0 +1,169 @@
+"""ONNX Runtime INT8 (explicit QDQ) and FP16 artifacts.
+
+INT8 is one QDQ ONNX file (QuantizeLinear/DequantizeLinear around each quantized op), the format
+ONNX Runtime, OpenVINO and TensorRT all accept (field notes: TensorRT's implicit calibrators are
+deprecated). Activation/weight types follow the CPU: on x86 without VNNI the S8S8 kernels gain
+nothing (measured 0.94x), U8S8 does (1.71x), and U8S8 there needs 7-bit weights (``reduce_range``)
+because the AVX2 ``vpmaddubsw`` path saturates its 16-bit intermediate sums; with VNNI (or on
+ARM) S8S8 is used. Per-channel weights. Preprocessing nodes stay in float (``nodes_to_exclude``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmkd_edge.errors import QuantizationError
+
+
+def choose_int8_types(cpu: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Activation/weight types for this CPU, with the flags and the reason (all recorded)."""
+    from cmkd_edge.runtime.device import cpu_info, has_vnni
+
+    cpu = cpu or cpu_info()
+    flags = cpu.get("flags", {})
+    x86 = str(cpu.get("machine", "")).lower() in ("x86_64", "amd64", "i686", "x86")
+    vnni = bool(flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx")) \
+        if flags else has_vnni()
+    if x86 and not vnni:
+        choice = {"activation": "QUInt8", "weight": "QInt8", "name": "U8S8", "reduce_range": True,
+                  "reason": "x86 without VNNI: S8S8 gives no speed-up; U8S8 with 7-bit weights "
+                            "avoids vpmaddubsw saturation"}
+    else:
+        choice = {"activation": "QInt8", "weight": "QInt8", "name": "S8S8", "reduce_range": False,
+                  "reason": "VNNI/AMX or ARM: S8S8 is the fast and accurate default"}
+    return {**choice, "cpu_flags": cpu.get("flags_present", sorted(k for k, v in flags.items() if v)),
+            "machine": cpu.get("machine")}
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over raw batches (duck-typed: get_next/rewind)."""
+
+    def __init__(self, x: np.ndarray, input_name: str, batch: int = 8) -> None:
+        from cmkd_edge.export.quantize.calib import batches
+
+        self._batches = list(batches(x, batch))
+        self._name = input_name
+        self._i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._batches):
+            return None
+        self._i += 1
+        return {self._name: self._batches[self._i - 1]}
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def quantize_int8(fp32: Path, out: Path, calib_x: np.ndarray, method: str,
+                  types: dict[str, Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Write a QDQ INT8 model of ``fp32`` to ``out`` calibrated on ``calib_x`` (raw inputs).
+
+    Raises:
+        QuantizationError: onnxruntime's quantizer failed.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    model = onnx.load(str(fp32))
+    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib_x, model.graph.input[0].name)
+    extra = {"ActivationSymmetric": types["activation"] == "QInt8", "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    try:
+        quantize_static(
+            str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            reduce_range=bool(types["reduce_range"]),
+            activation_type=getattr(QuantType, types["activation"]),
+            weight_type=getattr(QuantType, types["weight"]),
+            nodes_to_exclude=list(exclude), calibrate_method=methods[method], extra_options=extra)
+    except Exception as exc:
+        raise QuantizationError(f"onnxruntime quantize_static ({method}) failed: "
+                                f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from exc
+    return {"format": "QDQ", "per_channel": True, "calib_method": method,
+            "excluded_nodes": list(exclude)}
+
+
+def convert_fp16(fp32: Path, out: Path, keep_float: Sequence[str]) -> dict[str, Any]:
+    """FP16 weights and activations, float32 I/O and preprocessing (ONNX-level conversion).
+
+    Uses the float16 converter that ships inside onnxruntime (``onnxruntime.transformers.float16``,
+    the onnxconverter-common code) with ``keep_io_types`` and the preprocessing nodes blocked: raw
+    reflectances up to 2e4 and linear SAR power near 1e-10 do not survive a cast to float16 before
+    normalisation. Useful for GPU execution providers; ONNX Runtime's x86 CPU provider has few FP16
+    kernels and inserts casts, so it is not faster there (measured in benchmarks/quantize.py).
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32))
+    try:
+        half = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(keep_float))
+    except Exception as exc:
+        raise QuantizationError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
+    onnx.save(half, str(out))
+    return {"format": "fp16", "kept_float": list(keep_float)}
+
+
+def op_outputs(model: Any, ops: Sequence[str] = ("Conv", "Gemm", "MatMul")) -> list[tuple[str, str, str]]:
+    """(node name, main input, output) of every weighted op, in graph order."""
+    return [(n.name, n.input[0], n.output[0]) for n in model.graph.node if n.op_type in ops]
+
+
+def sensitive_nodes(fp32: Path, qdq: Path, x: np.ndarray, k: int) -> list[dict[str, Any]]:
+    """Rank weighted ops by the quantization error they *add* and return the top ``k``.
+
+    For each Conv/Gemm, the noise-to-signal ratio (||q - f||^2 / ||f||^2) of its output in the QDQ
+    model against FP32 is measured on calibration inputs, minus the ratio already present at its
+    input: error that is only inherited from earlier layers is not blamed on this one.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(fp32))
+    ops = op_outputs(model)
+    tensors = sorted({t for _, i, o in ops for t in (i, o)})
+
+    def run(path: Path) -> dict[str, np.ndarray]:
+        m = onnx.load(str(path))
+        have = {o.name for o in m.graph.output}
+        produced = {o for n in m.graph.node for o in n.output}
+        for t in tensors:
+            if t not in have and t in produced:
+                m.graph.output.append(onnx.ValueInfoProto(name=t))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        got = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
+        return {t: got[t] for t in tensors if t in got}
+
+    try:
+        ref, q = run(fp32), run(qdq)
+    except Exception as exc:
+        raise QuantizationError(f"layer sensitivity analysis failed: {str(exc).splitlines()[0]}"
+                                ) from exc
+
+    def nsr(t: str) -> float:
+        if t not in ref or t not in q:
+            return 0.0
+        f = ref[t].astype(np.float64)
+        return float(((q[t] - f) ** 2).sum() / max((f ** 2).sum(), 1e-12))
+
+    ranked = [{"node": name, "added_nsr": nsr(o) - nsr(i), "output_nsr": nsr(o)}
+              for name, i, o in ops]
+    ranked.sort(key=lambda r: -r["added_nsr"])
+    return ranked[:k]

@@ -1,0 +1,93 @@
+"""Raw deploy-time inputs from a dataset: what the exported graph takes, with labels.
+
+The graph takes the raw source bands (e.g. all 13 Sentinel-2 bands for an RGB student), not the
+view the network was trained on, so calibration, parity and the accuracy gate all need samples in
+that form. They are read through the data layer (``open_dataset``) with a view that yields exactly
+the source bands in the spec's order: ``bands:<source_bands>`` for optical; ``sar`` (real
+Sentinel-1, dB) or, on optical-only data, the checkpoint's own ``sar-sim`` view for SAR (marked
+synthetic). Linear-power deployments get dB converted back to linear power.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cmkd_edge.errors import DataError
+
+
+@dataclass
+class RawSamples:
+    """Raw inputs (N, C, H, W) float32 in source units, labels, and where they came from."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.x))
+
+    def sha256(self) -> str:
+        """Hash of the exact arrays (shape, dtype, bytes): the calibration set's identity."""
+        h = hashlib.sha256()
+        for arr in (self.x, self.labels):
+            a = np.ascontiguousarray(arr)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    def top1_labels(self) -> np.ndarray:
+        """Class index per sample (multi-hot labels: their first positive class)."""
+        return self.labels if self.labels.ndim == 1 else self.labels.argmax(1)
+
+
+def _deploy_views(spec: Mapping[str, Any], ckpt_view: str) -> list[str]:
+    if spec["source"] == "s2":
+        return ["bands:" + ",".join(spec["source_bands"])]
+    return ["sar", ckpt_view] if ckpt_view != "sar" else ["sar"]
+
+
+def ds_view_name(ds: Any, spec: str) -> str:
+    """The dataset's key for the view opened from ``spec`` (the only view it holds)."""
+    return spec if spec in ds.views else next(iter(ds.views))
+
+
+def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, split: str,
+                     n: int | None = None, seed: int = 0, split_file: str | None = None
+                     ) -> RawSamples:
+    """Read ``split`` of ``data`` as raw deploy inputs; ``n`` picks a stratified subset.
+
+    Raises:
+        DataError: the data cannot provide the deployed source, or the split is empty.
+    """
+    from cmkd_edge.data import open_dataset
+    from cmkd_edge.data.splits import stratified_indices
+
+    last: Exception | None = None
+    for view in _deploy_views(spec, ckpt_view):
+        try:
+            ds = open_dataset(data, views=[view], split=split, seed=seed, augment=False,
+                              split_file=split_file)
+            break
+        except DataError as exc:
+            last = exc
+    else:
+        raise DataError(f"{data or 'synthetic data'} cannot provide the deployed "
+                        f"{spec['source']} input ({last.message if last else ''})")
+    if len(ds) == 0:
+        raise DataError(f"split {split!r} of {data or 'synthetic data'} is empty")
+    labels = np.asarray(ds.labels)
+    idx = np.arange(len(ds)) if n is None or n >= len(ds) else stratified_indices(labels, n, seed)
+    x = np.asarray(ds.view_batch(ds_view_name(ds, view), idx), dtype=np.float32)
+    if spec["source"] == "s1" and spec["source_units"] == "linear":
+        x = np.power(10.0, x / 10.0, dtype=np.float32)  # data layer yields dB; device feeds power
+    desc = ds.describe() if hasattr(ds, "describe") else {}
+    info = {"data": str(data) if data else "synthetic", "split": split, "view": view,
+            "n": int(len(idx)), "of": int(len(ds)), "stratified": n is not None and n < len(ds),
+            "seed": seed, "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
+                                             or view.startswith("sar-sim"))}
+    return RawSamples(x=x, labels=labels[idx], info=info)

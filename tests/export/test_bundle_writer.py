@@ -1,0 +1,47 @@
+"""The bundle writer: staged, atomic replacement; packed bundles edited in place."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from cmkd_edge.export.bundle import edit_bundle, replace_dir, staged_dir
+from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+
+from cmkd_edge.errors import BundleError
+
+
+def test_replace_dir_swaps_whole_directories(tmp_path):
+    old, new = tmp_path / "b", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    (old / "a").write_text("old")
+    (new / "a").write_text("new")
+    replace_dir(new, old)
+    assert (old / "a").read_text() == "new" and not new.exists()
+
+
+def test_staged_dir_error_keeps_target(tmp_path):
+    target = tmp_path / "b"
+    target.mkdir()
+    (target / "f").write_text("keep")
+    with pytest.raises(RuntimeError), staged_dir(target, copy_from=target) as tmp:
+        (tmp / "f").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "f").read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_edit_packed_bundle_repacks(optical_bundle, tmp_path):
+    archive = pack_bundle(optical_bundle, tmp_path / "b.tar.gz")
+    with edit_bundle(archive) as (root, manifest):
+        manifest["provenance"]["note"] = "edited"
+    assert open_bundle(archive, cache_dir=tmp_path / "cache").manifest.provenance["note"] == "edited"
+
+
+def test_edit_refuses_tampered_bundle(optical_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(optical_bundle, b)
+    with open(b / "model.onnx", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(BundleError, match="sha256"), edit_bundle(b):
+        pass

@@ -1,0 +1,165 @@
+"""quantize: calibration rules, U8S8/S8S8 choice, the accuracy gate and its fallback ladder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cmkd_edge.export.quantize import quantize_bundle
+from cmkd_edge.export.quantize.gate import Gate, judge, run_onnxruntime
+from cmkd_edge.export.quantize.ort import choose_int8_types
+from cmkd_edge.export.samples import RawSamples
+from cmkd_edge.export.student import export_checkpoint
+from cmkd_edge.runtime.bundle import open_bundle
+from conftest import make_checkpoint, raw_batch
+
+from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint
+from cmkd_edge.errors import QuantizationError
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def _sets(bundle: Path, n_cal: int = 24, n_val: int = 16) -> tuple[RawSamples, RawSamples]:
+    """Raw arrays labelled with the FP32 model's own predictions (FP32 top-1 = 100 %)."""
+    x = raw_batch(n_cal + n_val, hw=32, seed=3)
+    y = run_onnxruntime(bundle / "model.onnx", x).argmax(1)
+    return (RawSamples(x[:n_cal], y[:n_cal], {"data": "arrays", "split": "train"}),
+            RawSamples(x[n_cal:], y[n_cal:], {"data": "arrays", "split": "val"}))
+
+
+def test_types_follow_cpu_flags():
+    avx2 = {"machine": "x86_64", "flags": {"avx2": True}, "flags_present": ["avx2"]}
+    vnni = {"machine": "x86_64", "flags": {"avx2": True, "avx512_vnni": True},
+            "flags_present": ["avx2", "avx512_vnni"]}
+    assert choose_int8_types(avx2)["name"] == "U8S8" and choose_int8_types(avx2)["reduce_range"]
+    assert choose_int8_types(vnni)["name"] == "S8S8"
+    assert choose_int8_types({"machine": "aarch64", "flags": {"neon": True}})["name"] == "S8S8"
+
+
+def test_int8_onnxruntime_passes_gate_and_is_recorded(optical_bundle, tmp_path):
+    b = _copy(optical_bundle, tmp_path)
+    cal, val = _sets(b)
+    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val)
+    assert rec["passed"] and rec["accepted"].startswith("int8")
+    assert rec["int8_types"]["name"] in ("U8S8", "S8S8") and "cpu_flags" in rec["int8_types"]
+    assert rec["calibration"]["sha256"] == cal.sha256() and rec["calibration"]["size"] == 24
+    m = open_bundle(b).manifest
+    art = m.artifact("onnx-int8")
+    assert art.gate_passed and art.precision == "int8"
+    assert m.quantization["onnxruntime:int8"]["rungs"][0]["rung"] == "int8-minmax"
+    import onnx
+
+    model = onnx.load(str(b / art.path))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    first_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    # preprocessing stays in float: the graph input is never quantized directly
+    assert first_q.input[0] != model.graph.input[0].name
+
+
+def test_calibration_from_test_split_is_refused(optical_bundle, tmp_path):
+    b = _copy(optical_bundle, tmp_path)
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(QuantizationError, match="test"):
+        quantize_bundle(b, calib_split="test")
+    cal, val = _sets(b)
+    cal.info["split"] = "test"
+    with pytest.raises(QuantizationError, match="test"):
+        quantize_bundle(b, calib_data=cal, val_data=val)
+    assert (b / "manifest.json").read_bytes() == before
+
+
+def test_wrong_channel_count_and_units_are_refused(optical_bundle, tmp_path):
+    b = _copy(optical_bundle, tmp_path)
+    cal, val = _sets(b)
+    bad = RawSamples(cal.x[:, :4], cal.labels, {"split": "train"})
+    with pytest.raises(QuantizationError, match=r"\(N, 13, H, W\)"):
+        quantize_bundle(b, calib_data=bad, val_data=val)
+    scaled = RawSamples(cal.x / 1e4 - 5.0, cal.labels, {"split": "train"})  # wrong units
+    with pytest.raises(QuantizationError, match="outside the expected"):
+        quantize_bundle(b, calib_data=scaled, val_data=val)
+
+
+@pytest.fixture(scope="module")
+def fragile_bundle(tmp_path_factory) -> Path:
+    """A student whose head rows differ by 1e-4 relative: FP32 keeps its decisions, rounding the
+    weights to 16 or 8 bits scrambles them (so FP16 and plain INT8 fail a 0-point gate)."""
+    d = tmp_path_factory.mktemp("fragile")
+    ckpt = load_checkpoint(make_checkpoint(d / "s.pt", seed=1))
+    sd = ckpt["state_dict"]
+    w = sd["head.weight"]
+    sd["head.weight"] = w[:1].expand_as(w) + 1e-4 * w.abs().mean() * torch.randn_like(w)
+    sd["head.bias"] = torch.zeros_like(sd["head.bias"])
+    ckpt.pop("_path")
+    save_checkpoint(d / "fragile.pt", ckpt)
+    return export_checkpoint(d / "fragile.pt", d / "bundle", samples=8, batch=4, hw=(32, 32),
+                             data="/nonexistent")
+
+
+def test_ladder_falls_back_to_sensitive_layers_in_float(fragile_bundle, tmp_path):
+    b = _copy(fragile_bundle, tmp_path)
+    cal, val = _sets(b, n_cal=16, n_val=32)
+    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val, max_drop=0.0)
+    tried = [r["rung"] for r in rec["rungs"]]
+    assert tried[:3] == ["int8-minmax", "int8-entropy", "int8-percentile"]
+    assert all(not r["passed"] for r in rec["rungs"][:3])  # plain INT8 collapses
+    last = rec["rungs"][-1]
+    assert last["rung"] == rec["accepted"]
+    if rec["accepted"] == "int8-sensitive-float":
+        assert last["excluded_nodes"] and last["sensitive"][0]["added_nsr"] >= 0
+        assert open_bundle(b).manifest.artifact("onnx-int8").extra["rung"] == "int8-sensitive-float"
+
+
+def test_gate_no_rung_passes_keeps_fp32(fragile_bundle, tmp_path):
+    b = _copy(fragile_bundle, tmp_path)
+    _, val = _sets(b, n_cal=16, n_val=32)
+    before = open_bundle(b).manifest
+    rec = quantize_bundle(b, backend="onnxruntime", precision="fp16", val_data=val, max_drop=0.0)
+    assert [r["rung"] for r in rec["rungs"]] == ["fp16", "fp32"]
+    assert not rec["rungs"][0]["passed"] and rec["rungs"][0]["drop"] > 0
+    assert rec["accepted"] == "fp32" and not rec["passed"]
+    m = open_bundle(b).manifest  # complete, verified, FP32 only
+    assert [a.id for a in m.artifacts] == ["onnx-fp32"] and sorted(m.files) == ["model.onnx"]
+    assert m.files == before.files
+    assert m.quantization["onnxruntime:fp16"]["accepted"] == "fp32"
+
+
+def test_judge_per_class_limit():
+    labels = np.array([0, 0, 1, 1])
+    ref = np.eye(2)[[0, 0, 1, 1]]
+    cand = np.eye(2)[[0, 1, 1, 1]]  # class 0 drops 50 points, overall 25
+    v = judge(ref, cand, labels, ["a", "b"], Gate(max_drop=30.0, max_class_drop=40.0))
+    assert v["drop"] == 25.0 and v["worst_class"] == "a" and not v["passed"]
+    assert judge(ref, cand, labels, ["a", "b"], Gate(max_drop=30.0))["passed"]  # 3x = 90
+
+
+def test_openvino_int8_and_fp16(optical_bundle, tmp_path):
+    b = _copy(optical_bundle, tmp_path)
+    cal, val = _sets(b)
+    rec = quantize_bundle(b, backend="openvino", calib_data=cal, val_data=val, max_drop=5.0)
+    assert rec["accepted"] == "int8-nncf-ptq" and rec["passed"]
+    rec16 = quantize_bundle(b, backend="onnxruntime", precision="fp16", val_data=val)
+    assert rec16["accepted"] == "fp16" and rec16["calibration"] is None
+    m = open_bundle(b).manifest
+    assert {"onnx-fp32", "openvino-int8", "onnx-fp16"} == {a.id for a in m.artifacts}
+    assert set(m.quantization) == {"openvino:int8", "onnxruntime:fp16"}
+    xml = (b / m.artifact("openvino-int8").path).read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml or "u8" in xml
+
+
+def test_synthetic_data_path_end_to_end(optical_bundle, tmp_path):
+    """Calibration and gate read through the data layer (synthetic default, recorded as such)."""
+    b = _copy(optical_bundle, tmp_path)
+    rec = quantize_bundle(b, calib_size=16, max_drop=100.0)
+    assert rec["calibration"]["split"] == "train" and rec["calibration"]["synthetic"]
+    assert rec["calibration"]["stratified"] and rec["gate"]["synthetic"]
+    doc = json.loads((b / "manifest.json").read_text())
+    assert doc["quantization"]["onnxruntime:int8"]["calibration"]["sha256"]
