@@ -1,1 +1,29 @@
-"""Placeholder; filled by its stage."""
+"""Distillation: the trainer, its config, metrics, DDP helpers, and the methods (``losses/``).
+
+``from cmkd_edge.distill import train, TrainConfig`` imports torch only when used (lazy attributes),
+so importing the package stays cheap.
+
+Modules: ``config`` (TrainConfig), ``trainer`` (train), ``evaluation`` (predict, evaluate_checkpoint),
+``metrics`` (numpy metrics), ``loaders``, ``runstate`` (seeding, RNG snapshots, schedule, metrics.csv),
+``distributed`` (torchrun), ``progress`` (bars and epoch lines), ``losses`` (METHODS registry).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "cmkd_edge.distill.config",
+    "train": "cmkd_edge.distill.trainer",
+    "evaluate_checkpoint": "cmkd_edge.distill.evaluation",
+    "evaluate_model": "cmkd_edge.distill.evaluation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cmkd_edge.distill' has no attribute {name!r}")

@@ -1,0 +1,109 @@
+"""Options shared by the training commands, and the small parsing helpers behind them.
+
+Click and stdlib only (``--help`` imports this module on a runtime-only device).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cmkd_edge.errors import DataError
+
+
+def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``("a=1", "b=x")`` -> ``{"a": "1", "b": "x"}``; the method's Config converts the types."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {item!r}", ctx=ctx, param=param)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def check_data_path(data: str | None) -> str | None:
+    """None / "synthetic" select the synthetic default ("synthetic:per_class=20,size=16" sizes it);
+    any other value must exist on disk."""
+    if data is None or data == "synthetic":
+        return None
+    if data.startswith("synthetic:"):
+        return data
+    if not Path(data).exists():
+        raise DataError(f"data path not found: {data}", "give an existing folder or file, or omit --data "
+                        "for the synthetic default")
+    return data
+
+
+def command_line() -> str:
+    """The exact command line (recorded in checkpoints)."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def _stack(*decorators: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+data_option = click.option(
+    "--data", default=None, metavar="PATH",
+    help="Dataset folder/file (EuroSAT-MS, BigEarthNet, paired layout). Default: synthetic data.",
+)
+out_option = click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+device_option = click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+    help="auto = CUDA (with mixed precision) when present, else CPU.",
+)
+
+#: Options every training command takes; their names match TrainConfig fields.
+training_options = _stack(
+    out_option,
+    data_option,
+    click.option("--epochs", default=10, show_default=True, type=int, help="Total epochs."),
+    click.option("--batch-size", default=32, show_default=True, type=int),
+    click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["adamw", "sgd"])),
+    click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak learning rate."),
+    click.option("--weight-decay", default=0.05, show_default=True, type=float),
+    click.option("--warmup-epochs", default=0, show_default=True, type=int,
+                 help="Linear warm-up before the cosine decay."),
+    click.option("--augment/--no-augment", default=True, show_default=True,
+                 help="Random flips and 90-degree rotations of training patches."),
+    click.option("--arch-opt", "arch_options", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
+                 help="Model option, e.g. width=32 or dropout=0.2 (repeatable)."),
+    click.option("--select-metric", default=None,
+                 help="Validation metric for best.pt (default accuracy; mAP for multi-label)."),
+    click.option("--seed", default=0, show_default=True, type=int),
+    click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes."),
+    device_option,
+    click.option("--split-file", default=None, metavar="PATH",
+                 help="Reuse a split.csv (or a run directory's) instead of the data's own split."),
+    click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),
+    click.option("--stop-after-epoch", default=None, type=int, metavar="K",
+                 help="End after epoch K as if interrupted (the schedule still spans --epochs)."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines."),
+    json_option,
+)
+
+
+def coerce_arch_options(options: dict[str, str]) -> dict[str, Any]:
+    """Arch options arrive as strings: turn numbers into numbers (``width=32`` -> 32)."""
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        for conv in (int, float):
+            try:
+                out[k] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k] = {"true": True, "false": False}.get(v.lower(), v)
+    return out

@@ -1,0 +1,99 @@
+"""``cmkd-edge train-teacher`` and ``cmkd-edge distill``: thin wrappers around the one trainer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from cmkd_edge.cli._options import (
+    check_data_path,
+    coerce_arch_options,
+    command_line,
+    parse_key_values,
+    training_options,
+)
+
+method_opt_option = click.option(
+    "--method-opt", "method_options", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
+    help="Method option parsed by the method's Config, e.g. reduction=mean (repeatable).",
+)
+
+
+def _run(params: dict[str, Any]) -> None:
+    from cmkd_edge.distill.config import TrainConfig
+    from cmkd_edge.distill.trainer import train
+
+    as_json = params.pop("as_json")
+    params["data"] = check_data_path(params["data"])
+    params["arch_options"] = coerce_arch_options(params["arch_options"])
+    summary = train(TrainConfig(command=command_line(), **params))
+    if summary["world_size"] > 1 and not _is_rank0():
+        return
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    _print_summary(summary)
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    synth = " [synthetic data]" if s["synthetic"] else ""
+    click.echo(f"{s['role']} {s['arch']} on {s['view']}{synth}: {s['status']} after {s['epochs_run']} epochs")
+    click.echo(f"  best.pt  epoch {s['best_epoch']}, val {s['select_metric']} {s['best_val']:.4f}")
+    if s["test"]:
+        keys = [k for k in ("accuracy", "macro_f1", "ece", "map", "micro_f1") if k in s["test"]]
+        click.echo("  test     " + ", ".join(f"{k} {s['test'][k]:.4f}" for k in keys)
+                   + f" (n={s['test']['n']})")
+    click.echo(f"  run dir  {s['best_checkpoint'].rsplit('/', 1)[0]}")
+
+
+@click.command("train-teacher")
+@click.option("--view", default="ms", show_default=True,
+              help="Input view: ms, rgb, sar, sar-sim, bands:B02,B03,B04,B08.")
+@click.option("--arch", default="resnet18-small", show_default=True, help="Model (cmkd-edge list archs).")
+@click.option("--method", default="none", show_default=True, hidden=True)
+@method_opt_option
+@training_options
+def train_teacher(**params: Any) -> None:
+    """Train a model from labels only (a teacher, or a no-KD baseline student).
+
+    Writes last.pt every epoch, best.pt on the best validation score, metrics.csv, split.csv and
+    summary.json to --out; the test split is scored once, at the end, with best.pt.
+
+    \b
+    Example:
+      cmkd-edge train-teacher --data data/eurosat --view ms --arch resnet18 --epochs 30 --out runs/teacher
+    """
+    _run(params)
+
+
+@click.command("distill")
+@click.option("--teacher", required=True, metavar="CHECKPOINT", help="Teacher best.pt (or its run dir).")
+@click.option("--teacher-view", default=None, help="Teacher's view (default: the one it was trained on).")
+@click.option("--student-view", "view", default="rgb", show_default=True, help="Student's input view.")
+@click.option("--arch", default="resnet-narrow", show_default=True, help="Student model (cmkd-edge list archs).")
+@click.option("--method", default="kd", show_default=True, help="Distillation method (cmkd-edge list methods).")
+@method_opt_option
+@click.option("--temperature", default=None, type=float, help="KD temperature T (method default if unset).")
+@click.option("--kd-weight", default=None, type=float, help="Weight of the KD term (method default if unset).")
+@click.option("--ce-weight", default=None, type=float, help="Weight of the label loss (method default if unset).")
+@training_options
+def distill(**params: Any) -> None:
+    """Distil a teacher on one view into a student on another view of the same samples.
+
+    The teacher is frozen and in eval mode; its classes must match the data's. The student uses the
+    teacher run's split.csv, so it is never tested on samples the teacher trained on.
+
+    \b
+    Example:
+      cmkd-edge distill --teacher runs/teacher/best.pt --data data/eurosat --teacher-view ms \\
+          --student-view rgb --method kd --arch resnet-narrow --out runs/student
+    """
+    _run(params)

@@ -1,0 +1,129 @@
+"""The run configuration: one frozen dataclass for teacher training and for distillation.
+
+Validated in ``__post_init__`` so a bad option fails before any data is read or model is built, with
+a one-line :class:`~cmkd_edge.errors.ConfigError` the CLI prints as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cmkd_edge.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (recorded in its checkpoints and summary).
+
+    Args:
+        out: run directory (last.pt, best.pt, metrics.csv, summary.json, split.csv).
+        data: dataset path, or None / "synthetic" for the deterministic synthetic default.
+        view: the trained model's view ("ms", "rgb", "sar", "sar-sim", "bands:...").
+        arch: model name in ``cmkd_edge.models.ARCHS``; ``arch_options`` go to ``build_model``.
+        teacher: teacher checkpoint (file or run directory) for distillation; None trains a model
+            from labels only (``method`` must then be one that needs no teacher, e.g. "none").
+        teacher_view: the teacher's view; None = the view recorded in the teacher checkpoint.
+        method, method_options: distillation method and its options (strings are parsed by the
+            method's Config). ``temperature``/``kd_weight``/``ce_weight`` are merged into the
+            options when set.
+        epochs: total epochs; ``stop_after_epoch`` ends the run early as if interrupted (the
+            schedule still spans ``epochs``), which is how resume is tested.
+        optimizer: "adamw" or "sgd" (momentum, nesterov); cosine decay per step to ``min_lr_ratio``
+            after ``warmup_epochs`` of linear warm-up.
+        select_metric: validation metric for best.pt (default: accuracy; mAP for multi-label).
+        device: "auto" (CUDA when present), "cpu" or "cuda"; ``amp`` enables autocast + GradScaler
+            on CUDA only (CPU always runs float32).
+        command: the exact command line, recorded in checkpoints.
+    """
+
+    out: Path
+    data: str | None = None
+    view: str = "ms"
+    arch: str = "resnet18-small"
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    teacher: str | None = None
+    teacher_view: str | None = None
+    method: str = "none"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    kd_weight: float | None = None
+    ce_weight: float | None = None
+    epochs: int = 10
+    stop_after_epoch: int | None = None
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    warmup_epochs: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    augment: bool = True
+    select_metric: str | None = None
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    amp: bool = True
+    resume: bool = False
+    split_file: str | None = None
+    eval_batch_size: int = 128
+    quiet: bool = False
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if self.data is not None and str(self.data) == "synthetic":
+            object.__setattr__(self, "data", None)
+        if self.data is not None:
+            object.__setattr__(self, "data", str(self.data))
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
+            (self.batch_size >= 1, f"batch size must be >= 1 (got {self.batch_size})"),
+            (self.eval_batch_size >= 1, f"eval batch size must be >= 1 (got {self.eval_batch_size})"),
+            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0 (got {self.weight_decay})"),
+            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+             f"warmup epochs must be in [0, epochs) (got {self.warmup_epochs})"),
+            (0 <= self.min_lr_ratio <= 1, f"min lr ratio must be in [0, 1] (got {self.min_lr_ratio})"),
+            (self.workers >= 0, f"workers must be >= 0 (got {self.workers})"),
+            (self.grad_clip is None or self.grad_clip > 0, "grad clip must be > 0"),
+            (self.optimizer in OPTIMIZERS,
+             f"unknown optimizer {self.optimizer!r} (choose one of: {', '.join(OPTIMIZERS)})"),
+            (self.device in DEVICES,
+             f"unknown device {self.device!r} (choose one of: {', '.join(DEVICES)})"),
+            (self.stop_after_epoch is None or 1 <= self.stop_after_epoch <= self.epochs,
+             f"stop-after-epoch must be in [1, epochs] (got {self.stop_after_epoch})"),
+            (self.temperature is None or self.temperature > 0,
+             f"temperature must be > 0 (got {self.temperature})"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if self.teacher_view is not None and self.teacher is None:
+            raise ConfigError("a teacher view was given without a teacher checkpoint")
+
+    @property
+    def role(self) -> str:
+        """"student" when distilled from a teacher, else "teacher"."""
+        return "student" if self.teacher is not None else "teacher"
+
+    def merged_method_options(self) -> dict[str, Any]:
+        """``method_options`` plus the common loss options that were set on the command line."""
+        opts = dict(self.method_options)
+        for key in ("temperature", "kd_weight", "ce_weight"):
+            value = getattr(self, key)
+            if value is not None:
+                opts[key] = value
+        return opts
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (JSON and ``weights_only`` checkpoint friendly)."""
+        d = dataclasses.asdict(self)
+        d["out"] = str(self.out)
+        return d

@@ -1,0 +1,164 @@
+"""Classification metrics in numpy: what the trainer selects on and what ``evaluate`` reports.
+
+Numpy only (no torch, no scikit-learn) so the same functions can score a bundle's outputs on a device.
+Multiclass metrics take class probabilities (N, K) and integer labels (N,); multi-label metrics take
+per-class probabilities (N, K) and multi-hot targets (N, K).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts; row = true class, column = predicted class."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of exact matches (0.0 on an empty set)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float((y_true == y_pred).mean()) if y_true.size else 0.0
+
+
+def per_class_accuracy(cm: np.ndarray) -> list[float | None]:
+    """Recall of each class (diagonal / row sum); None for a class absent from the set."""
+    rows = cm.sum(axis=1)
+    return [float(cm[i, i] / rows[i]) if rows[i] else None for i in range(cm.shape[0])]
+
+
+def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denom = 2 * tp + fp + fn
+    # why: a class never predicted nor present has an undefined F1; count it as 0 like sklearn's default
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes present in truth or prediction."""
+    tp = np.diag(cm).astype(np.float64)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    seen = (tp + fp + fn) > 0
+    return float(_f1_from_counts(tp, fp, fn)[seen].mean()) if seen.any() else 0.0
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE (Guo et al. 2017): sum over equal-width confidence bins of |accuracy - confidence| * share.
+
+    Args:
+        probs: (N, K) class probabilities.
+        y_true: (N,) integer labels.
+        bins: number of equal-width bins on [0, 1] (15, as in Guo et al.).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape[0] == 0:
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(y_true)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # right-closed bins (lo, hi]; confidence 0 cannot occur for a max over K >= 1 probabilities
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float | None:
+    """Area under the precision-recall curve as the mean precision at each positive (no interpolation).
+
+    Returns None when there is no positive (AP undefined).
+    """
+    positives = np.asarray(positives).astype(bool)
+    n_pos = int(positives.sum())
+    if n_pos == 0:
+        return None
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hits = positives[order]
+    precision_at = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float(precision_at[hits].sum() / n_pos)
+
+
+def multiclass_report(
+    probs: np.ndarray, y_true: np.ndarray, class_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class accuracy, confusion matrix and ECE for (N, K) probabilities."""
+    probs = np.asarray(probs)
+    k = probs.shape[1]
+    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, k)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    return {
+        "task": "multiclass",
+        "n": int(y_true.size),
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(cm),
+        "ece": expected_calibration_error(probs, y_true),
+        "per_class_accuracy": dict(zip(names, per_class_accuracy(cm), strict=True)),
+        "confusion_matrix": cm.tolist(),
+        "class_names": names,
+    }
+
+
+def multilabel_report(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Micro/macro F1 at ``threshold`` and mAP (mean AP over classes with a positive)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets).astype(bool)
+    pred = probs >= threshold
+    tp = (pred & targets).sum(axis=0).astype(np.float64)
+    fp = (pred & ~targets).sum(axis=0).astype(np.float64)
+    fn = (~pred & targets).sum(axis=0).astype(np.float64)
+    seen = (tp + fp + fn) > 0
+    per_f1 = _f1_from_counts(tp, fp, fn)
+    micro = _f1_from_counts(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))[0]
+    aps = [average_precision(probs[:, j], targets[:, j]) for j in range(probs.shape[1])]
+    valid = [a for a in aps if a is not None]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(probs.shape[1])]
+    return {
+        "task": "multilabel",
+        "n": int(probs.shape[0]),
+        "micro_f1": float(micro),
+        "macro_f1": float(per_f1[seen].mean()) if seen.any() else 0.0,
+        "map": float(np.mean(valid)) if valid else 0.0,
+        "per_class_ap": dict(zip(names, aps, strict=True)),
+        "threshold": threshold,
+        "class_names": names,
+    }
+
+
+def classification_report(
+    task: str, probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Dispatch on ``task`` ("multiclass" | "multilabel")."""
+    if task == "multilabel":
+        return multilabel_report(probs, targets, class_names)
+    return multiclass_report(probs, targets, class_names)
+
+
+#: Scalar metrics of each task, in the order tables and metrics.csv show them.
+SCALARS = {
+    "multiclass": ("accuracy", "macro_f1", "ece"),
+    "multilabel": ("map", "micro_f1", "macro_f1"),
+}
+#: Metric used for best-checkpoint selection when the config does not name one (higher is better).
+DEFAULT_SELECT = {"multiclass": "accuracy", "multilabel": "map"}
+
+
+def scalars(report: dict[str, Any]) -> dict[str, float]:
+    """The scalar metrics of a report (what metrics.csv and summaries keep)."""
+    return {k: float(report[k]) for k in SCALARS[report["task"]]}

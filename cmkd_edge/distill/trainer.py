@@ -1,0 +1,496 @@
+"""One trainer for teacher training (method ``none``) and for every distillation method.
+
+The trainer knows the :class:`~cmkd_edge.distill.losses.base.DistillMethod` interface only: it calls
+``setup`` once, ``on_epoch_start`` each epoch, ``teacher_input`` and the criterion each step, puts the
+method's parameters in the optimizer and its state in the checkpoint, and never branches on the
+method's name (torchdistill ``core/distillation.py``). Everything about a run - seeding, the
+schedule, resume, best-on-validation, the single test evaluation - lives here.
+
+Files (rank 0 only): ``last.pt`` every epoch (with ``train_state``), ``best.pt`` on a better
+validation score, ``metrics.csv``, ``split.csv`` and, at the end, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from cmkd_edge.distill import distributed
+from cmkd_edge.distill.config import TrainConfig
+from cmkd_edge.distill.evaluation import compatible_view, evaluate_model, resolve_device
+from cmkd_edge.distill.loaders import make_loader, to_batch
+from cmkd_edge.distill.losses import build_method
+from cmkd_edge.distill.losses.base import DistillContext, LossOutput, ModelOutput
+from cmkd_edge.distill.metrics import DEFAULT_SELECT, SCALARS, scalars
+from cmkd_edge.distill.progress import Reporter
+from cmkd_edge.distill.runstate import (
+    build_scheduler,
+    epoch_seed,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    write_metrics_csv,
+)
+from cmkd_edge.errors import CheckpointError, ConfigError, DataError
+from cmkd_edge.fsutil import atomic_write_json, sha256_file
+
+#: Config fields a resumed run must share with the run it continues.
+RESUME_FIXED = ("data", "view", "arch", "arch_options", "teacher", "method", "seed", "batch_size")
+
+
+class StudentStep(nn.Module):
+    """Student forward + criterion as one module, so DDP syncs student *and* method gradients."""
+
+    def __init__(self, student: nn.Module, method: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+        self.method = method
+
+    def forward(self, x: torch.Tensor, t_out: ModelOutput | None, targets: torch.Tensor) -> LossOutput:
+        s_out = ModelOutput(*self.student.forward_all(x))
+        return self.method(s_out, t_out, targets)
+
+
+def _dataset_epoch(dataset: Any, epoch: int) -> None:
+    """Make the dataset's augmentation stream a function of (seed, epoch) alone."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    # why: ViewDataset also counts visits per sample; a run resumed after epoch k would start the
+    # count at 0 where an uninterrupted run is at k, and draw different flips/speckle
+    visits = getattr(dataset, "_visits", None)
+    if visits is not None:
+        visits[:] = 0
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train (or distil) one model as ``config`` says; return the run summary (also summary.json).
+
+    Raises:
+        ConfigError, DataError, CheckpointError, UnknownNameError: user-fixable input problems.
+    """
+    device = resolve_device(config.device)
+    info = distributed.init(device.type)
+    owns_group = info.enabled
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    try:
+        return _Run(config, info, device).run()
+    finally:
+        if owns_group:
+            distributed.cleanup()
+
+
+class _Run:
+    """State of one run; ``run()`` is the whole procedure, the other methods are its steps."""
+
+    def __init__(self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device) -> None:
+        self.cfg, self.info, self.device = cfg, info, device
+        self.out = cfg.out
+        self.report = Reporter(enabled=info.is_main and not cfg.quiet)
+        self.command = cfg.command or " ".join(sys.argv)
+        self.teacher: nn.Module | None = None
+        self.teacher_ckpt: dict[str, Any] | None = None
+        self.teacher_view: str | None = None
+
+    # -- the procedure -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self._check_names()
+        resume_ckpt = self._check_out_dir()
+        seed_everything(epoch_seed(cfg.seed, -1))
+        self._load_teacher()
+        self._open_data()
+        self._build_student(resume_ckpt)
+        self._build_method()
+        self._build_optimizer()
+        start_epoch = self._restore(resume_ckpt) if resume_ckpt else 0
+        step = self._wrap()
+        stop = cfg.stop_after_epoch or cfg.epochs
+        for epoch in range(start_epoch, stop):
+            self._train_epoch(epoch, step)
+        if stop < cfg.epochs:
+            summary = self._summary(None, "interrupted", time.perf_counter() - t0)
+        else:
+            summary = self._summary(self._final_test(), "finished", time.perf_counter() - t0)
+        if self.info.is_main:
+            atomic_write_json(self.out / "summary.json", summary)
+        distributed.barrier(self.info)
+        return summary
+
+    # -- set-up steps ----------------------------------------------------------------------------
+    def _check_names(self) -> None:
+        """Fail on an unknown arch, method or view before any data is read or file written."""
+        from cmkd_edge.data.views import parse_view
+        from cmkd_edge.distill.losses import METHODS
+        from cmkd_edge.models import ARCHS
+
+        ARCHS.get(self.cfg.arch)
+        METHODS.get(self.cfg.method)
+        for view in (self.cfg.view, self.cfg.teacher_view):
+            if view is not None:
+                parse_view(view)
+
+    def _check_out_dir(self) -> dict[str, Any] | None:
+        last = self.out / "last.pt"
+        if not self.cfg.resume:
+            if last.exists():
+                raise ConfigError(
+                    f"{self.out} already holds a run (last.pt)",
+                    "pass --resume to continue it, or choose another --out",
+                )
+            return None
+        if not last.exists():
+            raise CheckpointError(f"nothing to resume: {last} does not exist", "drop --resume to start a run")
+        ckpt = load_checkpoint(last)
+        if "train_state" not in ckpt:
+            raise CheckpointError(f"{last} has no train_state to resume from")
+        saved = ckpt.get("config", {})
+        for key in RESUME_FIXED:
+            old, new = saved.get(key), self.cfg.to_dict()[key]
+            if key in saved and old != new:
+                raise ConfigError(
+                    f"cannot resume: {key} differs from the run in {self.out} ({old!r} there, {new!r} now)"
+                )
+        return ckpt
+
+    def _load_teacher(self) -> None:
+        cfg = self.cfg
+        if cfg.teacher is None:
+            return
+        ckpt = load_checkpoint(cfg.teacher)
+        view = cfg.teacher_view or ckpt["view"]
+        if view != ckpt["view"]:
+            compatible_view(ckpt, view)
+        self.teacher_ckpt, self.teacher_view = ckpt, view
+        self.teacher = model_from_checkpoint(ckpt).to(self.device)
+
+    def _open_data(self) -> None:
+        from cmkd_edge.data import open_dataset
+        from cmkd_edge.data.splits import write_split_file
+
+        cfg = self.cfg
+        views = [cfg.view] + ([self.teacher_view] if self.teacher_view not in (None, cfg.view) else [])
+        split_file = self._split_file()
+        # why: only rank 0 may write split.csv; the others wait and then read it
+        if not self.info.is_main:
+            distributed.barrier(self.info)
+        opener = partial(open_dataset, cfg.data, views=views, seed=cfg.seed, split_file=split_file)
+        split_note = None
+        try:
+            self.train_set = opener(split="train", augment=cfg.augment)
+        except DataError:
+            if split_file is None or not self._from_teacher(split_file):
+                raise
+            # the teacher ran on other data (its split names other samples): the class check
+            # below says what is wrong, or the data's own split is used
+            split_file = self.out / "split.csv"
+            opener = partial(open_dataset, cfg.data, views=views, seed=cfg.seed, split_file=split_file)
+            self.train_set = opener(split="train", augment=cfg.augment)
+            split_note = "note: the teacher's split.csv does not fit this data; using the data's own split"
+        self.val_set = opener(split="val", augment=False)
+        self.test_set = opener(split="test", augment=False)
+        own_split = self.out / "split.csv"
+        if self.info.is_main:
+            if not own_split.exists() and split_file is not None and Path(split_file).is_file() \
+                    and Path(split_file).resolve() != own_split.resolve():
+                self.out.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(split_file, own_split)
+            elif not own_split.exists():
+                write_split_file(own_split, self.train_set.split_table)
+            distributed.barrier(self.info)
+        self.task = self.train_set.task
+        self.class_names = list(self.train_set.class_names)
+        self.view = self.train_set.views[cfg.view]
+        select = cfg.select_metric or DEFAULT_SELECT[self.task]
+        if select not in SCALARS[self.task] or select == "ece":
+            choices = [m for m in SCALARS[self.task] if m != "ece"]
+            raise ConfigError(f"cannot select on {select!r} for {self.task} data",
+                              f"choose one of: {', '.join(choices)}")
+        self.select = select
+        if self.teacher_ckpt is not None:
+            self._check_teacher_fits()
+        if split_note:
+            self.report.log(split_note)
+
+    def _split_file(self) -> Path | None:
+        """The run's split: an explicit file, else the teacher run's, else ``<out>/split.csv``."""
+        if self.cfg.split_file:
+            return Path(self.cfg.split_file)
+        own = self.out / "split.csv"
+        if own.is_file():
+            return own
+        if self.teacher_ckpt is not None:
+            # why: a student must not be tested on samples its teacher trained on
+            theirs = Path(self.teacher_ckpt["_path"]).parent / "split.csv"
+            if theirs.is_file():
+                return theirs
+        return own
+
+    def _from_teacher(self, split_file: Path) -> bool:
+        return self.teacher_ckpt is not None and self.cfg.split_file is None and \
+            Path(split_file).parent == Path(self.teacher_ckpt["_path"]).parent
+
+    def _check_teacher_fits(self) -> None:
+        ckpt = self.teacher_ckpt
+        assert ckpt is not None and self.teacher is not None
+        if list(ckpt["class_names"]) != self.class_names or ckpt["task"] != self.task:
+            raise CheckpointError(
+                f"teacher classes ({', '.join(ckpt['class_names'])}) do not match the data's "
+                f"({', '.join(self.class_names)})",
+                "distil on the data the teacher was trained on",
+            )
+        tview = self.train_set.views[self.teacher_view]
+        want = list(ckpt.get("view_info", {}).get("band_names", tview.band_names))
+        if list(tview.band_names) != want:
+            raise CheckpointError(
+                f"teacher view {self.teacher_view!r} of this data has bands {','.join(tview.band_names)}; "
+                f"the teacher was trained on {','.join(want)}"
+            )
+
+    def _build_student(self, resume_ckpt: dict[str, Any] | None) -> None:
+        from cmkd_edge.data.stats import band_stats
+        from cmkd_edge.models import build_model
+
+        cfg = self.cfg
+        if resume_ckpt is not None:
+            # the state dict restores the normalisation buffers; keep the recorded statistics
+            mean, std = resume_ckpt["preprocess"]["mean"], resume_ckpt["preprocess"]["std"]
+        else:
+            m, s = band_stats(self.train_set, cfg.view)
+            mean, std = [float(x) for x in m], [float(x) for x in s]
+        seed_everything(epoch_seed(cfg.seed, -1))
+        self.student = build_model(
+            cfg.arch, len(self.view.band_names), len(self.class_names), mean=mean, std=std,
+            clip=self.view.clip, **cfg.arch_options,
+        ).to(self.device)
+        preprocess = dict(self.view.deploy_input(self.train_set.source_band_names))
+        preprocess.update(mean=mean, std=std)
+        self.preprocess = preprocess
+
+    def _build_method(self) -> None:
+        cfg = self.cfg
+        self.method = build_method(cfg.method, cfg.merged_method_options(), task=self.task)
+        if self.method.needs_teacher and self.teacher is None:
+            raise ConfigError(f"method {cfg.method!r} needs a teacher", "pass --teacher CHECKPOINT")
+        self.ctx = DistillContext(
+            teacher=self.teacher, student=self.student, train_set=self.train_set, device=self.device,
+            teacher_view=self.teacher_view, student_view=cfg.view, run_dir=self.out,
+            make_loader=partial(make_loader, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers),
+            task=self.task, num_classes=len(self.class_names), seed=cfg.seed, log=self.report.log,
+        )
+        self.method.setup(self.ctx)
+        self.teacher = self.ctx.teacher  # a method may replace it (MFH)
+        if self.teacher is not None:
+            self.teacher.to(self.device).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.method.to(self.device)
+        self.run_teacher = self.teacher is not None and self.method.needs_teacher
+
+    def _build_optimizer(self) -> None:
+        cfg = self.cfg
+        params = [p for m in (self.student, self.method) for p in m.parameters() if p.requires_grad]
+        # why: decaying norm scales and biases hurts small nets; the usual split (timm, torchvision)
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        self.loader = make_loader(self.train_set, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                  workers=cfg.workers, dist_info=self.info, drop_last=True,
+                                  device=self.device)
+        steps = len(self.loader)
+        self.scheduler = build_scheduler(self.optimizer, cfg.epochs * steps, cfg.warmup_epochs * steps,
+                                         cfg.min_lr_ratio)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.history: list[dict[str, Any]] = []
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+
+    def _restore(self, ckpt: dict[str, Any]) -> int:
+        ts = ckpt["train_state"]
+        self.student.load_state_dict(ckpt["state_dict"])
+        self.method.load_state_dict(ts["method"])
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scheduler.load_state_dict(ts["scheduler"])
+        self.scaler.load_state_dict(ts["scaler"])
+        self.history = list(ts["history"])
+        self.best_score, self.best_epoch = ts["best_score"], ts["best_epoch"]
+        set_rng_state(ts["rng"])
+        self.report.log(f"resumed from {self.out / 'last.pt'} after epoch {ckpt['epoch']}")
+        return int(ckpt["epoch"])
+
+    def _wrap(self) -> nn.Module:
+        step = StudentStep(self.student, self.method)
+        if not self.info.enabled:
+            return step
+        unused = any(p.requires_grad for p in self.method.parameters())
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(step, device_ids=ids, find_unused_parameters=unused)
+
+    # -- the epoch -------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _train_epoch(self, epoch: int, step: nn.Module) -> None:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        seed = epoch_seed(cfg.seed, epoch)
+        seed_everything(seed)
+        self.loader.generator.manual_seed(seed)
+        if hasattr(self.loader.sampler, "set_epoch"):
+            self.loader.sampler.set_epoch(epoch)
+        _dataset_epoch(self.train_set, epoch)
+        self.method.on_epoch_start(epoch, self.ctx)
+        step.train()
+        if self.teacher is not None:
+            self.teacher.eval()  # why: a method may hold the teacher as a submodule; keep it frozen
+        sums: dict[str, float] = {"n": 0.0, "loss": 0.0}
+        lr = self.optimizer.param_groups[0]["lr"]
+        with self.report.bar(f"epoch {epoch + 1}/{cfg.epochs}", len(self.loader)) as advance:
+            for raw in self.loader:
+                batch = to_batch(raw, self.device)
+                t_out = None
+                with self._autocast():
+                    if self.run_teacher:
+                        with torch.no_grad():
+                            t_in = self.method.teacher_input(batch, self.ctx)
+                            t_out = ModelOutput(*self.teacher.forward_all(t_in))
+                    out = step(batch.views[cfg.view], t_out, batch.targets)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(out.total).backward()
+                if cfg.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"]
+                                             + self.optimizer.param_groups[1]["params"], cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                n = float(batch.targets.shape[0])
+                sums["n"] += n
+                sums["loss"] += float(out.total.detach()) * n
+                for k, v in out.parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * n
+                advance(loss=float(out.total.detach()))
+        sums = distributed.all_reduce_sum(sums, self.info, self.device)
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({f"train_{k}": v / max(sums["n"], 1.0) for k, v in sums.items() if k != "n"})
+        if self.info.is_main:
+            val = scalars(evaluate_model(self.student, self.val_set, cfg.view, self.device,
+                                         cfg.eval_batch_size, cfg.workers))
+            row.update({f"val_{k}": v for k, v in val.items()})
+            row.update(lr=lr, time_s=time.perf_counter() - t0)
+            self.history.append(row)
+            improved = self.best_score is None or val[self.select] > self.best_score
+            if improved:
+                self.best_score, self.best_epoch = val[self.select], epoch + 1
+            self._save(epoch + 1, val, improved)
+            write_metrics_csv(self.out / "metrics.csv", self.history)
+            self.report.epoch_line(row, self.select, improved)
+        distributed.barrier(self.info)
+
+    # -- files -------------------------------------------------------------------------------------
+    def _checkpoint(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        cfg, view = self.cfg, self.view
+        teacher = None
+        if self.teacher_ckpt is not None:
+            tpath = self.teacher_ckpt["_path"]
+            teacher = {"path": str(Path(tpath).resolve()), "sha256": sha256_file(tpath),
+                       "arch": self.teacher_ckpt["model"]["arch"], "view": self.teacher_view}
+        return {
+            "model": dict(self.student.config),
+            "state_dict": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
+            "role": cfg.role,
+            "task": self.task,
+            "class_names": self.class_names,
+            "view": cfg.view,
+            "views": [cfg.view] + ([self.teacher_view] if self.teacher_view else []),
+            "view_info": view.info(),
+            "preprocess": self.preprocess,
+            "method": cfg.method,
+            "method_options": dataclasses.asdict(self.method.cfg),
+            "teacher": teacher,
+            "seed": cfg.seed,
+            "command": self.command,
+            "epoch": epoch,
+            "metrics": metrics,
+            "data": self.train_set.describe(),
+            "config": cfg.to_dict(),
+        }
+
+    def _save(self, epoch: int, val: dict[str, float], improved: bool) -> None:
+        ckpt = self._checkpoint(epoch, {"val": val, "select": self.select})
+        if improved:
+            save_checkpoint(self.out / "best.pt", ckpt)
+        ckpt["train_state"] = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "method": self.method.state_dict(),
+            "rng": rng_state(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+        }
+        save_checkpoint(self.out / "last.pt", ckpt)
+
+    def _final_test(self) -> dict[str, Any] | None:
+        """Score best.pt on the test split once, record it in best.pt (rank 0 only)."""
+        if not self.info.is_main:
+            return None
+        best_path = self.out / "best.pt"
+        best = load_checkpoint(best_path)
+        model = model_from_checkpoint(best).to(self.device)
+        report = evaluate_model(model, self.test_set, self.cfg.view, self.device,
+                                self.cfg.eval_batch_size, self.cfg.workers)
+        best.pop("_path", None)
+        best["metrics"] = {**best["metrics"], "test": scalars(report)}
+        save_checkpoint(best_path, best)
+        self.report.log(f"test ({report['n']} samples, best.pt from epoch {self.best_epoch}): "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in scalars(report).items()))
+        return report
+
+    def _summary(self, test: dict[str, Any] | None, status: str, seconds: float) -> dict[str, Any]:
+        desc = self.train_set.describe()
+        last = self.history[-1] if self.history else {}
+        return {
+            "status": status,
+            "role": self.cfg.role,
+            "arch": self.cfg.arch,
+            "view": self.cfg.view,
+            "teacher_view": self.teacher_view,
+            "method": self.cfg.method,
+            "task": self.task,
+            "class_names": self.class_names,
+            "synthetic": bool(desc.get("synthetic", False)) or bool(self.view.synthetic),
+            "data": desc,
+            "epochs_run": int(last.get("epoch", 0)),
+            "select_metric": self.select,
+            "best_epoch": self.best_epoch,
+            "best_val": self.best_score,
+            "last": last,
+            "test": test,
+            "best_checkpoint": str(self.out / "best.pt"),
+            "seconds": seconds,
+            "world_size": self.info.world_size,
+            "device": str(self.device),
+            "command": self.command,
+            "config": self.cfg.to_dict(),
+        }
