@@ -1,0 +1,211 @@
+"""``cmkd-edge match``, ``cmkd-edge mfh synthetic`` and ``cmkd-edge diagnose`` (the papers' tools).
+
+Click and stdlib only at module top; torch and the library are imported inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+
+@click.command("match")
+@click.option("--data", "data", default=None, help="Dataset path (EuroSAT-MS, BigEarthNet, paired); default synthetic.")
+@click.option("--teacher-view", default="ms", show_default=True, help="The teacher's view.")
+@click.option("--student-view", default="rgb", show_default=True, help="The student's view.")
+@click.option("--split", default="train", show_default=True, help="Split whose pairs train the matcher.")
+@click.option("--split-file", default=None, help="A split.csv to reuse (e.g. the teacher run's).")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1), help="Matcher epochs.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Matcher file to write (.pt).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def match(
+    data: str | None,
+    teacher_view: str,
+    student_view: str,
+    split: str,
+    split_file: str | None,
+    epochs: int,
+    seed: int,
+    out: str,
+    as_json: bool,
+) -> None:
+    """Train SemBridge's CLIP-style matcher on paired views and save it.
+
+    The file is used by `distill --method sembridge --method-opt matcher=FILE`. The summary reports
+    how often the matcher's same-class pick is the sample's own pair (retrieval accuracy on SPLIT).
+
+    \b
+    Example:
+      cmkd-edge match --data ../shared/data/eurosat_ms_200 --teacher-view ms --student-view rgb \\
+          --epochs 20 --out runs/matcher.pt
+    """
+    import torch
+
+    from cmkd_edge.data import open_dataset
+    from cmkd_edge.distill.losses._collect import collect_views
+    from cmkd_edge.distill.losses.matching import embed_all, match_by_similarity, save_matcher, train_matcher
+
+    t0 = time.perf_counter()
+    ds = open_dataset(
+        data, views=[teacher_view, student_view], split=split, seed=seed, augment=False, split_file=split_file
+    )
+    views, labels = collect_views(ds, [teacher_view, student_view])
+    matcher = train_matcher(
+        views[teacher_view], views[student_view], epochs=epochs, seed=seed, log=None if as_json else click.echo
+    )
+    zs = embed_all(matcher.embed_student, views[student_view])
+    zt = embed_all(matcher.embed_teacher, views[teacher_view])
+    summary = {
+        "out": out,
+        "teacher_view": teacher_view,
+        "student_view": student_view,
+        "split": split,
+        "n": int(labels.shape[0]),
+        "epochs": epochs,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if labels.dim() == 1:
+        pair = match_by_similarity(zs, zt, labels, labels)
+        summary["own_pair_rate"] = float((pair == torch.arange(len(pair))).float().mean())
+    save_matcher(out, matcher, {"teacher_view": teacher_view, "student_view": student_view, "seed": seed})
+    click.echo(
+        json.dumps(summary, indent=2)
+        if as_json
+        else f"matcher written to {out} ({summary['n']} pairs, "
+        f"own-pair rate {summary.get('own_pair_rate', float('nan')):.2f})"
+    )
+
+
+@click.group("mfh")
+def mfh() -> None:
+    """Modality Focusing Hypothesis tools (Xue et al., ICLR 2023).
+
+    \b
+    Example:
+      cmkd-edge mfh synthetic --experiment gamma --seeds 20 --json gamma.json --plot gamma.png
+    """
+
+
+@mfh.command("synthetic")
+@click.option(
+    "--experiment",
+    type=click.Choice(["gamma", "alpha", "table2"]),
+    required=True,
+    help="gamma = Fig. 2, alpha = Fig. 3, table2 = Table 2 (methods.md section 2).",
+)
+@click.option(
+    "--teacher-mode",
+    type=click.Choice(["gt", "alg1"]),
+    default="gt",
+    show_default=True,
+    help="table2: modality-general teacher from the true shared columns or Algorithm 1's top-k2.",
+)
+@click.option("--seeds", default=20, show_default=True, type=click.IntRange(1), help="Seeds per sweep point.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None, help="Write a PNG figure here.")
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1), hidden=True)
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch threads (default: torch's).")
+def synthetic(
+    experiment: str,
+    teacher_mode: str,
+    seeds: int,
+    json_out: str | None,
+    plot_out: str | None,
+    steps: int,
+    threads: int | None,
+) -> None:
+    """Run one synthetic Gaussian experiment of the MFH paper, exactly as methods.md specifies.
+
+    Students are trained with the project's KD loss (LogitKD, T=1, reduction mean, weights 1,1).
+
+    \b
+    Example:
+      cmkd-edge mfh synthetic --experiment table2 --teacher-mode alg1 --seeds 20 --json t2.json
+    """
+    import torch
+
+    from cmkd_edge.fsutil import atomic_write_json
+    from cmkd_edge.mfh.synthetic import plot_experiment, run_experiment
+
+    if threads:
+        torch.set_num_threads(threads)
+    res = run_experiment(experiment, seeds=seeds, teacher_mode=teacher_mode, steps=steps)
+    if json_out:
+        atomic_write_json(json_out, res)
+    if plot_out:
+        plot_experiment(res, plot_out)
+    click.echo(format_table(res))
+    click.echo(f"{len(res['seeds'])} seeds in {res['seconds']:.1f} s")
+
+
+def format_table(res: dict) -> str:
+    """A Markdown table of one experiment's results (mean +- std over seeds, percent)."""
+    exp = res["experiment"]
+    if exp == "table2":
+        cols = [
+            ("teacher", "regular teacher"),
+            ("mg_teacher", "MG teacher"),
+            ("no_kd", "no-KD student"),
+            ("kd", "regular-KD student"),
+            ("mg_kd", "MG-KD student"),
+            ("delta_student", "MG-KD - KD"),
+        ]
+        head = ["(k1, k2)", "γ"]
+    else:
+        cols = [("teacher", "teacher"), ("no_kd", "no-KD student"), ("kd", "KD student"), ("delta", "KD - no-KD")]
+        head = ["γ" if exp == "gamma" else "α"]
+    lines = ["| " + " | ".join(head + [c[1] for c in cols]) + " |", "|" + "---|" * (len(head) + len(cols))]
+    for p in res["points"]:
+        first = [f"({p['k1']}, {p['k2']})", f"{p['gamma']:.2f}"] if exp == "table2" else [f"{p[exp]:.2f}"]
+        cells = [f"{p[k]['mean']:.2f} ± {p[k]['std']:.2f}" for k, _ in cols]
+        lines.append("| " + " | ".join(first + cells) + " |")
+    return "\n".join(lines)
+
+
+@click.command("diagnose")
+@click.option("--teacher", required=True, help="Teacher checkpoint (file or run directory).")
+@click.option("--student", required=True, help="Student checkpoint (file or run directory).")
+@click.option("--data", default=None, help="Dataset with both models' views; default synthetic.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--max-samples", default=500, show_default=True, type=click.IntRange(3))
+@click.option("--repeats", default=20, show_default=True, type=click.IntRange(1), help="Permutations per unit (M).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+def diagnose(
+    teacher: str,
+    student: str,
+    data: str | None,
+    split: str,
+    max_samples: int,
+    repeats: int,
+    seed: int,
+    json_out: str | None,
+) -> None:
+    """Dimensional-structure metrics of both models and the MFH saliency ranking of the teacher's units.
+
+    Lower |off-diagonal correlation| and lower uniformity loss = better dimensional structure
+    (arXiv 2306.15977); saliency near 1 = a modality-general teacher unit (arXiv 2206.06487).
+
+    \b
+    Example:
+      cmkd-edge diagnose --teacher runs/teacher --student runs/student \\
+          --data ../shared/data/eurosat_ms_200 --json runs/diagnose.json
+    """
+    from cmkd_edge.diagnostics import diagnose as run_diagnose
+    from cmkd_edge.fsutil import atomic_write_json
+
+    res = run_diagnose(teacher, student, data, split=split, max_samples=max_samples, repeats=repeats, seed=seed)
+    if json_out:
+        atomic_write_json(json_out, res)
+    t, s = res["teacher"], res["student"]
+    click.echo(f"{'metric':28s} {'teacher':>10s} {'student':>10s}")
+    for k in ("offdiag_corr_embed", "uniformity_map_pooled", "uniformity_map_spatial", "uniformity_embed"):
+        click.echo(f"{k:28s} {t[k]:10.4f} {s[k]:10.4f}")
+    sal = res["mfh_saliency"]
+    click.echo("most modality-general teacher units: " + ", ".join(f"{i}:{v:.2f}" for i, v in sal["most_general"][:10]))
+    click.echo(
+        "least modality-general teacher units: " + ", ".join(f"{i}:{v:.2f}" for i, v in sal["least_general"][:10])
+    )
