@@ -26,15 +26,39 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bina
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # why: mkstemp creates 0600; the result must get the permissions a plain open() would give
+        # (or keep those of the file it replaces), or other users cannot read a shared bundle
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, mode) as fh:
             yield fh  # type: ignore[misc]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a failed write() names no file: name the one that was being written (disk full)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's mode, else what ``open(path, "w")`` would create (0666 & ~umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # why not os.umask(0) + restore: that briefly changes the umask of every thread in the process
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    return 0o022
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -61,6 +61,10 @@ def staged_dir(target: Path, copy_from: Path | None = None) -> Iterator[Path]:
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    # why: mkdtemp makes the directory owner-only; a bundle must be readable by the device's service user
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
     try:
         if copy_from is not None:
             # copies, not hard links: a writer truncating a linked file would corrupt the original

@@ -87,6 +87,7 @@ def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, 
         x = np.power(10.0, x / 10.0, dtype=np.float32)  # data layer yields dB; device feeds power
     desc = ds.describe() if hasattr(ds, "describe") else {}
     info = {"data": str(data) if data else "synthetic", "split": split, "view": view,
+            "class_names": [str(c) for c in ds.class_names],
             "n": int(len(idx)), "of": int(len(ds)), "stratified": n is not None and n < len(ds),
             "seed": seed, "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
                                              or view.startswith("sar-sim"))}

@@ -22,6 +22,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,21 @@ def _members(archive: Path) -> Iterator[tuple[str, bool, int, BinaryIO | None]]:
 
 
 def extract_archive(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into the empty directory ``dest`` under the safety rules above."""
+    """Extract ``archive`` into the empty directory ``dest`` under the safety rules above.
+
+    Raises:
+        BundleError: an unsafe member, or an archive that is truncated or corrupt.
+    """
+    try:
+        _extract(archive, dest)
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile) as exc:
+        # why: a truncated .tar.gz raises EOFError (which click would print as "Aborted!")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BundleError(f"{archive} is truncated or corrupt ({first})",
+                          "pack it again or re-download it") from exc
+
+
+def _extract(archive: Path, dest: Path) -> None:
     total = 0
     for name, is_dir, size, reader in _members(archive):
         target = dest / name

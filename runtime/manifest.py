@@ -62,7 +62,7 @@ def _get(d: dict[str, Any], key: str, where: str, default: Any = _MISSING) -> An
     if key not in d:
         if default is _MISSING:
             raise BundleError(f"manifest field '{where}.{key}' is missing".replace("'.", "'"),
-                              "rebuild the bundle with `cmkd-edge bundle`")
+                              "re-export the bundle with `cmkd-edge export`")
         return default
     return d[key]
 
@@ -77,6 +77,27 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise BundleError(f"manifest field {where!r} must be a list of strings")
     return tuple(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _typed(value: Any, where: str, kind: str) -> None:
+    """Refuse a field of the wrong JSON type (so no TypeError/ValueError escapes later)."""
+    ok = {"str": lambda v: isinstance(v, str), "int?": lambda v: v is None or _is_int(v),
+          "posint?": lambda v: v is None or (_is_int(v) and v > 0),
+          "num?": lambda v: v is None or _is_num(v), "bool?": lambda v: v is None or isinstance(v, bool),
+          "dict": lambda v: isinstance(v, dict), "dict?": lambda v: v is None or isinstance(v, dict)}[kind]
+    if not ok(value):
+        want = {"str": "a string", "int?": "an integer or null", "posint?": "a positive integer or null",
+                "num?": "a number or null", "bool?": "true, false or null", "dict": "an object",
+                "dict?": "an object or null"}[kind]
+        raise BundleError(f"manifest field {where!r} must be {want}, got {json.dumps(value)[:40]}")
 
 
 def check_relpath(rel: str, where: str = "path") -> str:
@@ -112,10 +133,16 @@ class InputSpec:
     def __post_init__(self) -> None:
         _choice(self.modality, MODALITIES, "input.modality")
         _choice(self.units, UNITS, "input.units")
+        _strs(self.band_names, "input.band_names")
+        for f in ("name", "dtype", "layout"):
+            _typed(getattr(self, f), f"input.{f}", "str")
+        _typed(self.nodata, "input.nodata", "num?")
+        if self.expected_range is not None and not (
+                len(self.expected_range) == 2 and all(_is_num(v) for v in self.expected_range)):
+            raise BundleError("manifest field 'input.expected_range' must be [lo, hi] or null")
         if self.layout != "NCHW":
             raise BundleError(f"manifest field 'input.layout' is {self.layout!r} (expected NCHW)")
-        if len(self.shape) != 4 or not all(d is None or (isinstance(d, int) and d > 0)
-                                           for d in self.shape):
+        if len(self.shape) != 4 or not all(d is None or (_is_int(d) and d > 0) for d in self.shape):
             raise BundleError(f"manifest field 'input.shape' is {list(self.shape)} "
                               "(expected [null|N, C, H, W] with positive ints)")
         if self.shape[1] is not None and self.shape[1] != len(self.band_names):
@@ -129,7 +156,8 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
         rng = _get(d, "expected_range", "input", None)
-        if rng is not None and (not isinstance(rng, (list, tuple)) or len(rng) != 2):
+        if rng is not None and (not isinstance(rng, (list, tuple)) or len(rng) != 2
+                                or not all(_is_num(v) for v in rng)):
             raise BundleError("manifest field 'input.expected_range' must be [lo, hi] or null")
         shape = _get(d, "shape", "input")
         if not isinstance(shape, (list, tuple)):
@@ -153,6 +181,7 @@ class OutputSpec:
 
     def __post_init__(self) -> None:
         _choice(self.activation, ACTIVATIONS, "output.activation")
+        _typed(self.name, "output.name", "str")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutputSpec:
@@ -179,7 +208,12 @@ class Artifact:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        _typed(self.id, "artifacts[].id", "str")
         where = f"artifacts[{self.id}]"
+        _strs(self.files, f"{where}.files")
+        for f, kind in (("opset", "int?"), ("ir_version", "int?"), ("max_batch", "posint?"),
+                        ("gate_passed", "bool?"), ("accuracy", "dict?"), ("fingerprint", "dict?")):
+            _typed(getattr(self, f), f"{where}.{f}", kind)
         _choice(self.format, FORMATS, f"{where}.format")
         _choice(self.precision, PRECISIONS, f"{where}.precision")
         _choice(self.backend, BACKEND_NAMES, f"{where}.backend")
@@ -223,10 +257,17 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if not _is_int(self.schema_version) or self.schema_version != SCHEMA_VERSION:
             raise BundleError(f"manifest schema_version {self.schema_version!r} is not supported "
                               f"(this runtime reads {SCHEMA_VERSION})", "upgrade cmkd-edge")
         _choice(self.task, TASKS, "task")
+        _strs(self.class_names, "class_names")
+        _typed(self.preprocess, "preprocess", "dict")
+        _typed(self.quantization, "quantization", "dict?")
+        _typed(self.provenance, "provenance", "dict")
+        _typed(self.created, "created", "str")
+        if not isinstance(self.files, dict):
+            raise BundleError("manifest field 'files' must be an object")
         if not self.class_names:
             raise BundleError("manifest field 'class_names' is empty")
         if not self.artifacts:
@@ -254,7 +295,7 @@ class Manifest:
         if not isinstance(d, dict):
             raise BundleError("manifest.json is not a JSON object")
         version = _get(d, "schema_version", "")
-        if version != SCHEMA_VERSION:
+        if not _is_int(version) or version != SCHEMA_VERSION:
             raise BundleError(f"manifest schema_version {version!r} is not supported "
                               f"(this runtime reads {SCHEMA_VERSION})", "upgrade cmkd-edge")
         arts = _get(d, "artifacts", "")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
+from cmkd_edge.fsutil import _mode_for
 
 NODATA_CLASS = 255
 
@@ -109,11 +111,36 @@ def _atomic_raster(path: Path, **profile: object) -> Iterator[object]:
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
             yield dst
+        _verify_written(Path(tmp), path)
+        os.chmod(tmp, _mode_for(path))  # mkstemp made it 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _verify_written(tmp: Path, path: Path) -> None:
+    """Read every block of a just-written GeoTIFF back before it may replace ``path``.
+
+    Why: GDAL reports a failed write (e.g. a full disk) only on stderr and rasterio's ``close``
+    does not raise, so without this a truncated file would silently replace the previous output.
+    """
+    import rasterio
+
+    try:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        with rasterio.open(tmp) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    except (rasterio.errors.RasterioIOError, OSError) as exc:
+        free = shutil.disk_usage(tmp.parent).free
+        why = f"{free} bytes free on that disk" if free < (1 << 20) else \
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"writing {path} failed: the output could not be written completely ({why})",
+                        "free some space or write elsewhere; the previous file (if any) is unchanged"
+                        ) from exc
 
 
 def _band_indexes(src: object, band_names: tuple[str, ...], path: Path) -> list[int]:

@@ -125,9 +125,10 @@ def validate_input(x: np.ndarray, spec: InputSpec, *, nodata_policy: str = "reje
             bad |= (x == np.float32(nodata)).any(axis=(1, 2, 3))
         if bad.any():
             if nodata_policy == "reject":
+                which = "NaN/Inf or nodata" + (f" ({nodata:g})" if nodata is not None else "")
                 raise InputMismatchError(
-                    f"{what}: {int(bad.sum())} of {len(bad)} patches contain NaN/Inf or nodata "
-                    f"({nodata}) pixels (first: patch {int(np.argmax(bad))})",
+                    f"{what}: {int(bad.sum())} of {len(bad)} patches contain {which} pixels "
+                    f"(first: patch {int(np.argmax(bad))})",
                     "clean the input, or use nodata_policy='mask' to output nodata for them")
             valid = ~bad
             x = x.copy()  # never modify the caller's array

@@ -139,14 +139,19 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
 def _read_geotiff_patch(path: Path, band_names: tuple[str, ...]):
     import rasterio
 
+    from cmkd_edge.errors import DataError
     from cmkd_edge.runtime.scene import _band_indexes
 
-    with rasterio.open(path) as src:
-        arr = src.read(_band_indexes(src, band_names, path))
-        if src.nodata is not None:
-            arr = arr.astype("float32")
-            arr[arr == src.nodata] = float("nan")
-        return arr
+    try:
+        with rasterio.open(path) as src:
+            arr = src.read(_band_indexes(src, band_names, path))
+            if src.nodata is not None:
+                arr = arr.astype("float32")
+                arr[arr == src.nodata] = float("nan")
+            return arr
+    except rasterio.errors.RasterioIOError as exc:  # header fine, pixel blocks truncated/corrupt
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path} is truncated or corrupt (reading its pixels failed: {first})") from exc
 
 
 @click.command("profile")

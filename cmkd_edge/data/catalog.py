@@ -8,6 +8,7 @@ training epoch never touches the disk.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -63,7 +64,9 @@ class Catalog:
 
 def stack_patches(arrays: list[np.ndarray], paths: list[str], what: str) -> np.ndarray:
     """Stack ``(B, H, W)`` patches into ``(N, B, H, W)``; a size mismatch names the odd file."""
-    first = arrays[0].shape
+    # the most common shape is the reference, so the message names the odd file, not the first one
+    shapes = Counter(a.shape for a in arrays)
+    first = max(shapes, key=lambda sh: (shapes[sh], -[a.shape for a in arrays].index(sh)))
     for arr, path in zip(arrays, paths, strict=True):
         if arr.shape != first:
             raise DataError(f"{path} has shape {arr.shape}, expected {first} like the other {what}")

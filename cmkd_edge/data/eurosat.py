@@ -78,7 +78,7 @@ def load_eurosat(root: Path) -> Catalog:
         labels = np.asarray(lab, dtype=np.int64)
     arrays, band_names = [], None
     for f in files:
-        if not f.is_file():
+        if not f.exists() and csv_path.is_file():
             raise DataError(f"file not found: {f} (listed in {csv_path})")
         arr, names = read_geotiff(f, EUROSAT_BANDS, expected_count=len(EUROSAT_BANDS))
         if band_names is None:

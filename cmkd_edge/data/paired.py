@@ -88,7 +88,7 @@ def load_paired(root: Path) -> Catalog:
         shapes = {}
         for folder, src in sources.items():
             path = folder / row["file"]
-            if not path.is_file():
+            if not path.exists():
                 raise DataError(f"file not found: {path} (listed in {csv_path})")
             arr, names_ = read_raster(path, lambda n, s=src: default_band_names(n, s))
             if src not in band_names:

@@ -47,13 +47,24 @@ def load_calibration(manifest: Mapping[str, Any], data: str | RawSamples | None,
     else:
         spec, prov = manifest["preprocess"], manifest.get("provenance", {})
         samples = load_raw_samples(data, spec, prov.get("view") or "", split, n=size, seed=seed)
-    return checked(samples, manifest["input"], f"calibration data ({samples.info.get('data', 'arrays')})")
+    return checked(samples, manifest["input"], f"calibration data ({samples.info.get('data', 'arrays')})",
+                   manifest["class_names"])
 
 
-def checked(samples: RawSamples, input_entry: Mapping[str, Any], what: str) -> RawSamples:
-    """Apply the input-spec checks; spatial size must match a fixed-size input too."""
+def checked(samples: RawSamples, input_entry: Mapping[str, Any], what: str,
+            class_names: list[str] | None = None) -> RawSamples:
+    """Apply the input-spec checks; spatial size must match a fixed-size input too.
+
+    Labels are class indices, so data whose class list differs from the bundle's would be scored
+    against the wrong classes and could pass the gate by accident: it is refused.
+    """
     from cmkd_edge.errors import ExportValidationError
 
+    theirs = samples.info.get("class_names")
+    if class_names is not None and theirs is not None and list(theirs) != list(class_names):
+        raise QuantizationError(
+            f"{what} has classes {', '.join(map(str, theirs))}; the bundle was trained on "
+            f"{', '.join(map(str, class_names))}", "use the data (and class list) the student was trained on")
     try:
         stats = check_raw_batch(samples.x, input_entry, what)
     except ExportValidationError as exc:
@@ -88,7 +99,8 @@ def load_validation(manifest: Mapping[str, Any], data: str | RawSamples | None, 
     if isinstance(data, RawSamples):
         if str(data.info.get("split", split)).lower() in REFUSED_SPLITS:
             raise QuantizationError("the accuracy gate must not use the test split")
-        return checked(data, manifest["input"], "validation data")
+        return checked(data, manifest["input"], "validation data", manifest["class_names"])
     spec, prov = manifest["preprocess"], manifest.get("provenance", {})
     samples = load_raw_samples(data, spec, prov.get("view") or "", split, seed=seed)
-    return checked(samples, manifest["input"], f"validation data ({samples.info.get('data', 'arrays')})")
+    return checked(samples, manifest["input"], f"validation data ({samples.info.get('data', 'arrays')})",
+                   manifest["class_names"])

@@ -10,7 +10,10 @@ ARM) S8S8 is used. Per-channel weights. Preprocessing nodes stay in float (``nod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,23 @@ class _Reader:
         self._i = 0
 
 
+@contextlib.contextmanager
+def _quiet_ort() -> Iterator[None]:
+    """Silence onnxruntime.quantization's prints and root-logger advice during one call.
+
+    why: it prints histogram progress to stdout and logs a pre-processing hint on the *root* logger
+    for every call, which drowns the gate's own report (and ``--json`` output) in noise.
+    """
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(fp32: Path, out: Path, calib_x: np.ndarray, method: str,
                   types: dict[str, Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
     """Write a QDQ INT8 model of ``fp32`` to ``out`` calibrated on ``calib_x`` (raw inputs).
@@ -83,12 +103,13 @@ def quantize_int8(fp32: Path, out: Path, calib_x: np.ndarray, method: str,
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
     try:
-        quantize_static(
-            str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            reduce_range=bool(types["reduce_range"]),
-            activation_type=getattr(QuantType, types["activation"]),
-            weight_type=getattr(QuantType, types["weight"]),
-            nodes_to_exclude=list(exclude), calibrate_method=methods[method], extra_options=extra)
+        with _quiet_ort():
+            quantize_static(
+                str(fp32), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                reduce_range=bool(types["reduce_range"]),
+                activation_type=getattr(QuantType, types["activation"]),
+                weight_type=getattr(QuantType, types["weight"]),
+                nodes_to_exclude=list(exclude), calibrate_method=methods[method], extra_options=extra)
     except Exception as exc:
         raise QuantizationError(f"onnxruntime quantize_static ({method}) failed: "
                                 f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from exc

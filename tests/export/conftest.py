@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from cmkd_edge.checkpoint import save_checkpoint
+from cmkd_edge.data.synthetic import CLASS_NAMES
 from cmkd_edge.models import build_model
 
 torch.set_num_threads(1)
 
 EUROSAT = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
-CLASSES = [f"c{i}" for i in range(4)]
+# the synthetic default's classes: calibration and the gate refuse data with another class list
+CLASSES = list(CLASS_NAMES)
 
 
 def make_checkpoint(path: Path, *, sar: bool = False, arch: str = "resnet-narrow",

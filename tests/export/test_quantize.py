@@ -163,3 +163,12 @@ def test_synthetic_data_path_end_to_end(optical_bundle, tmp_path):
     assert rec["calibration"]["stratified"] and rec["gate"]["synthetic"]
     doc = json.loads((b / "manifest.json").read_text())
     assert doc["quantization"]["onnxruntime:int8"]["calibration"]["sha256"]
+
+
+def test_gate_refuses_data_with_another_class_list(optical_bundle, tmp_path):
+    """Labels are indices: a dataset with other classes would be scored against the wrong ones."""
+    b = _copy(optical_bundle, tmp_path)
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(QuantizationError, match="has classes Water, Forest; the bundle was trained on"):
+        quantize_bundle(b, calib_data="synthetic:num_classes=2", calib_size=8, max_drop=100.0)
+    assert (b / "manifest.json").read_bytes() == before
