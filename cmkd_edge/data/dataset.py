@@ -120,8 +120,13 @@ class ViewDataset(Dataset):
         return self.views[view_name](batch, rng)
 
     def set_epoch(self, epoch: int) -> None:
-        """Make augmentation/speckle depend on ``epoch`` (call once per epoch, like DistributedSampler)."""
+        """Make augmentation/speckle depend on ``epoch`` (call once per epoch, like DistributedSampler).
+
+        The per-sample visit count restarts too, so the draws are a function of (seed, epoch) alone
+        and a run resumed at epoch k draws exactly what an uninterrupted run draws there.
+        """
         self.epoch = int(epoch)
+        self._visits[:] = 0
 
     # -- reporting ---------------------------------------------------------------------------------
     @property

@@ -65,11 +65,6 @@ def _dataset_epoch(dataset: Any, epoch: int) -> None:
     """Make the dataset's augmentation stream a function of (seed, epoch) alone."""
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
-    # why: ViewDataset also counts visits per sample; a run resumed after epoch k would start the
-    # count at 0 where an uninterrupted run is at k, and draw different flips/speckle
-    visits = getattr(dataset, "_visits", None)
-    if visits is not None:
-        visits[:] = 0
 
 
 def train(config: TrainConfig) -> dict[str, Any]:

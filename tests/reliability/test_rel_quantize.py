@@ -28,6 +28,15 @@ def test_calibration_from_test_split_is_refused(bundle: Path, split: str) -> Non
     assert tree_digest(bundle) == before
 
 
+def test_calibration_data_with_another_class_list(bundle: Path) -> None:
+    """Labels are class indices: data with other classes would make the gate's verdict meaningless."""
+    before = tree_digest(bundle)
+    other = "synthetic:per_class=6,size=16,num_classes=2"
+    assert_one_line_error(cli("quantize", bundle, "--calib-data", other, "--calib-size", "4"),
+                          "has classes Water, Forest", "the bundle was trained on")
+    assert tree_digest(bundle) == before
+
+
 def _paired_4band(root: Path) -> Path:
     import rasterio
     from rasterio.transform import Affine
