@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _recipes import EUROSAT_COMMON as COMMON  # noqa: E402
+from _recipes import EUROSAT_TEACHER as TEACHER  # noqa: E402
 from _report import SHARED_DATA, machine_line, write_section  # noqa: E402
 
 DATA = SHARED_DATA / "eurosat_ms_200"
-TEACHER = dict(view="ms", arch="resnet-narrow", epochs=60)
 STUDENT = dict(view="rgb", arch="resnet-narrow", epochs=40)
-COMMON = dict(optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=16, warmup_epochs=3, augment=True)
 KD = dict(method="kd", temperature=4.0, kd_weight=1.0, ce_weight=1.0)
 LOGREG_C = (0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 #: What was tried for the teacher (validation accuracy, seed 0), so the choice is on record.

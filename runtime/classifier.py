@@ -6,11 +6,11 @@ Choosing the artifact (``select_artifacts``, a pure function of the manifest and
   is "native" there; any ONNX artifact may also run on ONNX Runtime or OpenVINO, and on TensorRT by
   building an engine (``rebuild=True`` only).
 * ranking, best first: TensorRT (a GPU beats any CPU path) before CPU backends; then precision -
-  an INT8 artifact that passed the accuracy gate (``gate_passed`` true, or unset while
-  ``quantization.accepted_rung`` starts with "int8"), then FP16 on a GPU, then FP32, FP16 on a CPU
-  and ungated INT8 only as last resorts; then native before foreign; then OpenVINO before ONNX
-  Runtime. So a gated INT8 ONNX for ONNX Runtime beats an FP32 OpenVINO IR, and an FP32 IR beats
-  the FP32 ONNX. An explicit ``backend``/``precision`` filters the candidates.
+  an INT8 artifact whose ``gate_passed`` is true, then FP16 (on TensorRT only), then FP32, then
+  FP16 on a CPU backend, and INT8 without a passed gate (``gate_passed`` false or absent) last;
+  then native before foreign; then OpenVINO before ONNX Runtime. So a gated INT8 ONNX for ONNX
+  Runtime beats an FP32 OpenVINO IR, and an FP32 IR beats the FP32 ONNX. An explicit
+  ``backend``/``precision`` filters the candidates.
 * a TensorRT plan whose fingerprint does not match the device is refused (explicit backend) or
   skipped (auto); with ``rebuild=True`` it is rebuilt from the bundle's ONNX into the cache.
 
@@ -38,16 +38,10 @@ from .validate import validate_input
 log = logging.getLogger("cmkd_edge.runtime")
 
 
-def _gated(a: Artifact, m: Manifest) -> bool:
-    if a.gate_passed is not None:
-        return a.gate_passed
-    rung = str((m.quantization or {}).get("accepted_rung", ""))
-    return rung.lower().startswith("int8")
-
-
-def _rank(a: Artifact, m: Manifest, backend: str) -> int:
+def _rank(a: Artifact, backend: str) -> int:
+    """Precision rank (lower is better); only the artifact's own gate counts for INT8."""
     if a.precision == "int8":
-        return 0 if _gated(a, m) else 4
+        return 0 if a.gate_passed is True else 4
     if a.precision == "fp16":
         return 1 if backend == "tensorrt" else 3
     return 2
@@ -76,7 +70,7 @@ def select_artifacts(manifest: Manifest, backend: str = "auto", precision: str =
             foreign_onnx = a.format == "onnx" and not native and (b != "tensorrt" or rebuild)
             if (native or foreign_onnx) and precision in ("auto", a.precision):
                 gpu_first = 0 if b == "tensorrt" else 1
-                scored.append(((gpu_first, _rank(a, manifest, b), 0 if native else 1, i), b, a))
+                scored.append(((gpu_first, _rank(a, b), 0 if native else 1, i), b, a))
     out = [(b, a) for _, b, a in sorted(scored, key=lambda t: t[0])]
     if not out:
         have = sorted({f"{a.backend}/{a.precision}" for a in manifest.artifacts})

@@ -27,9 +27,11 @@ How the export stage writes a bundle::
 
 Optional fields beyond architecture.md (all default to "absent"): ``Artifact.max_batch`` (largest
 batch an artifact accepts, e.g. a TensorRT profile's max; the runtime splits bigger batches) and
-``Artifact.gate_passed`` (True/False when an accuracy gate ran on this artifact; ``precision="auto"``
-only picks an INT8 artifact whose gate passed). Unknown keys are kept in ``extra`` so a newer writer's
-additions survive a read/write round trip.
+``Artifact.gate_passed`` (True/False when an accuracy gate ran on this artifact). With
+``precision="auto"`` the runtime ranks TensorRT candidates before CPU ones and, within those, INT8
+with ``gate_passed`` true first, then FP16 on TensorRT, FP32, FP16 on a CPU backend, and INT8
+without a passed gate (false or absent) last (``cmkd_edge.runtime.classifier.select_artifacts``).
+Unknown keys are kept in ``extra`` so a newer writer's additions survive a read/write round trip.
 """
 
 from __future__ import annotations

@@ -137,14 +137,22 @@ def _versions(backend: str) -> dict[str, str]:
     return out
 
 
-def profile_one(bundle: Bundle, backend: str, artifact: str, batch: int, *, warmup: int = 10,
-                iterations: int = 200, threads: int | None = None, rebuild: bool = False,
-                command: str | None = None, verify_ms: float = 0.0) -> LatencyReport:
-    """Profile one artifact on one backend at one batch size (fresh Classifier: cold start)."""
+def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, *,
+                precision: str = "auto", warmup: int = 10, iterations: int = 200,
+                threads: int | None = None, rebuild: bool = False, command: str | None = None,
+                verify_ms: float = 0.0) -> LatencyReport:
+    """Profile one artifact on one backend at one batch size (fresh Classifier: cold start).
+
+    ``artifact=None`` lets ``Classifier.open`` choose (``backend``/``precision`` filter, and an
+    artifact that fails to load is skipped as usual) inside the timed load. Why not choose first and
+    open afterwards: choosing by opening would load the model twice, and the reported cold start
+    would be a warm second load (an OpenVINO compile or TensorRT rebuild already done).
+    """
     if warmup < 0 or iterations < 1 or batch < 1:
         raise ConfigError(f"need warmup >= 0, iterations >= 1, batch >= 1 (got {warmup}, {iterations}, {batch})")
     t0 = time.perf_counter_ns()
-    clf = Classifier.open(bundle, backend=backend, threads=threads, rebuild=rebuild, artifact=artifact)
+    clf = Classifier.open(bundle, backend=backend, precision=precision, threads=threads,
+                          rebuild=rebuild, artifact=artifact)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     with clf:
         x = synthetic_input(clf, batch)
@@ -191,13 +199,18 @@ def profile_bundle(bundle: str | os.PathLike[str] | Bundle, backend: str = "auto
                  and (precision == "auto" or b.manifest.artifact(aid).precision == precision)]
         if not pairs:
             raise ConfigError(f"no artifact runnable here for backend {backend!r} precision {precision!r}")
-    else:
-        with Classifier.open(b, backend=backend, precision=precision, threads=threads,
-                             rebuild=rebuild) as clf:
-            pairs = [(clf.backend, clf.artifact.id)]
-    return [profile_one(b, be, aid, n, warmup=warmup, iterations=iterations, threads=threads,
-                        rebuild=rebuild, command=command, verify_ms=verify_ms)
-            for be, aid in pairs for n in batches]
+        return [profile_one(b, be, aid, n, warmup=warmup, iterations=iterations, threads=threads,
+                            rebuild=rebuild, command=command, verify_ms=verify_ms)
+                for be, aid in pairs for n in batches]
+    # the first report's (timed, single) open makes the choice; later batch sizes reuse it
+    reports: list[LatencyReport] = []
+    for n in batches:
+        be, aid, prec = ((backend, None, precision) if not reports
+                         else (reports[0].backend, reports[0].artifact, "auto"))
+        reports.append(profile_one(b, be, aid, n, precision=prec, warmup=warmup,
+                                   iterations=iterations, threads=threads, rebuild=rebuild,
+                                   command=command, verify_ms=verify_ms))
+    return reports
 
 
 # -- writers -------------------------------------------------------------------------------------

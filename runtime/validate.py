@@ -118,10 +118,15 @@ def validate_input(x: np.ndarray, spec: InputSpec, *, nodata_policy: str = "reje
     lo, hi = float(x.min()), float(x.max())
     nodata = spec.nodata if nodata is None else nodata
     valid = None
-    bad_nodata = nodata is not None and not np.isnan(nodata) and lo <= nodata <= hi
-    if not (np.isfinite(lo) and np.isfinite(hi)) or bad_nodata:  # NaN propagates into min/max
+    finite = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN propagates into min/max
+    # why "not finite or in range": with a NaN anywhere in the batch lo/hi are NaN and say nothing
+    # about where nodata lies, so every patch is compared with nodata directly; the range test is
+    # only a shortcut when lo/hi are real numbers.
+    check_nodata = (nodata is not None and not np.isnan(nodata)
+                    and (not finite or lo <= nodata <= hi))
+    if not finite or check_nodata:
         bad = ~np.isfinite(x).all(axis=(1, 2, 3))
-        if bad_nodata:
+        if check_nodata:
             bad |= (x == np.float32(nodata)).any(axis=(1, 2, 3))
         if bad.any():
             if nodata_policy == "reject":

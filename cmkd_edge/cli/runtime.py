@@ -28,7 +28,7 @@ def _route_warnings() -> None:
     warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
 
 
-def _read_patch(path: Path, band_names: tuple[str, ...]):  # -> np.ndarray | tuple (scene shape)
+def _read_patch(path: Path):  # -> (np.ndarray, None) | (None, (h, w))
     """Return (array, None) for a .npy or GeoTIFF, or (None, (h, w)) to defer a GeoTIFF to scene mode."""
     import numpy as np
 
@@ -91,13 +91,14 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
         ph, pw = spec.shape[2], spec.shape[3]
         scenes = []
         for path in inputs:
-            arr, hw = _read_patch(path, spec.band_names)
+            arr, hw = _read_patch(path)
             if arr is None and hw != (ph, pw):
                 scenes.append(path)
                 continue
+            file_nodata = None  # None: the manifest's nodata (a .npy carries none of its own)
             if arr is None:
-                arr = _read_geotiff_patch(path, spec.band_names)
-            probs = clf.predict(arr, nodata_policy=nodata_policy)
+                arr, file_nodata = _read_geotiff_patch(path, spec.band_names)
+            probs = clf.predict(arr, nodata_policy=nodata_policy, nodata=file_nodata)
             for i, p in enumerate(probs):
                 name = path.name if len(probs) == 1 else f"{path.name}[{i}]"
                 if p.size and not (p != p).any():
@@ -111,9 +112,17 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
         if scenes and out is None:
             raise ConfigError(f"{scenes[0].name} is larger than the model input ({ph}x{pw}): a scene",
                               "pass --out PATH for the class-map GeoTIFF")
+        # --out is a directory for several scenes, an existing directory, or a path without .tif
+        out_is_dir = bool(scenes) and (len(scenes) > 1 or out.is_dir()
+                                       or out.suffix.lower() not in (".tif", ".tiff"))
+        if out_is_dir and out.exists() and not out.is_dir():  # checked before any scene is written
+            if len(scenes) > 1:
+                raise ConfigError(f"--out {out} is a file, but {len(scenes)} scenes need --out to be "
+                                  "a directory", "pass a directory (it is created if missing)")
+            raise ConfigError(f"--out {out} is a file without a .tif suffix, so it would be a directory",
+                              "pass a .tif path for the class map, or a directory")
         for path in scenes:
-            target = out if len(scenes) == 1 and out.suffix.lower() in (".tif", ".tiff") else \
-                out / f"{path.stem}_classes.tif"
+            target = out / f"{path.stem}_classes.tif" if out_is_dir else out
             r = classify_scene(clf, path, target, stride=stride, batch=batch,
                                probabilities=probabilities, nodata_policy=nodata_policy,
                                progress=not (no_progress or as_json))
@@ -136,7 +145,12 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
             click.echo(f"{r['input']}: {r['class']} ({r['probability']:.3f})")
 
 
-def _read_geotiff_patch(path: Path, band_names: tuple[str, ...]):
+def _read_geotiff_patch(path: Path, band_names: tuple[str, ...]):  # -> (np.ndarray, float | None)
+    """The patch's bands in model order, as stored, and the file's nodata value (None if unset).
+
+    Why the nodata value is returned rather than applied: the runtime's validation is the one place
+    that recognises nodata (the same for patches and scenes), so it is passed on to ``predict``.
+    """
     import rasterio
 
     from cmkd_edge.errors import DataError
@@ -144,11 +158,7 @@ def _read_geotiff_patch(path: Path, band_names: tuple[str, ...]):
 
     try:
         with rasterio.open(path) as src:
-            arr = src.read(_band_indexes(src, band_names, path))
-            if src.nodata is not None:
-                arr = arr.astype("float32")
-                arr[arr == src.nodata] = float("nan")
-            return arr
+            return src.read(_band_indexes(src, band_names, path)), src.nodata
     except rasterio.errors.RasterioIOError as exc:  # header fine, pixel blocks truncated/corrupt
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{path} is truncated or corrupt (reading its pixels failed: {first})") from exc

@@ -375,6 +375,8 @@ def plot_experiment(result: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cmkd_edge.fsutil import atomic_open
+
     exp, pts = result["experiment"], result["points"]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     if exp in ("gamma", "alpha"):
@@ -421,5 +423,8 @@ def plot_experiment(result: dict[str, Any], path: str) -> None:
     ax.legend(fontsize=7, ncol=3 if exp == "table2" else 1, loc="upper center" if exp == "table2" else "best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:  # why atomic: an interrupted or failed save must not leave a truncated PNG at the user's path
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, dpi=120, format="png")
+    finally:
+        plt.close(fig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,36 @@ def test_stats_on_the_given_split_only(tiny: str) -> None:
     assert np.allclose(band_stats(sub, "ms")[0], mean)
     sim_mean, sim_std = band_stats(train, "sar-sim")
     assert sim_mean.shape == (2,) and (sim_std > 0).all() and sim_mean[1] < sim_mean[0]
+
+
+def test_stats_see_clipped_values_like_the_model(tiny: str) -> None:
+    """InputNorm clamps before it normalises, so the statistics must be of clipped values too."""
+    train = open_dataset(tiny, views=["ms"], split="train")
+    ref = train.catalog.sources["s2"][train.indices].astype(np.float64)
+    lo, hi = np.percentile(ref, [10, 90])
+    train.views["ms"] = dataclasses.replace(train.views["ms"], clip=(float(lo), float(hi)))
+    mean, std = band_stats(train, "ms", chunk=7)
+    clipped = np.clip(ref, lo, hi)
+    assert np.allclose(mean, clipped.mean(axis=(0, 2, 3)))
+    assert np.allclose(std, clipped.std(axis=(0, 2, 3)))
+
+    class Items:  # a generic dataset (no view_batch): the item-by-item path clips as well
+        def __init__(self, x: np.ndarray) -> None:
+            self.x, self.views = x, {"v": dataclasses.replace(train.views["ms"], clip=(0.0, 10.0))}
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int):
+            return {"v": self.x[i]}, 0
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, size=(4, 2, 3, 3)).astype(np.float32)
+    outliers = x.copy()
+    outliers[0, 0, 0, 0], outliers[1, 1, 2, 2] = 1e6, -1e6  # saturated pixels beyond the clip
+    x[0, 0, 0, 0], x[1, 1, 2, 2] = 10.0, 0.0
+    for a, b in zip(band_stats(Items(outliers), "v"), band_stats(Items(x), "v"), strict=True):
+        assert np.allclose(a, b)
 
 
 def test_stats_on_real_eurosat_train(eurosat_dir) -> None:

@@ -45,6 +45,36 @@ def test_mfh_synthetic_writes_json_and_plot(tmp_path) -> None:
     assert "MG-KD" in r.output
 
 
+def test_mfh_plot_is_written_atomically(tmp_path, monkeypatch) -> None:
+    """A save that fails half-way must leave the user's previous file as it was, and no temp file."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from cmkd_edge.mfh.synthetic import plot_experiment
+
+    stat = {"mean": 80.0, "std": 1.0}
+    res = {
+        "experiment": "gamma",
+        "seeds": [0],
+        "teacher_mode": "gt",
+        "points": [{"gamma": g, "teacher": stat, "no_kd": stat, "kd": stat} for g in (0.0, 0.5, 1.0)],
+    }
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"previous figure")
+
+    def broken(self, fh, **kwargs):
+        fh.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Figure, "savefig", broken)
+        with pytest.raises(OSError):
+            plot_experiment(res, str(png))
+    assert png.read_bytes() == b"previous figure" and [p.name for p in tmp_path.iterdir()] == ["fig.png"]
+    plot_experiment(res, str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_mfh_synthetic_rejects_bad_experiment() -> None:
     r = CliRunner().invoke(main, ["mfh", "synthetic", "--experiment", "beta"])
     assert r.exit_code == 2

@@ -61,6 +61,21 @@ def test_sembridge_pairs_are_same_class_and_rematch_runs(ctx, paired) -> None:
     assert paired.augment is True  # restored after gathering the gallery
 
 
+def test_sembridge_forward_before_setup_is_a_bug_not_a_lazy_build(ctx, paired) -> None:
+    """Heads built lazily in forward would be missing from the optimizer and never train."""
+    m = build_method("sembridge", {"pairing": "given"})
+    batch = _batch(paired, [0, 1])
+    with torch.no_grad():
+        t_out = ModelOutput(*ctx.teacher.forward_all(batch.views["ms"]))
+    s_out = ModelOutput(*ctx.student.forward_all(batch.views["rgb"]))
+    with pytest.raises(RuntimeError, match="before setup"):
+        m(s_out, t_out, batch.targets)
+    assert not list(m.parameters())
+    m.setup(ctx)
+    assert list(m.parameters())  # setup built the heads, so an optimizer made now includes them
+    assert torch.isfinite(m(s_out, t_out, batch.targets).total)
+
+
 def test_mfh_replaces_the_teacher_and_writes_ranking(ctx) -> None:
     from cmkd_edge.mfh.saliency import ModalityGeneralTeacher
 

@@ -46,6 +46,11 @@ def test_selection_order(int8_bundle: Path, bundle_dir: Path) -> None:
     d["artifacts"][1]["gate_passed"] = False
     assert _ids(select_artifacts(Manifest.from_dict(d), backends=["onnxruntime"])) == [
         "onnxruntime:onnx-fp32", "onnxruntime:onnx-int8"]
+    # ... and so is one with no gate record, whatever the quantization section says
+    d["artifacts"][1]["gate_passed"] = None
+    d["quantization"] = {"accepted_rung": "int8"}
+    assert _ids(select_artifacts(Manifest.from_dict(d), backends=["onnxruntime"])) == [
+        "onnxruntime:onnx-fp32", "onnxruntime:onnx-int8"]
     # TensorRT (GPU) comes first, but only builds from ONNX when rebuild=True
     assert all(b != "tensorrt" for b, _ in select_artifacts(m, backends=["tensorrt", "onnxruntime"]))
     assert _ids(select_artifacts(m, backends=["tensorrt", "onnxruntime"], rebuild=True))[0] == \
@@ -181,6 +186,19 @@ def test_nodata_value(clf: Classifier) -> None:
     assert np.isnan(p[4]).all() and np.isfinite(np.delete(p, 4, axis=0)).all()
     with pytest.raises(InputMismatchError, match="nodata \\(0\\)"):
         clf.predict(x, nodata=0)
+
+
+def test_nodata_masked_when_another_patch_has_nan(clf: Classifier, bundle_dir: Path) -> None:
+    """A NaN anywhere in the batch makes min/max NaN; nodata patches must still be found."""
+    x = X.copy()
+    x[1, 3, 2, 2] = np.nan
+    x[5, :, 7, 7] = -9999.0  # a nodata value below every real value of the batch
+    v = validate_input(x, read_manifest(bundle_dir).input, nodata_policy="mask", nodata=-9999.0)
+    assert v.valid is not None and v.valid.tolist() == [True, False, True, True, True, False, True]
+    p = clf.predict(x, nodata_policy="mask", nodata=-9999.0)
+    assert np.isnan(p[[1, 5]]).all() and np.isfinite(np.delete(p, [1, 5], axis=0)).all()
+    with pytest.raises(InputMismatchError, match="2 of 7 patches"):
+        clf.predict(x, nodata=-9999.0)
 
 
 def test_units_warnings(bundle_dir: Path) -> None:

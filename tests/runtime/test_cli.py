@@ -53,6 +53,38 @@ def test_classify_scene_needs_out(bundle_dir: Path, tmp_path: Path, scene_factor
     assert (tmp_path / "map_probs.tif").exists()
 
 
+def test_several_scenes_need_out_to_be_a_directory(bundle_dir: Path, tmp_path: Path, scene_factory) -> None:
+    a, b = scene_factory(40, 50), scene_factory(40, 40)
+    existing = tmp_path / "existing.tif"
+    existing.write_bytes(b"keep me")
+    res = CliRunner().invoke(main, ["classify", str(bundle_dir), str(a), str(b), "--out", str(existing),
+                                    "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: ") and "2 scenes need --out to be a directory" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert existing.read_bytes() == b"keep me"
+    res = run("classify", bundle_dir, a, b, "--out", tmp_path / "maps", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (tmp_path / "maps").iterdir()} == {f"{a.stem}_classes.tif", f"{b.stem}_classes.tif"}
+
+
+def test_geotiff_patch_nodata_goes_through_validation(bundle_dir: Path, tmp_path: Path, scene_factory) -> None:
+    """A single GeoTIFF patch uses the file's nodata exactly like a scene does (mask or reject)."""
+    tif = scene_factory(16, 16, nodata=7)
+    with rasterio.open(tif, "r+") as dst:
+        dst.write(np.full((1, 1), 7, np.uint16), 3, window=((2, 3), (5, 6)))  # one nodata pixel, band 3
+    res = run("classify", bundle_dir, tif, "--json", "--backend", "onnxruntime")
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads(res.stdout)["results"]
+    assert r["class"] is None and r["nodata"] is True
+    assert run("classify", bundle_dir, tif).stdout.strip() == f"{tif.name}: nodata"
+    res = CliRunner().invoke(main, ["classify", str(bundle_dir), str(tif), "--nodata-policy", "reject"])
+    assert res.exit_code == 2 and "nodata (7)" in res.output and len(res.output.strip().splitlines()) == 1
+    clean = scene_factory(16, 16, seed=3, nodata=65535)  # data never reaches it: nothing masked
+    (r,) = json.loads(run("classify", bundle_dir, clean, "--json").stdout)["results"]
+    assert r["class"].startswith("class_")
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["classify", "{bundle}", "{bad_npy}"], "12 bands, the model expects 13"),
     (["classify", "{missing}", "{bad_npy}"], "does not exist"),

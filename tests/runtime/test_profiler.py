@@ -57,3 +57,22 @@ def test_compare_reports_share_one_schema(bundle_dir: Path, tmp_path: Path) -> N
 def test_single_profile_uses_auto_choice(int8_bundle: Path) -> None:
     (r,) = profiler.profile_bundle(int8_bundle, warmup=1, iterations=3)
     assert (r.backend, r.precision) == ("onnxruntime", "int8")
+
+
+def test_single_profile_loads_the_model_once_per_report(int8_bundle: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reported cold start must be the first load, not a warm reload after choosing."""
+    from cmkd_edge.runtime import classifier
+
+    loads: list[str] = []
+    real = classifier._make_runner
+
+    def counting(b, backend, a, *args, **kwargs):
+        loads.append(f"{backend}:{a.id}")
+        return real(b, backend, a, *args, **kwargs)
+
+    monkeypatch.setattr(classifier, "_make_runner", counting)
+    reports = profiler.profile_bundle(int8_bundle, batches=(1, 2), warmup=1, iterations=2)
+    assert [r.batch for r in reports] == [1, 2]
+    assert len(loads) == 2 and loads[0] == loads[1] == f"{reports[0].backend}:{reports[0].artifact}"
+    assert {(r.backend, r.precision) for r in reports} == {("onnxruntime", "int8")}

@@ -154,7 +154,11 @@ class SemBridge(LogitKD):
         self._built = True
 
     def setup(self, ctx: DistillContext) -> None:
-        """Build the alignment heads; gather the teacher gallery and compute the initial pairing."""
+        """Build the alignment heads; gather the teacher gallery and compute the initial pairing.
+
+        The heads are built here, every time (unless ``build`` was already called), because setup
+        runs before the optimizer is created: only then are the heads' parameters trained.
+        """
         c = self.cfg
         if ctx.teacher is None:
             raise ConfigError("sembridge needs a teacher", "pass --teacher")
@@ -250,8 +254,12 @@ class SemBridge(LogitKD):
         parts = {"ce": ce.detach(), "kd": kd.detach()}
         if c.align != "none" and c.align_weight > 0:
             if not self._built:
-                self.build({k: v.shape[1] for k, v in s.feats.items()}, {k: v.shape[1] for k, v in t.feats.items()})
-                self.to(s.logits.device)
+                # why not build lazily here: parameters created after the optimizer was built would
+                # never be trained. setup() always builds, so reaching this is a programming error.
+                raise RuntimeError(
+                    "SemBridge.forward called before setup(): the alignment heads do "
+                    "not exist yet (call setup(ctx) before building the optimizer)"
+                )
             patch, pooled = self.alignment(s, t)
             total = total + c.align_weight * (patch + pooled)
             parts.update({"align_patch": patch.detach(), "align_pooled": pooled.detach()})
