@@ -10,7 +10,7 @@ Writes section "distill" of docs/benchmarks.md (plus PNG figures and the raw JSO
 3. A transformed benchmark (in the spirit of arXiv 2306.15977): scikit-learn's digits, clean images
    as the teacher's optical view, speckled + blurred copies as the student's SAR-like view, same methods.
 
-Usage: ``nice python benchmarks/distill.py [--seeds 5] [--mfh-seeds 20] [--quick]``.
+Usage: ``nice python benchmarks/distill.py [--seeds 5] [--mfh-seeds 20] [--epochs 15] [--skip mfh digits]``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _recipes import EUROSAT_COMMON, EUROSAT_TEACHER  # noqa: E402
 from _report import ROOT, SHARED_DATA, machine_line, write_section  # noqa: E402
+
+from cmkd_edge.fsutil import atomic_write_text  # noqa: E402
 
 METHODS = ("none", "kd", "fitnet", "ds", "sembridge", "mfh")
 DOCS = ROOT / "docs"
@@ -85,12 +88,15 @@ def _train(**kw: Any) -> dict[str, Any]:
 
 
 def distil_table(name: str, data: str, teacher_view: str, student_views: list[str], seeds: int, epochs: int,
-                 teacher_epochs: int, t_arch: str, s_arch: str, work: Path, batch: int) -> tuple[str, dict]:
-    """Train one teacher, then every method x student view x seed; a Markdown table of test accuracy."""
+                 teacher_epochs: int, t_arch: str, s_arch: str, work: Path,
+                 train_kw: dict[str, Any]) -> tuple[str, dict]:
+    """Train one teacher, then every method x student view x seed; a Markdown table of test accuracy.
+
+    ``train_kw`` (optimizer, lr, batch size, ...) applies to the teacher and every student alike.
+    """
     t0 = time.perf_counter()
     tdir = work / f"{name}-teacher"
-    ts = _train(out=tdir, data=data, view=teacher_view, arch=t_arch, epochs=teacher_epochs, seed=0,
-                batch_size=batch, lr=2e-3)
+    ts = _train(out=tdir, data=data, view=teacher_view, arch=t_arch, epochs=teacher_epochs, seed=0, **train_kw)
     t_acc = ts["test"]["accuracy"] * 100
     print(f"[{name}] teacher {teacher_view}: test {t_acc:.1f}% ({ts['seconds']:.0f} s)", flush=True)
     results: dict[str, dict[str, list[float]]] = {}
@@ -101,7 +107,7 @@ def distil_table(name: str, data: str, teacher_view: str, student_views: list[st
                 s = _train(out=work / f"{name}-{view}-{method}-{seed}", data=data, view=view, arch=s_arch,
                            teacher=str(tdir / "best.pt"), method=method,
                            method_options=method_options(method, epochs), epochs=epochs, seed=seed,
-                           batch_size=batch, lr=2e-3)
+                           **train_kw)
                 accs.append(s["test"]["accuracy"] * 100)
             results.setdefault(view, {})[method] = accs
             print(f"[{name}] {view:8s} {method:10s} {statistics.mean(accs):5.1f} ± {statistics.pstdev(accs):4.1f}",
@@ -165,8 +171,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--mfh-seeds", type=int, default=20)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=20, help="student epochs (both tables)")
+    ap.add_argument("--teacher-epochs", type=int, default=15, help="digits teacher epochs (EuroSAT: the recipe's)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["mfh", "eurosat", "digits"])
     ap.add_argument("--work", default=None, help="Run directory (default: a temporary one).")
     args = ap.parse_args()
@@ -181,40 +187,44 @@ def main() -> None:
         md, raw["mfh"] = run_mfh(args.mfh_seeds)
         parts.append(md)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cmkd-distill-bench-"))
-    settings = (f"teacher `resnet18-small` ({args.teacher_epochs} epochs, seed 0, one teacher shared by all "
-                f"students), students `resnet-narrow`, {args.epochs} epochs, AdamW lr 2e-3, batch 32, "
-                f"{args.seeds} seeds (0..{args.seeds - 1}); method defaults except: sembridge matcher 10 epochs and "
-                f"re-matching schedule scaled to the run (e0 = de = epochs/4, e_mu = 1); mfh M = 10 permutations, "
-                f"reference student 2 epochs. Cells: test accuracy % mean ± std (difference to `none`). "
-                f"Read with care: "
-                f"short CPU runs, small test sets (EuroSAT: 60 patches, one patch = 1.7 points), so differences "
-                f"of a few points are within seed noise.")
+    common = (f"{args.seeds} seeds (0..{args.seeds - 1}), one teacher (seed 0) shared by all students; method "
+              f"defaults except: sembridge matcher 10 epochs and re-matching schedule scaled to the run (e0 = de = "
+              f"epochs/4, e_mu = 1); mfh M = 10 permutations, reference student 2 epochs. Cells: test accuracy % "
+              f"mean ± std (difference to `none`). Read with care: short CPU runs and small test sets, so "
+              f"differences of a few points are within seed noise.")
     eurosat = SHARED_DATA / "eurosat_ms_200"
     if "eurosat" not in args.skip:
         if eurosat.is_dir():
-            md, raw["eurosat"] = distil_table("eurosat", str(eurosat), "ms", ["rgb", "sar-sim"], args.seeds,
-                                              args.epochs, args.teacher_epochs, "resnet18-small", "resnet-narrow",
-                                              work, 32)
+            t = EUROSAT_TEACHER
+            md, raw["eurosat"] = distil_table("eurosat", str(eurosat), t["view"], ["rgb", "sar-sim"], args.seeds,
+                                              args.epochs, t["epochs"], t["arch"], "resnet-narrow", work,
+                                              EUROSAT_COMMON)
+            c = EUROSAT_COMMON
             parts.append(
                 f"### EuroSAT sample (200 real patches, fixed split 100/40/60): teacher on `ms`\n\n"
-                f"Teacher test accuracy {raw['eurosat']['teacher_test_accuracy']:.1f}%. `sar-sim` is a SYNTHETIC "
-                f"SAR view simulated from the optical patch. {settings} Wall time "
+                f"Teacher `{t['arch']}` on `ms`, {t['epochs']} epochs (the baseline section's recipe), test accuracy "
+                f"{raw['eurosat']['teacher_test_accuracy']:.1f}%. Students `resnet-narrow`, {args.epochs} epochs. "
+                f"All runs: AdamW lr {c['lr']}, weight decay {c['weight_decay']}, batch {c['batch_size']}, "
+                f"{c['warmup_epochs']} warm-up epochs then cosine, flips/rotations. `sar-sim` is a SYNTHETIC SAR "
+                f"view simulated from the optical patch. One test patch = 1.7 points. {common} Wall time "
                 f"{raw['eurosat']['seconds'] / 60:.1f} min.\n\n{md}\n")
         else:
             parts.append("### EuroSAT sample\n\nSkipped: ../shared/data/eurosat_ms_200 is absent.\n")
     if "digits" not in args.skip:
         droot = make_digits(work / "digits")
         md, raw["digits"] = distil_table("digits", str(droot), "rgb", ["sar"], args.seeds, args.epochs,
-                                          args.teacher_epochs, "resnet18-small", "resnet-narrow", work, 32)
+                                          args.teacher_epochs, "resnet18-small", "resnet-narrow", work,
+                                          {"batch_size": 32, "lr": 2e-3})
         parts.append(
             f"### Transformed benchmark: scikit-learn digits (600 images, 16 px, split 60/20/20)\n\n"
-            f"Teacher on the clean images (`rgb`, 3 identical bands); students on a blurred (3×3 box, twice), "
-            f"Gamma-speckled (L = 2) copy in dB (`sar` view). Teacher test accuracy "
-            f"{raw['digits']['teacher_test_accuracy']:.1f}%. {settings} Wall time "
+            f"Teacher `resnet18-small` on the clean images (`rgb`, 3 identical bands), {args.teacher_epochs} "
+            f"epochs; students `resnet-narrow` on a blurred (3×3 box, twice), Gamma-speckled (L = 2) copy in dB "
+            f"(`sar` view), {args.epochs} epochs; AdamW lr 2e-3, batch 32. Teacher test accuracy "
+            f"{raw['digits']['teacher_test_accuracy']:.1f}%. {common} Wall time "
             f"{raw['digits']['seconds'] / 60:.1f} min.\n\n{md}\n")
     total = time.perf_counter() - start
     parts.append(f"Whole benchmark: {total / 60:.1f} min.\n")
-    (DOCS / "distill_benchmark.json").write_text(json.dumps(raw, indent=1, default=float))
+    atomic_write_text(DOCS / "distill_benchmark.json", json.dumps(raw, indent=1, default=float))
     write_section("distill", "\n".join(parts))
     print(machine_line())
     print(f"done in {total / 60:.1f} min")

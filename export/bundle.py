@@ -109,6 +109,9 @@ def finish_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     from cmkd_edge.runtime.manifest import write_manifest
 
     keep = {f for a in manifest["artifacts"] for f in a.get("files", [a["path"]])}
+    split_file = ((manifest.get("provenance") or {}).get("data") or {}).get("split_file")
+    if split_file:  # the training run's split table (export.student.data_provenance)
+        keep.add(split_file)
     for p in sorted(root.rglob("*"), reverse=True):
         rel = p.relative_to(root).as_posix()
         if p.is_file() and rel != "manifest.json" and rel not in keep:
@@ -119,15 +122,33 @@ def finish_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return write_manifest(root, manifest).to_dict()
 
 
-def set_artifact(manifest: dict[str, Any], artifact: dict[str, Any]) -> None:
-    """Add ``artifact`` to the manifest, replacing one with the same id."""
-    arts = [a for a in manifest["artifacts"] if a["id"] != artifact["id"]]
-    arts.append(artifact)
-    manifest["artifacts"] = arts
+def set_artifact(manifest: dict[str, Any], artifact: dict[str, Any]) -> list[str]:
+    """Add ``artifact`` to the manifest, replacing one with the same id.
+
+    Anything built from the replaced artifact (``source`` = its id, transitively) is dropped too:
+    it was compiled from the old file, so keeping it would ship a model that no longer matches its
+    record. Returns the ids of those dependents.
+    """
+    gone = []
+    if any(a["id"] == artifact["id"] for a in manifest["artifacts"]):
+        gone = drop_artifacts(manifest, [artifact["id"]])[1:]
+    manifest["artifacts"] = [*manifest["artifacts"], artifact]
+    return gone
 
 
-def drop_artifacts(manifest: dict[str, Any], prefix: str) -> list[str]:
-    """Remove artifacts whose id starts with ``prefix`` (a re-run replaces its own outputs)."""
-    gone = [a["id"] for a in manifest["artifacts"] if a["id"].startswith(prefix)]
+def drop_artifacts(manifest: dict[str, Any], ids: list[str]) -> list[str]:
+    """Remove the artifacts ``ids`` and every artifact built from them (``source``, transitively).
+
+    Why: a re-run of quantize replaces ``onnx-int8``; an OpenVINO IR or TensorRT plan compiled from
+    the old QDQ model would otherwise stay in the bundle, describing a model nobody gated.
+    Returns the removed ids, the requested ones first.
+    """
+    gone = [i for i in ids if any(a["id"] == i for a in manifest["artifacts"])]
+    frontier = set(gone)
+    while frontier:
+        nxt = [a["id"] for a in manifest["artifacts"]
+               if a.get("source") in frontier and a["id"] not in gone]
+        gone += nxt
+        frontier = set(nxt)
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["id"] not in gone]
     return gone

@@ -13,19 +13,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime import units as _units
 
 from cmkd_edge.errors import ExportValidationError
 
 DB_FLOOR = 1e-10  # linear power floor before log10: a zero pixel must not become -inf
 SPEC_KEYS = ("source", "source_bands", "source_units", "select", "to_db", "clip", "mean", "std")
 
-# Plausible raw value ranges per unit (for the runtime's wrong-units warning): optical L1C/L2A
-# reflectance x1e4 exceeds 10000 over clouds and snow; SAR backscatter lies in about -60..+40 dB.
-EXPECTED_RANGE: dict[str, tuple[float, float]] = {
-    "reflectance_x1e4": (0.0, 20000.0),
-    "db": (-60.0, 40.0),
-    "linear": (0.0, 10000.0),
-}
+# Plausible raw value ranges per unit: one table, owned by the runtime's wrong-units check
+EXPECTED_RANGE = _units.EXPECTED_RANGE
 MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar"}
 
 
@@ -102,8 +98,9 @@ def check_raw_batch(x: np.ndarray, input_entry: Mapping[str, Any], what: str) ->
     Returns the observed min/max/fraction outside the expected range (recorded in the manifest).
 
     Raises:
-        ExportValidationError: wrong rank or channel count, non-finite values, or more than half
-            of the values outside the expected range (wrong units, e.g. reflectance in 0..1).
+        ExportValidationError: wrong rank or channel count, non-finite values, or values that
+            look like other units (``cmkd_edge.runtime.units.units_problem``: the rule the
+            runtime warns with, applied here as a refusal).
     """
     bands = input_entry["band_names"]
     if x.ndim != 4 or x.shape[1] != len(bands):
@@ -114,11 +111,8 @@ def check_raw_batch(x: np.ndarray, input_entry: Mapping[str, Any], what: str) ->
         raise ExportValidationError(f"{what} contains NaN or Inf values", "mask or fill nodata first")
     lo, hi = float(x.min()), float(x.max())
     rng = input_entry.get("expected_range")
-    outside = 0.0
-    if rng is not None:
-        outside = float(((x < rng[0]) | (x > rng[1])).mean())
-        if outside > 0.5:
-            raise ExportValidationError(
-                f"{what} values span {lo:.4g}..{hi:.4g}, {outside:.0%} outside the expected "
-                f"{rng[0]:g}..{rng[1]:g} {input_entry['units']}", "are the units right?")
-    return {"min": lo, "max": hi, "fraction_outside_expected": outside}
+    # why the runtime's function: quantize refuses exactly what the runtime warns about
+    problem = _units.units_problem(x, input_entry["units"], rng, what, lo, hi)
+    if problem:
+        raise ExportValidationError(problem, "are the units right?")
+    return {"min": lo, "max": hi, "fraction_outside_expected": _units.fraction_outside(x, rng, lo, hi)}

@@ -57,9 +57,12 @@ def ds_view_name(ds: Any, spec: str) -> str:
 
 
 def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, split: str,
-                     n: int | None = None, seed: int = 0, split_file: str | None = None
-                     ) -> RawSamples:
+                     n: int | None = None, seed: int = 0, split_file: str | None = None,
+                     sample_seed: int | None = None) -> RawSamples:
     """Read ``split`` of ``data`` as raw deploy inputs; ``n`` picks a stratified subset.
+
+    ``seed`` opens the dataset (it draws the split when the data has none, and sar-sim speckle), so
+    it must be the training run's seed; ``sample_seed`` (default ``seed``) picks the subset.
 
     Raises:
         DataError: the data cannot provide the deployed source, or the split is empty.
@@ -81,7 +84,8 @@ def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, 
     if len(ds) == 0:
         raise DataError(f"split {split!r} of {data or 'synthetic data'} is empty")
     labels = np.asarray(ds.labels)
-    idx = np.arange(len(ds)) if n is None or n >= len(ds) else stratified_indices(labels, n, seed)
+    idx = np.arange(len(ds)) if n is None or n >= len(ds) else stratified_indices(
+        labels, n, seed if sample_seed is None else sample_seed)
     x = np.asarray(ds.view_batch(ds_view_name(ds, view), idx), dtype=np.float32)
     if spec["source"] == "s1" and spec["source_units"] == "linear":
         x = np.power(10.0, x / 10.0, dtype=np.float32)  # data layer yields dB; device feeds power
@@ -89,6 +93,8 @@ def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, 
     info = {"data": str(data) if data else "synthetic", "split": split, "view": view,
             "class_names": [str(c) for c in ds.class_names],
             "n": int(len(idx)), "of": int(len(ds)), "stratified": n is not None and n < len(ds),
-            "seed": seed, "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
-                                             or view.startswith("sar-sim"))}
+            "seed": seed, "sample_seed": seed if sample_seed is None else sample_seed,
+            "split_origin": desc.get("split_origin"),
+            "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
+                              or view.startswith("sar-sim"))}
     return RawSamples(x=x, labels=labels[idx], info=info)

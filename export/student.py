@@ -9,6 +9,7 @@ so a killed export leaves the previous bundle untouched.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from cmkd_edge.errors import DataError, ExportValidationError
 from cmkd_edge.fsutil import sha256_file
 
 MODEL_FILE = "model.onnx"
+SPLIT_FILE = "split.csv"  # the training run's split table, kept in the bundle (see data_provenance)
 
 
 def tool_versions() -> dict[str, str]:
@@ -45,23 +47,90 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
+def run_split_file(ckpt: dict[str, Any]) -> Path | None:
+    """The training run's drawn split (``split.csv`` beside the checkpoint), if it has one."""
+    split_file = Path(ckpt["_path"]).parent / "split.csv"
+    return split_file if split_file.is_file() else None
+
+
+def trained_hw(ckpt: dict[str, Any], hw: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The patch size the student was trained on (checkpoint ``input_hw``).
+
+    ``hw`` is honoured only for checkpoints saved before ``input_hw`` was recorded; for newer ones
+    it must agree, because the bundle's input size is a promise about the trained model.
+    """
+    rec = ckpt.get("input_hw")
+    if rec is None:
+        return None if hw is None else (int(hw[0]), int(hw[1]))
+    trained = (int(rec[0]), int(rec[1]))
+    if hw is not None and tuple(int(v) for v in hw) != trained:
+        raise ExportValidationError(f"input size {hw[0]}x{hw[1]} was asked for, but the student was "
+                                    f"trained on {trained[0]}x{trained[1]} patches",
+                                    "drop the size override; it is only for old checkpoints")
+    return trained
+
+
 def parity_samples(ckpt: dict[str, Any], spec: dict[str, Any], data: str | None, n: int,
                    seed: int, hw: tuple[int, int] | None) -> RawSamples:
     """Real samples of the validation split (the checkpoint's data unless ``data`` is given);
-    random values in the expected range only when no data can be read (recorded as such)."""
+    random values in the expected range only when no data can be read (recorded as such).
+
+    ``hw`` is the trained patch size (``trained_hw``): readable data of another size is refused,
+    since a different patch size would otherwise silently become the bundle's input size.
+
+    Raises:
+        ExportValidationError: the data's patches are not ``hw``, or no size is known at all.
+    """
     source = data or (ckpt.get("data") or {}).get("path")
-    split_file = Path(ckpt["_path"]).parent / "split.csv"  # a run's drawn split, if it has one
-    try:
-        return load_raw_samples(source, spec, ckpt["view"], "val", n=n, seed=seed,
-                                split_file=str(split_file) if split_file.is_file() else None)
-    except (DataError, ImportError, OSError) as exc:
-        why = getattr(exc, "message", str(exc))
-    h, w = hw or (64, 64)
+    split_file = run_split_file(ckpt)
+    # the run's split table only fits the run's data: other data is read with its own split,
+    # rather than falling back to random values that would hide its patch size
+    tables = [str(split_file), None] if split_file else [None]
+    for table in tables:
+        try:
+            raw = load_raw_samples(source, spec, ckpt["view"], "val", n=n, seed=seed,
+                                   split_file=table)
+            break
+        except (DataError, ImportError, OSError) as exc:
+            why = getattr(exc, "message", str(exc))
+    else:
+        raw = None
+    if raw is not None:
+        got = tuple(int(v) for v in raw.x.shape[-2:])
+        if hw is not None and got != tuple(hw):
+            raise ExportValidationError(
+                f"parity data {raw.info.get('data')} has {got[0]}x{got[1]} patches; the student was "
+                f"trained on {hw[0]}x{hw[1]}", "export with data of the training patch size")
+        return raw
+    if hw is None:
+        raise ExportValidationError(
+            f"the input size is unknown: the checkpoint predates input_hw and no parity data could "
+            f"be read ({str(why)[:120]})", "pass --data with the training data, or --input-hw H,W")
+    h, w = hw
     lo, hi = EXPECTED_RANGE.get(spec["source_units"], (0.0, 1.0))
     rng = np.random.default_rng(seed)
     x = rng.uniform(lo, hi, size=(n, len(spec["source_bands"]), h, w)).astype(np.float32)
     return RawSamples(x=x, labels=np.zeros(n, np.int64),
                       info={"data": "random", "why": str(why)[:200], "n": n, "synthetic": True})
+
+
+def data_provenance(ckpt: dict[str, Any], root: Path) -> dict[str, Any]:
+    """What quantize needs to draw the training run's own splits: data path, seed, split table.
+
+    The run's ``split.csv`` is copied into the bundle (checksummed like every file) rather than
+    referenced by path: it is small, and a bundle moved to another machine keeps the exact split
+    that separates training from test samples.
+    """
+    desc = ckpt.get("data") or {}
+    split_file = run_split_file(ckpt)
+    out: dict[str, Any] = {"path": desc.get("path"), "seed": int(ckpt.get("seed") or 0),
+                           "layout": desc.get("layout"), "split_origin": desc.get("split_origin"),
+                           "split_file": None, "split_source": None}
+    if split_file is not None:
+        shutil.copyfile(split_file, root / SPLIT_FILE)
+        out.update(split_file=SPLIT_FILE, split_source=str(split_file.resolve()),
+                   split_sha256=sha256_file(split_file))
+    return out
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[str], *,
@@ -76,7 +145,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         data: dataset for the parity samples (default: the checkpoint's own data).
         samples, batch: parity on ``samples`` validation samples, at batch 1 and ``batch``.
         max_batch: largest batch the bundle promises (recorded; TensorRT profiles use it).
-        hw: input height/width when no data is readable (default: the data's patch size).
+        hw: input height/width, only for checkpoints without ``input_hw`` (older trainers).
     Returns:
         The bundle directory.
     Raises:
@@ -93,7 +162,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         raise ExportValidationError(f"network takes {net.in_channels} bands but the preprocessing "
                                     f"selects {len(spec['select'])}")
     module = build_deploy_module(net, spec)
-    raw = parity_samples(ckpt, spec, data, max(samples, batch), seed, hw)
+    raw = parity_samples(ckpt, spec, data, max(samples, batch), seed, trained_hw(ckpt, hw))
     h, w = raw.x.shape[-2:]
     inp = input_spec(spec, ckpt.get("view_info") or {}, (h, w))
 
@@ -131,7 +200,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
                 "method": ckpt.get("method"), "arch": ckpt["model"]["arch"],
                 "view": ckpt["view"], "view_info": ckpt.get("view_info"),
                 "role": ckpt.get("role"), "checkpoint_metrics": ckpt.get("metrics"),
-                "tools": tool_versions(),
+                "tools": tool_versions(), "data": data_provenance(ckpt, tmp),
                 "export": {**asked, **checks, "slim": slim_info, "parity": parity},
             },
             "files": {},

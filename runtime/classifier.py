@@ -266,5 +266,5 @@ def _tensorrt_runner(b: Bundle, a: Artifact, threads: int | None, rebuild: bool,
         log.warning("building a TensorRT engine for %s (one-off, cached at %s)", a.id, plan)
         shape = tuple(int(d) for d in b.manifest.input.shape[1:])
         build_engine(b.path(src.path), plan, a.precision, b.manifest.input.name, shape,  # type: ignore[arg-type]
-                     max_batch=a.max_batch or 32)
+                     max_batch=a.max_batch, device=gpu, cache_dir=cache_dir)
     return TrtRunner(plan, threads=threads, device=gpu)

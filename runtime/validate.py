@@ -13,8 +13,9 @@ Policies for invalid pixels (NaN, +-Inf, or equal to the nodata value):
 Integer sensor dtypes are cast to float32: 8/16-bit integers exactly; 32/64-bit integers only when
 every value is within +-2**24 (float32's exact integer range), else the cast would silently change
 values and is refused. Values that look like the wrong units (linear backscatter where dB is
-expected, reflectance scaled 0-1 where 0-10000 is expected, anything entirely outside
-``input.expected_range``) give a :class:`UnitsWarning` (python ``warnings``) and a log record; the
+expected, reflectance scaled 0-1 where 0-10000 is expected, more than half of the values outside
+``input.expected_range``; the one rule of :mod:`.units`, which quantize applies as a refusal)
+give a :class:`UnitsWarning` (python ``warnings``) and a log record; the
 input is still run because the heuristics can be wrong for an unusual patch.
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 from cmkd_edge.errors import ConfigError, InputMismatchError
 
 from .manifest import InputSpec
+from .units import units_problem
 
 log = logging.getLogger("cmkd_edge.runtime")
 POLICIES = ("reject", "mask")
@@ -63,24 +65,6 @@ def to_float32(x: np.ndarray, what: str = "input") -> np.ndarray:
                     f"range (+-{_EXACT_INT})", "rescale to the model's units first")
         return x.astype(np.float32)
     raise InputMismatchError(f"{what} has dtype {x.dtype}, expected float32 or an integer sensor dtype")
-
-
-def _units_warning(lo: float, hi: float, spec: InputSpec, what: str) -> str | None:
-    if spec.units == "reflectance_x1e4" and 0 < hi <= 1.5:
-        return (f"{what} values lie in [{lo:.3g}, {hi:.3g}]: this looks like reflectance scaled 0-1, "
-                "but the model expects reflectance x 10000 (0-10000)")
-    if spec.units == "db" and lo >= 0 and hi > 0:
-        return (f"{what} values are all >= 0 ([{lo:.3g}, {hi:.3g}]): this looks like linear "
-                "backscatter, but the model expects dB (10*log10 of power)")
-    if spec.units == "linear" and lo < 0:
-        return (f"{what} has negative values (min {lo:.3g}): this looks like dB, but the model "
-                "expects linear backscatter power")
-    if spec.expected_range is not None:
-        elo, ehi = spec.expected_range
-        if hi < elo or lo > ehi:
-            return (f"{what} values [{lo:.3g}, {hi:.3g}] lie entirely outside the expected range "
-                    f"[{elo:.3g}, {ehi:.3g}] for units {spec.units!r}")
-    return None
 
 
 def validate_input(x: np.ndarray, spec: InputSpec, *, nodata_policy: str = "reject",
@@ -142,7 +126,7 @@ def validate_input(x: np.ndarray, spec: InputSpec, *, nodata_policy: str = "reje
                 sel = x[valid]
                 lo, hi = float(sel.min()), float(sel.max())
     if check_units and (valid is None or valid.any()):
-        msg = _units_warning(lo, hi, spec, what)
+        msg = units_problem(x if valid is None else x[valid], spec.units, spec.expected_range, what, lo, hi)
         if msg:
             warnings.warn(msg, UnitsWarning, stacklevel=3)
             log.warning(msg)

@@ -25,9 +25,11 @@ def _echo_json(obj: Any) -> None:
 @click.option("--data", default=None, help="Dataset for parity samples (default: the checkpoint's).")
 @click.option("--max-batch", type=int, default=None, help="Largest batch the bundle promises.")
 @click.option("--samples", default=16, show_default=True, help="Validation samples for parity.")
+@click.option("--input-hw", default=None, metavar="H,W",
+              help="Input size, only for checkpoints saved before input_hw was recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
 def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | None,
-           max_batch: int | None, samples: int, as_json: bool) -> None:
+           max_batch: int | None, samples: int, input_hw: str | None, as_json: bool) -> None:
     """Export a student CHECKPOINT (file or run dir) to a bundle with preprocessing in the graph.
 
     \b
@@ -37,8 +39,15 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
     from cmkd_edge.export.student import export_checkpoint
     from cmkd_edge.runtime.manifest import read_manifest
 
+    hw = None
+    if input_hw:
+        try:
+            h, w = (int(v) for v in input_hw.replace("x", ",").split(","))
+        except ValueError:
+            raise click.BadParameter(f"{input_hw!r} is not H,W", param_hint="--input-hw") from None
+        hw = (h, w)
     path = export_checkpoint(checkpoint, out, opset=opset, exporter=exporter, data=data,
-                             max_batch=max_batch, samples=samples)
+                             max_batch=max_batch, samples=samples, hw=hw)
     m = read_manifest(path).to_dict()
     rec = m["provenance"]["export"]
     if as_json:
@@ -56,7 +65,8 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
 @click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
               show_default=True)
 @click.option("--precision", type=click.Choice(["int8", "fp16"]), default="int8", show_default=True)
-@click.option("--calib-data", default=None, help="Dataset to calibrate on (default: synthetic).")
+@click.option("--calib-data", default=None,
+              help="Dataset to calibrate on (default: the training data recorded at export).")
 @click.option("--calib-split", default="train", show_default=True, help="Never 'test'.")
 @click.option("--calib-size", default=128, show_default=True, help="Stratified sample size.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
@@ -109,14 +119,17 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
               help="Repeatable (default: fp32 for openvino, fp16 for tensorrt).")
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device: CPU|GPU|NPU.")
 @click.option("--cache-dir", default=None, help="OpenVINO model cache directory.")
-@click.option("--min-batch", default=1, show_default=True)
-@click.option("--opt-batch", default=1, show_default=True)
-@click.option("--max-batch", default=8, show_default=True)
-@click.option("--timing-cache", default=None, help="TensorRT timing cache file.")
+@click.option("--min-batch", type=int, default=None, help="TensorRT profile minimum (default 1).")
+@click.option("--opt-batch", type=int, default=None,
+              help="TensorRT profile optimum (default: --max-batch, the size batches run at).")
+@click.option("--max-batch", type=int, default=None, help="TensorRT profile maximum (default 8).")
+@click.option("--timing-cache", default=None,
+              help="TensorRT timing cache file (default: per user and device, in the cache dir).")
 @click.option("--strongly-typed", is_flag=True, help="TensorRT STRONGLY_TYPED network.")
 @click.option("--json", "as_json", is_flag=True)
 def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: str,
-                cache_dir: str | None, min_batch: int, opt_batch: int, max_batch: int,
+                cache_dir: str | None, min_batch: int | None, opt_batch: int | None,
+                max_batch: int | None,
                 timing_cache: str | None, strongly_typed: bool, as_json: bool) -> None:
     """Compile BUNDLE for OpenVINO (IR) or TensorRT (plan + fingerprint).
 

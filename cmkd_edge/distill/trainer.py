@@ -418,6 +418,9 @@ class _Run:
             "view": cfg.view,
             "views": [cfg.view] + ([self.teacher_view] if self.teacher_view else []),
             "view_info": view.info(),
+            # why: the deployed input is the raw source at the training patch size; export must
+            # not guess it from whatever parity data happens to be readable
+            "input_hw": [int(d) for d in self.train_set.catalog.sources[view.source].shape[-2:]],
             "preprocess": self.preprocess,
             "method": cfg.method,
             "method_options": dataclasses.asdict(self.method.cfg),

@@ -1,14 +1,10 @@
-"""TensorRT engines from the bundle's ONNX, written against the TensorRT 10 Python API.
+"""TensorRT engines from the bundle's ONNX: availability check + the runtime's one builder.
 
-* FP16: the FP32 ONNX with ``BuilderFlag.FP16`` (a weakly typed network: TensorRT picks per layer).
-* INT8: the explicit QDQ ONNX (the one INT8 artifact; TensorRT's implicit calibrators are deprecated
-  since 10.1) with ``BuilderFlag.INT8`` + ``FP16`` so the layers left in float may run in half.
-  ``strongly_typed=True`` instead builds a ``STRONGLY_TYPED`` network, where the Q/DQ nodes and
-  tensor types alone decide precision and no precision flag may be set.
-* Networks are explicit-batch (the only mode in TensorRT 10), with one optimization profile
-  (min/opt/max batch) over the dynamic batch axis; a timing cache file speeds up rebuilds.
-* The engine is a plain serialized plan. Its fingerprint (TensorRT version, GPU name, compute
-  capability) goes into the manifest; the runtime refuses a plan whose fingerprint does not match.
+The build itself is ``cmkd_edge.runtime.trt_build.build_engine`` (flags, profile, atomic plan write,
+per-device timing cache are documented there), the same function the runtime uses to rebuild a
+plan on the device, so a compiled plan and a rebuilt one cannot differ in how they were made.
+Its fingerprint (TensorRT version, GPU name, compute capability) goes into the manifest; the
+runtime refuses a plan whose fingerprint does not match.
 
 TensorRT cannot be installed on the machines this project is developed on and they have no GPU, so
 this module imports ``tensorrt`` only inside its functions and its tests skip with that reason.
@@ -19,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.errors import BackendUnavailableError, ExportValidationError
+from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError, ExportValidationError
 
 PRECISIONS = ("fp16", "int8")
 
@@ -40,59 +36,32 @@ def available() -> tuple[bool, str]:
 
 
 def build_engine(onnx_path: Path, plan: Path, *, precision: str, input_shape: list[Any],
-                 min_batch: int = 1, opt_batch: int = 1, max_batch: int = 8,
-                 timing_cache: Path | None = None, strongly_typed: bool = False,
-                 workspace_mb: int = 1024) -> dict[str, Any]:
-    """Parse ``onnx_path``, build a serialized engine, write it to ``plan``; return its record.
+                 min_batch: int | None = None, opt_batch: int | None = None,
+                 max_batch: int | None = None, timing_cache: Path | None = None,
+                 strongly_typed: bool = False, workspace_mb: int | None = None) -> dict[str, Any]:
+    """Build ``plan`` from ``onnx_path`` on this GPU with the runtime's builder; return its record.
 
     Args:
         input_shape: the manifest's ``[null, C, H, W]``; the batch axis gets the profile.
-        timing_cache: file read before and written after the build (created when absent).
+        min_batch, opt_batch, max_batch, timing_cache: None = the builder's defaults.
     Raises:
         BackendUnavailableError: tensorrt or a GPU is missing.
+        ConfigError: bad batch profile.
         ExportValidationError: the parser or the builder failed (parser errors listed).
     """
     ok, why = available()
     if not ok:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {why}",
                                       "build on the target device with pip install 'cmkd-edge[tensorrt]'")
-    import tensorrt as trt
-    from cmkd_edge.runtime.fingerprint import device_fingerprint
+    from cmkd_edge.runtime import trt_build
 
-    from cmkd_edge.fsutil import atomic_write_bytes
-
-    if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise ExportValidationError(f"batch profile must satisfy 1 <= min <= opt <= max "
-                                    f"(got {min_batch}/{opt_batch}/{max_batch})")
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportValidationError(f"TensorRT could not parse {onnx_path.name}: "
-                                    + "; ".join(errors[:5]))
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if not strongly_typed:
-        config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # honours the Q/DQ scales in the graph
-    profile = builder.create_optimization_profile()
-    inp = network.get_input(0)
-    chw = tuple(int(d) for d in input_shape[1:])
-    profile.set_shape(inp.name, (min_batch, *chw), (opt_batch, *chw), (max_batch, *chw))
-    config.add_optimization_profile(profile)
-    cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.exists() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportValidationError(f"TensorRT failed to build an engine from {onnx_path.name}")
-    atomic_write_bytes(plan, bytes(serialized))
-    if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(cache.serialize()))
-    return {"fingerprint": device_fingerprint(),
-            "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch},
-            "strongly_typed": strongly_typed, "precision": precision}
+    if precision not in PRECISIONS:
+        raise ConfigError(f"TensorRT compile precision {precision!r}", f"choose {' or '.join(PRECISIONS)}")
+    try:
+        return trt_build.build_engine(
+            onnx_path, plan, precision, shape=tuple(int(d) for d in input_shape[1:]),
+            max_batch=max_batch, min_batch=min_batch, opt_batch=opt_batch,
+            timing_cache=timing_cache, strongly_typed=strongly_typed,
+            workspace_mb=workspace_mb or trt_build.DEFAULT_WORKSPACE_MB)
+    except BundleError as exc:
+        raise ExportValidationError(exc.message, exc.hint) from None

@@ -57,8 +57,13 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
     """Quantize a bundle's FP32 ONNX for ``backend`` behind the accuracy gate.
 
     Args:
-        calib_data: dataset path (None = synthetic); its ``calib_split`` (never test) is sampled.
+        calib_data: dataset path; its ``calib_split`` (never test) is sampled. None = the training
+            data export recorded in ``provenance.data`` (synthetic for bundles without a record).
         val_data: dataset for the gate (default ``calib_data``), split ``val_split``.
+        seed: picks the stratified calibration subset. The split itself is always the training
+            run's (its split.csv in the bundle, else drawn with the recorded training seed), so a
+            "train" calibration sample cannot contain the run's test patches nor the "val" gate
+            its training patches.
         max_drop: allowed top-1 drop in points; ``max_class_drop`` per class (default 3x).
         progress: optional callable(str) told about each rung.
     Returns:
@@ -66,7 +71,7 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
     Raises:
         QuantizationError: bad options or calibration data (test split, wrong channels, units).
     """
-    from cmkd_edge.export.bundle import edit_bundle, set_artifact
+    from cmkd_edge.export.bundle import drop_artifacts, edit_bundle, set_artifact
     from cmkd_edge.export.quantize import calib as calib_mod
     from cmkd_edge.export.quantize.calib import CALIB_METHODS
     from cmkd_edge.export.quantize.gate import Gate, judge, resolution
@@ -92,10 +97,13 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
                                     "re-export it with `cmkd-edge export`")
         fp32 = root / fp32_art["path"]
         classes = list(manifest["class_names"])
-        calib = calib_mod.load_calibration(manifest, calib_data, calib_split, calib_size, seed) \
-            if precision == "int8" else None
+        recorded = calib_mod.Recorded.from_manifest(manifest, root)
+        if calib_data is None:
+            calib_data = recorded.path
+        calib = calib_mod.load_calibration(manifest, calib_data, calib_split, calib_size, seed,
+                                           recorded) if precision == "int8" else None
         val = calib_mod.load_validation(manifest, val_data if val_data is not None else calib_data,
-                                        val_split, seed)
+                                        val_split, seed, recorded)
         builder = _Builder(backend, fp32, scratch, calib, val, gate)
         ref = builder.reference()
         rungs, accepted = [], None
@@ -114,9 +122,9 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
             if verdict["passed"]:
                 accepted = (rung, files, verdict)
                 break
-        # a re-run replaces what the same request made before; other precisions stay
-        old = ARTIFACT_IDS[backend][PRECISIONS.index(precision)]
-        manifest["artifacts"] = [a for a in manifest["artifacts"] if a["id"] != old]
+        # a re-run replaces what the same request made before, and everything compiled from it
+        # (an IR or plan built from the old QDQ model); other precisions stay
+        drop_artifacts(manifest, [ARTIFACT_IDS[backend][PRECISIONS.index(precision)]])
         fp32_top1 = judge(ref, ref, val.labels, classes, gate)["top1"]
         fp32_art["accuracy"] = {"top1": fp32_top1, "split": val_split, "backend": backend}
         rung, files, verdict = accepted if accepted else ({"rung": "fp32", "precision": "fp32"},
@@ -134,6 +142,9 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
             "calibration": calib_mod.record(calib, calib_method) if calib is not None else None,
             "gate": {"metric": "top1", "max_drop": gate.max_drop, "max_class_drop": gate.class_limit,
                      "split": val_split, "n": len(val), "fp32_top1": fp32_top1,
+                     "sha256": val.sha256(), "seed": val.info.get("seed"),
+                     "sample_seed": val.info.get("sample_seed"),
+                     "split_table": val.info.get("split_table"),
                      "resolution": resolution(val.top1_labels()), "data": val.info.get("data"),
                      "synthetic": val.info.get("synthetic")},
             "rungs": rungs, "accepted": rung["rung"], "accepted_precision": rung["precision"],

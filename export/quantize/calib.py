@@ -10,13 +10,15 @@ sha256 goes into the manifest, so a calibration cache or a result can be tied to
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cmkd_edge.export.preprocess import check_raw_batch
 from cmkd_edge.export.samples import RawSamples, load_raw_samples
 
-from cmkd_edge.errors import QuantizationError
+from cmkd_edge.errors import DataError, QuantizationError
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 REFUSED_SPLITS = ("test",)
@@ -30,9 +32,59 @@ def check_split(split: str) -> str:
     return split
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """How the training run drew its data, as export recorded it in ``provenance.data``.
+
+    ``path`` None is the synthetic default; ``split_file`` is the run's split table copied into the
+    bundle (absolute path while the bundle is open), None when the bundle predates it.
+    """
+
+    path: str | None = None
+    seed: int = 0
+    split_file: Path | None = None
+    known: bool = False  # False: an old bundle without provenance.data
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], root: Path | None) -> Recorded:
+        rec = (manifest.get("provenance") or {}).get("data")
+        if not rec:
+            return cls()
+        rel = rec.get("split_file")
+        return cls(path=rec.get("path"), seed=int(rec.get("seed") or 0),
+                   split_file=(root / rel) if rel and root is not None else None, known=True)
+
+
+def _read(manifest: Mapping[str, Any], data: str | None, split: str, n: int | None,
+          seed: int, recorded: Recorded) -> RawSamples:
+    """Read ``split`` with the training run's split table and seed.
+
+    The recorded split table is tried first: its sample ids only match the data it was drawn from,
+    so it also tells whether ``data`` is the training data. For other data (ids do not match) the
+    data's own split is used, drawn with the recorded seed; ``check_split`` still keeps test out.
+    """
+    spec, prov = manifest["preprocess"], manifest.get("provenance", {})
+    view = prov.get("view") or ""
+    if recorded.split_file is not None:
+        try:
+            out = load_raw_samples(data, spec, view, split, n=n, seed=recorded.seed,
+                                   split_file=str(recorded.split_file), sample_seed=seed)
+            out.info["split_table"] = "training run (bundle split.csv)"
+            return out
+        except DataError:
+            pass  # not the training data (or unreadable: the read below says why)
+    out = load_raw_samples(data, spec, view, split, n=n, seed=recorded.seed, sample_seed=seed)
+    out.info["split_table"] = "the data's own" if recorded.known else "the data's own (no record)"
+    return out
+
+
 def load_calibration(manifest: Mapping[str, Any], data: str | RawSamples | None, split: str = "train",
-                     size: int = 128, seed: int = 0) -> RawSamples:
+                     size: int = 128, seed: int = 0, recorded: Recorded | None = None
+                     ) -> RawSamples:
     """A stratified sample of ``split`` as raw deploy inputs, checked against the input spec.
+
+    ``recorded`` (export's record of the training data) supplies the split table and split seed;
+    ``seed`` only picks the stratified subset.
 
     Raises:
         QuantizationError: test split, wrong channel count, non-finite values or implausible units.
@@ -45,8 +97,7 @@ def load_calibration(manifest: Mapping[str, Any], data: str | RawSamples | None,
         check_split(str(data.info.get("split", split)))
         samples = data
     else:
-        spec, prov = manifest["preprocess"], manifest.get("provenance", {})
-        samples = load_raw_samples(data, spec, prov.get("view") or "", split, n=size, seed=seed)
+        samples = _read(manifest, data, split, size, seed, recorded or Recorded())
     return checked(samples, manifest["input"], f"calibration data ({samples.info.get('data', 'arrays')})",
                    manifest["class_names"])
 
@@ -91,7 +142,7 @@ def record(samples: RawSamples, method: str) -> dict[str, Any]:
 
 
 def load_validation(manifest: Mapping[str, Any], data: str | RawSamples | None, split: str = "val",
-                    seed: int = 0) -> RawSamples:
+                    seed: int = 0, recorded: Recorded | None = None) -> RawSamples:
     """The whole validation split, for the accuracy gate (checked like calibration data)."""
     if split.strip().lower() in REFUSED_SPLITS:
         raise QuantizationError("the accuracy gate must not use the test split",
@@ -100,7 +151,6 @@ def load_validation(manifest: Mapping[str, Any], data: str | RawSamples | None, 
         if str(data.info.get("split", split)).lower() in REFUSED_SPLITS:
             raise QuantizationError("the accuracy gate must not use the test split")
         return checked(data, manifest["input"], "validation data", manifest["class_names"])
-    spec, prov = manifest["preprocess"], manifest.get("provenance", {})
-    samples = load_raw_samples(data, spec, prov.get("view") or "", split, seed=seed)
+    samples = _read(manifest, data, split, None, seed, recorded or Recorded())
     return checked(samples, manifest["input"], f"validation data ({samples.info.get('data', 'arrays')})",
                    manifest["class_names"])

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from cmkd_edge.distill.metrics import accuracy, confusion_matrix, per_class_accuracy
+
 
 def run_onnxruntime(path: Path | bytes, x: np.ndarray, batch: int = 16) -> np.ndarray:
     """Logits of an ONNX model on raw inputs (CPU provider)."""
@@ -41,18 +43,23 @@ def run_openvino(model: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent (multi-hot labels: the argmax is any positive class)."""
+    """Top-1 accuracy in percent, the trainer's scorer (``distill.metrics.accuracy``).
+
+    Multi-hot labels: a hit is an argmax that is any positive class (the metrics module has no
+    such score; the gate needs one number per model for both tasks).
+    """
     pred = logits.argmax(1)
-    hit = labels[np.arange(len(pred)), pred] > 0 if labels.ndim == 2 else pred == labels
-    return float(hit.mean() * 100.0) if len(pred) else 0.0
+    if labels.ndim == 2:
+        return float((labels[np.arange(len(pred)), pred] > 0).mean() * 100.0) if len(pred) else 0.0
+    return accuracy(labels, pred) * 100.0
 
 
 def per_class(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float | None]:
-    """Top-1 per true class, percent (None for a class absent from the split)."""
+    """Top-1 per true class, percent (None for a class absent from the split); the trainer's
+    ``per_class_accuracy`` of the confusion matrix (multi-hot labels: their first positive class)."""
     y = labels if labels.ndim == 1 else labels.argmax(1)
-    pred = logits.argmax(1)
-    return [float((pred[y == c] == c).mean() * 100.0) if (y == c).any() else None
-            for c in range(num_classes)]
+    cm = confusion_matrix(y, logits.argmax(1), num_classes)
+    return [None if v is None else v * 100.0 for v in per_class_accuracy(cm)]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Written against the TensorRT 10 Python API (``num_io_tensors``/``get_tensor_name``,
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) and NVIDIA's cuda-python bindings
 for memory and streams. Fingerprint checks happen before this runner is built (``fingerprint.py``);
-``build_engine`` rebuilds a plan from the bundle's ONNX on the device when allowed.
+``build_engine`` (``trt_build.py``, the same builder ``cmkd-edge compile`` uses) rebuilds a plan
+from the bundle's ONNX on the device when allowed.
 
 Thread safety: one execution context is not re-entrant, so ``infer`` holds a lock; the GPU would
 serialize the kernels anyway. Device buffers are reused and grown on demand.
@@ -12,7 +13,6 @@ serialize the kernels anyway. Device buffers are reused and grown on demand.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - older cuda-python
 from cmkd_edge.errors import BackendUnavailableError, BundleError
 
 from ..base import Runner, TensorSpec
+from ..trt_build import build_engine  # noqa: F401  (the one builder; re-exported for the rebuild)
 
 _LOGGER = trt.Logger(trt.Logger.WARNING)
 
@@ -36,33 +37,6 @@ def cuda_check(result: Any) -> Any:
     if int(err) != 0:
         raise BackendUnavailableError(f"CUDA call failed: {cudart.cudaGetErrorString(err)[1]!r}")
     return values[0] if len(values) == 1 else values
-
-
-def build_engine(onnx_path: str | Path, plan_path: str | Path, precision: str, input_name: str,
-                 shape: tuple[int, int, int], max_batch: int = 32) -> Path:
-    """Build a plan from ONNX with a dynamic-batch profile (1, opt=max_batch//4+1, max_batch).
-
-    INT8 comes from the ONNX file's explicit Q/DQ nodes (implicit calibration is deprecated since
-    TensorRT 10.1), so only FP16 needs a builder flag.
-    """
-    builder = trt.Builder(_LOGGER)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, _LOGGER)
-    if not parser.parse_from_file(str(onnx_path)):
-        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BundleError(f"TensorRT cannot parse {Path(onnx_path).name}: {errs}")
-    config = builder.create_builder_config()
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, (1, *shape), (max(1, max_batch // 4), *shape), (max_batch, *shape))
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise BundleError(f"TensorRT failed to build an engine from {Path(onnx_path).name}")
-    Path(plan_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(plan_path).write_bytes(bytes(plan))
-    return Path(plan_path)
 
 
 class TrtRunner(Runner):

@@ -40,6 +40,7 @@ def test_teacher_run_writes_everything(teacher_run: Path) -> None:
     pre = best["preprocess"]
     assert pre["source"] == "s2" and len(pre["mean"]) == len(pre["std"]) == 13
     assert best["view_info"]["band_names"] == pre["source_bands"]
+    assert best["input_hw"] == [16, 16]  # the tiny set's patch size: what export makes the input
     # the normalisation the model applies is the recorded training-split statistics
     net = model_from_checkpoint(best)
     assert torch.allclose(net.norm.mean.flatten(), torch.tensor(pre["mean"], dtype=torch.float32))

@@ -93,6 +93,7 @@ def test_quantize_cli_refuses_test_split(optical_bundle, tmp_path):
 def test_export_cli_json(optical_ckpt, tmp_path):
     r = CliRunner().invoke(main, ["export", str(optical_ckpt), "--out", str(tmp_path / "b"),
                                   "--opset", "17", "--samples", "4", "--data", "/nonexistent",
+                                  "--input-hw", "32,32",
                                   "--json"])
     assert r.exit_code == 0, r.output
     rec = json.loads(r.output)
