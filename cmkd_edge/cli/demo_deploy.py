@@ -139,10 +139,11 @@ def step_profile(state: DemoState) -> None:
         rep = profile_one(bundle, backend, art_id, 1, warmup=10, iterations=100,
                           command="cmkd-edge demo (profile step)")
         reports.append(rep)
+        gate = bundle.manifest.artifact(art_id).gate_passed
         state.results.setdefault("artifacts", []).append({
-            "artifact": art_id, "backend": backend, "precision": rep.precision, "test accuracy": acc,
-            "n": len(raw), "p50 ms end-to-end": rep.end_to_end["p50_ms"],
-            "p50 ms model-only": rep.model_only["p50_ms"]})
+            "artifact": art_id, "backend": backend, "precision": rep.precision,
+            "gate": {True: "pass", False: "fail", None: "-"}[gate], "test acc": acc, "n": len(raw),
+            "p50 e2e ms": rep.end_to_end["p50_ms"], "p50 model ms": rep.model_only["p50_ms"]})
     write_json(reports, state.workdir / "latency.json")
     state.say(f"profile: {len(reports)} artifact x backend pairs -> {state.workdir / 'latency.json'}")
 
@@ -156,7 +157,7 @@ def print_artifacts(state: DemoState, console) -> None:
         return
     table = Table(title="bundle artifacts - test split accuracy through the runtime, batch-1 latency")
     for c in rows[0]:
-        table.add_column(c, justify="left" if c in ("artifact", "backend", "precision") else "right")
+        table.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate") else "right")
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
     console.print(table)

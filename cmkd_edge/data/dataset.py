@@ -114,10 +114,15 @@ class ViewDataset(Dataset):
             raise ConfigError(f"view {view_name!r} not in this dataset "
                               f"(has {', '.join(self.views)})")
         pos = np.arange(len(self)) if items is None else np.asarray(items, dtype=np.int64)
-        g = self.indices[pos]
+        view, g = self.views[view_name], self.indices[pos]
+        if view.synthetic and len(pos):
+            # why per item: a simulated view draws speckle; each item must get the draws it gets from
+            # ``ds[i]`` without augmentation, or evaluate, export parity and the quantization gate
+            # would score different (equally valid) realisations of the same test patches
+            return np.stack([view(self.sample(int(p)), np.random.default_rng([self.seed, int(gi)]))
+                             for p, gi in zip(pos, g, strict=True)])
         batch = Sample({s: a[g] for s, a in self.catalog.sources.items()}, self.source_band_names)
-        rng = np.random.default_rng([self.seed, int(g[0]) if len(g) else 0, 7])
-        return self.views[view_name](batch, rng)
+        return view(batch, np.random.default_rng([self.seed, 7]))
 
     def set_epoch(self, epoch: int) -> None:
         """Make augmentation/speckle depend on ``epoch`` (call once per epoch, like DistributedSampler).

@@ -130,3 +130,16 @@ def test_label_helpers() -> None:
     assert y.tolist() == [[1, 0, 1], [0, 1, 0]] and y.dtype == np.float32
     assert labels_tensor(y, "multilabel").dtype == torch.float32
     assert labels_tensor(np.array([1, 2]), "multiclass").dtype == torch.int64
+
+
+def test_view_batch_of_a_simulated_view_equals_getitem(tmp_path):
+    """Speckle draws are per item: evaluate (ds[i]) and export/quantize (view_batch) see the same patches."""
+    import numpy as np
+
+    from cmkd_edge.data import open_dataset
+
+    ds = open_dataset("synthetic:per_class=4,size=8", views=["sar-sim"], split="test", seed=3)
+    batch = ds.view_batch("sar-sim")
+    one_by_one = np.stack([ds[i][0]["sar-sim"].numpy() for i in range(len(ds))])
+    np.testing.assert_array_equal(batch, one_by_one)
+    np.testing.assert_array_equal(ds.view_batch("sar-sim", [2, 0]), one_by_one[[2, 0]])
