@@ -13,26 +13,23 @@ Public API (imported lazily, so ``import cmkd_edge.runtime`` loads no backend)::
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+
+from cmkd_edge._lazy import lazy_exports
 
 # a library logs, the application decides where: no "No handlers" fallback to stderr
 logging.getLogger("cmkd_edge.runtime").addHandler(logging.NullHandler())
 
 _LAZY = {
-    "Classifier": "classifier", "select_artifacts": "classifier",
-    "classify_scene": "scene", "tile_grid": "scene", "axis_tiles": "scene",
-    "profile_bundle": "profiler", "open_bundle": "bundle", "pack_bundle": "bundle",
-    "Manifest": "manifest", "read_manifest": "manifest", "write_manifest": "manifest",
-    "validate_input": "validate",
+    "Classifier": ".classifier", "select_artifacts": ".classifier",
+    "classify_scene": ".scene", "tile_grid": ".scene", "axis_tiles": ".scene",
+    "profile_bundle": ".profiler", "open_bundle": ".bundle", "pack_bundle": ".bundle",
+    "Manifest": ".manifest", "read_manifest": ".manifest", "write_manifest": ".manifest",
+    "validate_input": ".validate",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

@@ -6,8 +6,7 @@ views registry or reading a raster never pulls in torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cmkd_edge._lazy import lazy_exports
 
 _EXPORTS = {
     "open_dataset": "cmkd_edge.data.dataset",
@@ -34,7 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cmkd_edge.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,7 @@ Modules: ``config`` (TrainConfig), ``trainer`` (train), ``evaluation`` (predict,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cmkd_edge._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "cmkd_edge.distill.config",
@@ -23,7 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cmkd_edge.distill' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
