@@ -273,20 +273,24 @@ def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> 
     except ImportError as exc:
         raise ConfigError("--plot needs matplotlib, which is not installed",
                           "pip install 'cmkd-edge[train]' or pip install matplotlib") from exc
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = [f"{r.backend}\n{r.artifact}\nb{r.batch}" for r in reports]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    labels = [f"{r.backend} {r.artifact} b{r.batch}" for r in reports]
     data = [r.end_to_end_samples if r.end_to_end_samples is not None else [r.end_to_end["p50_ms"]]
             for r in reports]
     ax1.boxplot(data, showfliers=False)
-    ax1.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
+    # why rotated: one box per artifact x backend x batch; horizontal labels overlap beyond a few
+    ax1.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=40, ha="right")
     ax1.set_ylabel("end-to-end latency per call (ms)")
     ax1.set_title("latency distribution")
+    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     for r in reports:
         acc = next((v for v in (r.accuracy or {}).values() if isinstance(v, (int, float))), None)
         if acc is not None:
-            ax2.scatter(r.end_to_end["p50_ms"] / r.batch, acc)
-            ax2.annotate(f"{r.backend}/{r.precision} b{r.batch}", (r.end_to_end["p50_ms"] / r.batch, acc),
-                         fontsize=7)
+            # a legend, not text labels: artifacts of equal accuracy would print on top of each other
+            ax2.scatter(r.end_to_end["p50_ms"] / r.batch, acc, marker=markers.get(r.precision, "o"),
+                        label=f"{r.backend} {r.artifact} b{r.batch}")
+    if ax2.collections:
+        ax2.legend(fontsize=7, loc="best")
     ax2.set_xlabel("p50 latency per item (ms)")
     ax2.set_ylabel("accuracy (manifest)")
     ax2.set_title("accuracy vs latency" + ("" if any(r.accuracy for r in reports) else " (no accuracy in manifest)"))
