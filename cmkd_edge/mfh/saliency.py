@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from cmkd_edge.models.base import FeatureTaps
+
 
 @torch.no_grad()
 def permutation_saliency(
@@ -100,7 +102,7 @@ def train_reference_student(
     return s.eval()
 
 
-class ModalityGeneralTeacher(nn.Module):
+class ModalityGeneralTeacher(FeatureTaps, nn.Module):
     """A teacher whose low-saliency ``embed`` units are frozen to their mean (MFH, methods.md s.2).
 
     Args:
@@ -137,13 +139,6 @@ class ModalityGeneralTeacher(nn.Module):
 
     def forward_head(self, embed: Tensor) -> Tensor:
         return self.teacher.forward_head(embed)
-
-    def forward_all(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        feats = self.forward_features(x)
-        return self.forward_head(feats["embed"]), feats
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_all(x)[0]
 
     @property
     def feature_dims(self) -> dict[str, int]:

@@ -49,7 +49,23 @@ class InputNorm(nn.Module):
         return (x - self.mean) * self.inv_std
 
 
-class CmkdNet(nn.Module):
+class FeatureTaps:
+    """``forward_all``/``forward`` from a class's ``forward_features`` and ``forward_head``.
+
+    Shared by every arch and by wrappers that change one tap (the MFH modality-general teacher), so
+    "logits come from the pooled embed" is written once.
+    """
+
+    def forward_all(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits and feature taps in one pass (what the distillation losses consume)."""
+        feats = self.forward_features(x)
+        return self.forward_head(feats["embed"]), feats
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_all(x)[0]
+
+
+class CmkdNet(FeatureTaps, nn.Module):
     """Base of all archs: ``InputNorm`` -> ``body`` (stages) -> global pool -> linear head.
 
     Subclasses build ``self.stages`` (an ``nn.Sequential`` of stages, at least two) and set
@@ -93,14 +109,6 @@ class CmkdNet(nn.Module):
     def forward_head(self, embed: Tensor) -> Tensor:
         """Logits (N, K) from the penultimate vector (N, D)."""
         return self.head(self.dropout(embed))
-
-    def forward_all(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits and feature taps in one pass (what the distillation losses consume)."""
-        feats = self.forward_features(x)
-        return self.forward_head(feats["embed"]), feats
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_all(x)[0]
 
     @property
     def feature_dims(self) -> dict[str, int]:

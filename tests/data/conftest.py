@@ -1,8 +1,8 @@
-"""Shared fixtures of the data-layer tests: sample-data paths, a GeoTIFF writer, an isolated cache."""
+"""Shared fixtures of the data-layer tests: sample-data paths and a GeoTIFF writer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +14,6 @@ EUROSAT = SHARED / "eurosat_ms_200"
 BEN = SHARED / "bigearthnet_mm_tiny"
 #: Small synthetic set so tests stay fast.
 TINY = "synthetic:per_class=6,size=16"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Extract archives into a temporary cache, never into the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CMKD_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
 
 
 @pytest.fixture(scope="session")

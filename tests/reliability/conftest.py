@@ -17,14 +17,6 @@ import pytest
 from .relhelp import TINY, cli_ok
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Extracted bundles/archives go to a temporary cache, never ~/.cache (subprocesses inherit it)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CMKD_EDGE_CACHE", str(tmp_path_factory.mktemp("rel-cache")))
-        yield
-
-
 # -- trained runs and bundles (real training, real export; shared read-only: copy before changing) --
 @pytest.fixture(scope="session")
 def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -12,15 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bundle_factory import make_bundle, write_scene  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep extracted bundles and engines out of the user's ~/.cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CMKD_EDGE_CACHE", str(tmp_path_factory.mktemp("cmkd-cache")))
-    yield
-    mp.undo()
-
-
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fp32 ONNX + fp32 OpenVINO IR, 13 bands, 16x16, 4 classes. Do not modify: copy first."""
