@@ -124,7 +124,7 @@ def main() -> None:
     arts = {a["id"]: a for a in m["artifacts"]}
     prov = read_manifest(bundle).provenance
     view = prov.get("view") or ""
-    test = load_raw_samples(str(DATA), m["preprocess"], view, "test")
+    test = load_raw_samples(str(DATA), read_manifest(bundle).preprocess, view, "test")
     x1 = np.ascontiguousarray(test.x[:1])
 
     groups = {

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.errors import CheckpointError
+from cmkd_edge.errors import BundleError, CheckpointError
 from cmkd_edge.fsutil import atomic_open
+from cmkd_edge.runtime.manifest import PreprocessSpec
 
 FORMAT = "cmkd-edge/checkpoint"
 VERSION = 1
@@ -73,12 +74,33 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     return ckpt
 
 
+def preprocess_spec(ckpt: dict[str, Any]) -> PreprocessSpec:
+    """The checkpoint's deploy preprocessing as the typed spec export and the runtime share.
+
+    Raises:
+        CheckpointError: the stored spec is incomplete or inconsistent (names the field).
+    """
+    try:
+        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    except BundleError as exc:
+        raise CheckpointError(f"{ckpt.get('_path', 'checkpoint')}: {exc.message}",
+                              "re-save the checkpoint with a current cmkd-edge trainer") from None
+    if not spec.has_stats:
+        raise CheckpointError(f"{ckpt.get('_path', 'checkpoint')}: the preprocessing spec has no "
+                              "band statistics", "re-save the checkpoint with a current trainer")
+    return spec
+
+
 def model_from_checkpoint(ckpt: dict[str, Any]):
-    """Rebuild the network a checkpoint describes, with its weights, in eval mode."""
+    """Rebuild the network a checkpoint describes, with its weights, in eval mode.
+
+    The network applies the spec's clip itself (InputNorm), so an exported graph clips once. Only
+    the clip is read here: scoring or distilling from a checkpoint needs no deploy spec.
+    """
     from cmkd_edge.models import build_model
 
     cfg = ckpt["model"]
-    clip = ckpt["preprocess"].get("clip") if cfg.get("has_clip") else None
+    clip = ckpt["preprocess"].get("clip")
     net = build_model(cfg["arch"], cfg["in_channels"], cfg["num_classes"], clip=clip, **cfg.get("kwargs", {}))
     try:
         net.load_state_dict(ckpt["state_dict"])

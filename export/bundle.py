@@ -17,8 +17,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
 
 from cmkd_edge.errors import BundleError
 
@@ -76,40 +78,67 @@ def staged_dir(target: Path, copy_from: Path | None = None) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def edit_bundle(bundle: str | os.PathLike[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Open an existing bundle (dir or archive), verified, and yield ``(staging dir, manifest dict)``.
+@dataclass
+class BundleEdit:
+    """A bundle being changed: new files go into ``root``; ``manifest`` is replaced, never edited.
 
-    Write new files into the staging dir and change the manifest dict; on success the manifest is
-    rewritten with fresh sha256s and the bundle (or archive) is replaced atomically. On any error
-    nothing changes.
+    Why a holder: the manifest is a frozen dataclass, so each change derives a new one
+    (``Manifest.with_artifact``, ``Manifest.without``, ``dataclasses.replace``) and assigns it here;
+    the final value is what ``edit_bundle`` writes.
+    """
+
+    root: Path
+    manifest: Manifest
+
+    def put(self, artifact: Artifact) -> list[str]:
+        """Add or replace ``artifact``; returns the ids of dependents dropped with the old one."""
+        self.manifest, gone = self.manifest.with_artifact(artifact)
+        return gone
+
+    def update(self, artifact: Artifact) -> None:
+        """Replace the same-id artifact's record in place (its files are unchanged, so what was
+        built from it stays)."""
+        self.manifest = self.manifest.updated(artifact)
+
+    def drop(self, ids: list[str]) -> list[str]:
+        """Remove ``ids`` and everything built from them; returns the removed ids."""
+        self.manifest, gone = self.manifest.without(ids)
+        return gone
+
+
+@contextlib.contextmanager
+def edit_bundle(bundle: str | os.PathLike[str]) -> Iterator[BundleEdit]:
+    """Open an existing bundle (dir or archive), verified, and yield a :class:`BundleEdit`.
+
+    Write new files into ``edit.root`` and assign new manifests to ``edit.manifest``; on success
+    the manifest is rewritten with fresh sha256s and the bundle (or archive) is replaced
+    atomically. On any error nothing changes.
     """
     from cmkd_edge.runtime.bundle import is_archive, open_bundle, pack_bundle
 
     src = Path(bundle)
     opened = open_bundle(src)
-    manifest = opened.manifest.to_dict()
     if src.is_dir():
         with staged_dir(src, copy_from=opened.root) as tmp:
-            yield tmp, manifest
-            finish_manifest(tmp, manifest)
+            edit = BundleEdit(tmp, opened.manifest)
+            yield edit
+            finish_manifest(tmp, edit.manifest)
         return
     if not is_archive(src):  # open_bundle already refused anything else
         raise BundleError(f"{src} is not a bundle")
     with tempfile.TemporaryDirectory(prefix=".cmkd-edit-", dir=src.parent) as work:
         tmp = Path(work) / "bundle"
         shutil.copytree(opened.root, tmp)
-        yield tmp, manifest
-        finish_manifest(tmp, manifest)
+        edit = BundleEdit(tmp, opened.manifest)
+        yield edit
+        finish_manifest(tmp, edit.manifest)
         pack_bundle(tmp, src)  # atomic (temp file + rename)
 
 
-def finish_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def finish_manifest(root: Path, manifest: Manifest) -> Manifest:
     """Drop files no artifact or record needs, then hash every file and write manifest.json."""
-    from cmkd_edge.runtime.manifest import write_manifest
-
-    keep = {f for a in manifest["artifacts"] for f in a.get("files", [a["path"]])}
-    split_file = ((manifest.get("provenance") or {}).get("data") or {}).get("split_file")
+    keep = {f for a in manifest.artifacts for f in a.files}
+    split_file = (manifest.provenance.get("data") or {}).get("split_file")
     if split_file:  # the training run's split table (export.student.data_provenance)
         keep.add(split_file)
     for p in sorted(root.rglob("*"), reverse=True):
@@ -118,37 +147,4 @@ def finish_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             p.unlink()
         elif p.is_dir() and not any(p.iterdir()):
             p.rmdir()
-    manifest = {**manifest, "files": {}}
-    return write_manifest(root, manifest).to_dict()
-
-
-def set_artifact(manifest: dict[str, Any], artifact: dict[str, Any]) -> list[str]:
-    """Add ``artifact`` to the manifest, replacing one with the same id.
-
-    Anything built from the replaced artifact (``source`` = its id, transitively) is dropped too:
-    it was compiled from the old file, so keeping it would ship a model that no longer matches its
-    record. Returns the ids of those dependents.
-    """
-    gone = []
-    if any(a["id"] == artifact["id"] for a in manifest["artifacts"]):
-        gone = drop_artifacts(manifest, [artifact["id"]])[1:]
-    manifest["artifacts"] = [*manifest["artifacts"], artifact]
-    return gone
-
-
-def drop_artifacts(manifest: dict[str, Any], ids: list[str]) -> list[str]:
-    """Remove the artifacts ``ids`` and every artifact built from them (``source``, transitively).
-
-    Why: a re-run of quantize replaces ``onnx-int8``; an OpenVINO IR or TensorRT plan compiled from
-    the old QDQ model would otherwise stay in the bundle, describing a model nobody gated.
-    Returns the removed ids, the requested ones first.
-    """
-    gone = [i for i in ids if any(a["id"] == i for a in manifest["artifacts"])]
-    frontier = set(gone)
-    while frontier:
-        nxt = [a["id"] for a in manifest["artifacts"]
-               if a.get("source") in frontier and a["id"] not in gone]
-        gone += nxt
-        frontier = set(nxt)
-    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["id"] not in gone]
-    return gone
+    return write_manifest(root, manifest)

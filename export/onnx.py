@@ -16,12 +16,11 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.export.preprocess import DB_FLOOR
+from cmkd_edge.runtime.manifest import DB_FLOOR, PreprocessSpec
 
 from cmkd_edge.errors import ExportValidationError
 
@@ -30,7 +29,7 @@ DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
-def build_deploy_module(net: Any, spec: Mapping[str, Any]) -> Any:
+def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
     """Wrap ``net`` so it takes raw source bands: select -> (linear->dB) -> clip -> net.
 
     ``net`` normalises with its own InputNorm (and clips when it was built with a clip), so the
@@ -44,10 +43,10 @@ def build_deploy_module(net: Any, spec: Mapping[str, Any]) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.net = net
-            self.register_buffer("select", torch.tensor(list(spec["select"]), dtype=torch.int64))
-            self.identity = list(spec["select"]) == list(range(len(spec["source_bands"])))
-            self.to_db = bool(spec["to_db"])
-            clip = spec.get("clip")
+            self.register_buffer("select", torch.tensor(list(spec.select), dtype=torch.int64))
+            self.identity = list(spec.select) == list(range(len(spec.source_bands)))
+            self.to_db = spec.to_db
+            clip = spec.clip
             self.clip = None if clip is None or getattr(net.norm, "has_clip", False) else (
                 float(clip[0]), float(clip[1]))
 

@@ -11,13 +11,14 @@ synthetic). Linear-power deployments get dB converted back to linear power.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime import units as _units
+from cmkd_edge.runtime.manifest import InputSpec, PreprocessSpec
 
-from cmkd_edge.errors import DataError
+from cmkd_edge.errors import DataError, ExportValidationError
 
 
 @dataclass
@@ -45,9 +46,9 @@ class RawSamples:
         return self.labels if self.labels.ndim == 1 else self.labels.argmax(1)
 
 
-def _deploy_views(spec: Mapping[str, Any], ckpt_view: str) -> list[str]:
-    if spec["source"] == "s2":
-        return ["bands:" + ",".join(spec["source_bands"])]
+def _deploy_views(spec: PreprocessSpec, ckpt_view: str) -> list[str]:
+    if spec.source == "s2":
+        return ["bands:" + ",".join(spec.source_bands)]
     return ["sar", ckpt_view] if ckpt_view != "sar" else ["sar"]
 
 
@@ -56,7 +57,7 @@ def ds_view_name(ds: Any, spec: str) -> str:
     return spec if spec in ds.views else next(iter(ds.views))
 
 
-def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, split: str,
+def load_raw_samples(data: str | None, spec: PreprocessSpec, ckpt_view: str, split: str,
                      n: int | None = None, seed: int = 0, split_file: str | None = None,
                      sample_seed: int | None = None) -> RawSamples:
     """Read ``split`` of ``data`` as raw deploy inputs; ``n`` picks a stratified subset.
@@ -80,14 +81,14 @@ def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, 
             last = exc
     else:
         raise DataError(f"{data or 'synthetic data'} cannot provide the deployed "
-                        f"{spec['source']} input ({last.message if last else ''})")
+                        f"{spec.source} input ({last.message if last else ''})")
     if len(ds) == 0:
         raise DataError(f"split {split!r} of {data or 'synthetic data'} is empty")
     labels = np.asarray(ds.labels)
     idx = np.arange(len(ds)) if n is None or n >= len(ds) else stratified_indices(
         labels, n, seed if sample_seed is None else sample_seed)
     x = np.asarray(ds.view_batch(ds_view_name(ds, view), idx), dtype=np.float32)
-    if spec["source"] == "s1" and spec["source_units"] == "linear":
+    if spec.source == "s1" and spec.source_units == "linear":
         x = np.power(10.0, x / 10.0, dtype=np.float32)  # data layer yields dB; device feeds power
     desc = ds.describe() if hasattr(ds, "describe") else {}
     info = {"data": str(data) if data else "synthetic", "split": split, "view": view,
@@ -98,3 +99,29 @@ def load_raw_samples(data: str | None, spec: Mapping[str, Any], ckpt_view: str, 
             "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
                               or view.startswith("sar-sim"))}
     return RawSamples(x=x, labels=labels[idx], info=info)
+
+
+def check_raw_batch(x: np.ndarray, inp: InputSpec, what: str) -> dict[str, float]:
+    """Check a raw batch against the bundle's input spec: channel count, finiteness, value range.
+
+    Returns the observed min/max/fraction outside the expected range (recorded in the manifest).
+
+    Raises:
+        ExportValidationError: wrong rank or channel count, non-finite values, or values that
+            look like other units (``cmkd_edge.runtime.units.units_problem``: the rule the
+            runtime warns with, applied here as a refusal).
+    """
+    bands = inp.band_names
+    if x.ndim != 4 or x.shape[1] != len(bands):
+        raise ExportValidationError(
+            f"{what} has shape {tuple(x.shape)} (expected (N, {len(bands)}, H, W) for bands "
+            f"{','.join(bands)})", "use data of the student's modality and source bands")
+    if not np.isfinite(x).all():
+        raise ExportValidationError(f"{what} contains NaN or Inf values", "mask or fill nodata first")
+    lo, hi = float(x.min()), float(x.max())
+    rng = inp.expected_range
+    # why the runtime's function: quantize refuses exactly what the runtime warns about
+    problem = _units.units_problem(x, inp.units, rng, what, lo, hi)
+    if problem:
+        raise ExportValidationError(problem, "are the units right?")
+    return {"min": lo, "max": hi, "fraction_outside_expected": _units.fraction_outside(x, rng, lo, hi)}

@@ -23,8 +23,10 @@ from cmkd_edge.export.onnx import (
     slim,
 )
 from cmkd_edge.export.parity import check_parity
-from cmkd_edge.export.preprocess import EXPECTED_RANGE, input_spec, validate_spec
 from cmkd_edge.export.samples import RawSamples, load_raw_samples
+from cmkd_edge.runtime.device import package_versions
+from cmkd_edge.runtime.manifest import Artifact, Manifest, OutputSpec, PreprocessSpec
+from cmkd_edge.runtime.units import synthetic_batch
 
 from cmkd_edge.errors import DataError, ExportValidationError
 from cmkd_edge.fsutil import sha256_file
@@ -33,18 +35,9 @@ MODEL_FILE = "model.onnx"
 SPLIT_FILE = "split.csv"  # the training run's split table, kept in the bundle (see data_provenance)
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of every tool that shaped the artifacts (missing optional ones are skipped)."""
-    import importlib.metadata as md
-
-    out = {}
-    for dist in ("cmkd-edge", "torch", "onnx", "onnxscript", "onnxslim", "onnxruntime", "openvino",
-                 "nncf", "tensorrt"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return out
+#: Every tool that shapes a bundle's artifacts (recorded in ``provenance.tools``).
+EXPORT_TOOLS = ("cmkd-edge", "torch", "onnx", "onnxscript", "onnxslim", "onnxruntime", "openvino",
+                "nncf", "tensorrt")
 
 
 def run_split_file(ckpt: dict[str, Any]) -> Path | None:
@@ -70,7 +63,7 @@ def trained_hw(ckpt: dict[str, Any], hw: tuple[int, int] | None) -> tuple[int, i
     return trained
 
 
-def parity_samples(ckpt: dict[str, Any], spec: dict[str, Any], data: str | None, n: int,
+def parity_samples(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | None, n: int,
                    seed: int, hw: tuple[int, int] | None) -> RawSamples:
     """Real samples of the validation split (the checkpoint's data unless ``data`` is given);
     random values in the expected range only when no data can be read (recorded as such).
@@ -106,10 +99,7 @@ def parity_samples(ckpt: dict[str, Any], spec: dict[str, Any], data: str | None,
         raise ExportValidationError(
             f"the input size is unknown: the checkpoint predates input_hw and no parity data could "
             f"be read ({str(why)[:120]})", "pass --data with the training data, or --input-hw H,W")
-    h, w = hw
-    lo, hi = EXPECTED_RANGE.get(spec["source_units"], (0.0, 1.0))
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(lo, hi, size=(n, len(spec["source_bands"]), h, w)).astype(np.float32)
+    x = synthetic_batch(spec.source_units, len(spec.source_bands), hw, n, seed)
     return RawSamples(x=x, labels=np.zeros(n, np.int64),
                       info={"data": "random", "why": str(why)[:200], "n": n, "synthetic": True})
 
@@ -153,18 +143,18 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
     """
     import torch
 
-    from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
+    from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_spec
 
     ckpt = load_checkpoint(ckpt_path)
-    spec = validate_spec(ckpt["preprocess"])
+    spec = preprocess_spec(ckpt)
     net = model_from_checkpoint(ckpt)
-    if net.in_channels != len(spec["select"]):
+    if net.in_channels != len(spec.select):
         raise ExportValidationError(f"network takes {net.in_channels} bands but the preprocessing "
-                                    f"selects {len(spec['select'])}")
+                                    f"selects {len(spec.select)}")
     module = build_deploy_module(net, spec)
     raw = parity_samples(ckpt, spec, data, max(samples, batch), seed, trained_hw(ckpt, hw))
     h, w = raw.x.shape[-2:]
-    inp = input_spec(spec, ckpt.get("view_info") or {}, (h, w))
+    inp = spec.input_spec((h, w), modality=(ckpt.get("view_info") or {}).get("modality"))
 
     def torch_fn(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -180,30 +170,24 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         parity = check_parity(torch_fn, onnx_path, raw.x, batches=(1, batch))
         parity["samples_from"] = raw.info
         teacher = ckpt.get("teacher") or {}
-        manifest = {
-            "schema_version": 1, "task": ckpt["task"], "class_names": list(ckpt["class_names"]),
-            "input": inp,
-            "output": {"name": "logits",
-                       "activation": "sigmoid" if ckpt["task"] == "multilabel" else "softmax"},
-            "preprocess": {**spec, "in_graph": True},
-            "artifacts": [{
-                "id": "onnx-fp32", "path": MODEL_FILE, "format": "onnx", "precision": "fp32",
-                "backend": "onnxruntime", "files": [MODEL_FILE], "opset": checks["opset"],
-                "ir_version": checks["ir_version"], "accuracy": None, "max_batch": max_batch,
-                "parity": {k: parity[k] for k in ("max_abs_diff", "top1_identical", "cases",
-                                                  "batches", "atol")},
-            }],
-            "quantization": None,
-            "provenance": {
+        fp32 = Artifact(id="onnx-fp32", path=MODEL_FILE, format="onnx", precision="fp32",
+                        backend="onnxruntime", files=(MODEL_FILE,), opset=checks["opset"],
+                        ir_version=checks["ir_version"], max_batch=max_batch,
+                        extra={"parity": {k: parity[k] for k in ("max_abs_diff", "top1_identical",
+                                                                 "cases", "batches", "atol")}})
+        manifest = Manifest(
+            task=ckpt["task"], class_names=tuple(ckpt["class_names"]), input=inp,
+            output=OutputSpec(activation="sigmoid" if ckpt["task"] == "multilabel" else "softmax"),
+            preprocess=spec, artifacts=(fp32,),
+            provenance={
                 "student_checkpoint_sha256": sha256_file(ckpt["_path"]),
                 "teacher_checkpoint_sha256": teacher.get("sha256"),
                 "method": ckpt.get("method"), "arch": ckpt["model"]["arch"],
-                "view": ckpt["view"], "view_info": ckpt.get("view_info"),
+                "view": ckpt["view"],
+                "view_synthetic": bool((ckpt.get("view_info") or {}).get("synthetic")),
                 "role": ckpt.get("role"), "checkpoint_metrics": ckpt.get("metrics"),
-                "tools": tool_versions(), "data": data_provenance(ckpt, tmp),
+                "tools": package_versions(EXPORT_TOOLS), "data": data_provenance(ckpt, tmp),
                 "export": {**asked, **checks, "slim": slim_info, "parity": parity},
-            },
-            "files": {},
-        }
+            })
         finish_manifest(tmp, manifest)
     return out

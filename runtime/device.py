@@ -82,3 +82,19 @@ def gpu_name() -> str | None:
 def device_info() -> dict[str, object]:
     """CPU info plus the GPU name (None without an NVIDIA GPU): the ``device`` of latency reports."""
     return {"cpu": cpu_info(), "gpu": gpu_name()}
+
+
+def package_versions(dists: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``dists`` (distribution names); missing optional ones are skipped.
+
+    One look-up for every record that names its tools (bundle provenance, latency reports).
+    """
+    from importlib import metadata
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

@@ -3,7 +3,7 @@
 The schema is the one in docs/architecture.md; the runtime reads it and the export stage writes it,
 so both sides share this module (stdlib only, nothing heavy at import). Public API, kept small:
 
-    Manifest, InputSpec, OutputSpec, Artifact      # frozen dataclasses; lists are tuples
+    Manifest, InputSpec, OutputSpec, PreprocessSpec, Artifact   # frozen dataclasses; lists are tuples
     Manifest.from_dict(d) -> Manifest              # validates; BundleError names the bad field
     Manifest.to_dict() -> dict                     # JSON-ready, round-trips with from_dict
     read_manifest(path_or_bundle_dir) -> Manifest
@@ -18,12 +18,17 @@ How the export stage writes a bundle::
                  input=InputSpec(modality="sar", band_names=("VV", "VH"), units="db",
                                  shape=(None, 2, 64, 64), expected_range=(-50.0, 10.0)),
                  output=OutputSpec(activation="softmax"),
-                 preprocess={..., "in_graph": True},
+                 preprocess=PreprocessSpec(source="s1", source_bands=("VV", "VH"),
+                                           source_units="db", select=(0, 1), clip=(-50.0, 30.0),
+                                           mean=(-12.0, -19.0), std=(4.0, 5.0)),
                  artifacts=(Artifact(id="onnx-fp32", path="model.onnx", format="onnx",
                                      precision="fp32", backend="onnxruntime",
                                      files=("model.onnx",), opset=17, ir_version=8),),
                  quantization=None, provenance={"method": "kd", "tools": {...}})
     write_manifest(bundle_dir, m)   # hashes every file, checks artifact files exist, atomic write
+
+A later stage never edits a dict: it derives a new manifest (``m.with_artifact(a)``,
+``m.without(ids)``, ``dataclasses.replace(m, quantization=...)``) and writes that.
 
 Optional fields beyond architecture.md (all default to "absent"): ``Artifact.max_batch`` (largest
 batch an artifact accepts, e.g. a TensorRT profile's max; the runtime splits bigger batches) and
@@ -38,7 +43,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -94,10 +100,12 @@ def _typed(value: Any, where: str, kind: str) -> None:
     ok = {"str": lambda v: isinstance(v, str), "int?": lambda v: v is None or _is_int(v),
           "posint?": lambda v: v is None or (_is_int(v) and v > 0),
           "num?": lambda v: v is None or _is_num(v), "bool?": lambda v: v is None or isinstance(v, bool),
+          "str?": lambda v: v is None or isinstance(v, str),
           "dict": lambda v: isinstance(v, dict), "dict?": lambda v: v is None or isinstance(v, dict)}[kind]
     if not ok(value):
         want = {"str": "a string", "int?": "an integer or null", "posint?": "a positive integer or null",
                 "num?": "a number or null", "bool?": "true, false or null", "dict": "an object",
+                "str?": "a string or null",
                 "dict?": "an object or null"}[kind]
         raise BundleError(f"manifest field {where!r} must be {want}, got {json.dumps(value)[:40]}")
 
@@ -115,6 +123,17 @@ def check_relpath(rel: str, where: str = "path") -> str:
 def _extra(d: dict[str, Any], cls: type) -> dict[str, Any]:
     known = {f.name for f in fields(cls)}
     return {k: v for k, v in d.items() if k not in known}
+
+
+def _check_range(value: Any, where: str) -> None:
+    if value is not None and not (isinstance(value, tuple) and len(value) == 2
+                                  and all(_is_num(v) for v in value)):
+        raise BundleError(f"manifest field {where!r} must be [lo, hi] or null")
+
+
+def _tuple(value: Any) -> Any:
+    """JSON lists become tuples (frozen, hashable); anything else is left for validation."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)
@@ -139,11 +158,11 @@ class InputSpec:
         for f in ("name", "dtype", "layout"):
             _typed(getattr(self, f), f"input.{f}", "str")
         _typed(self.nodata, "input.nodata", "num?")
-        if self.expected_range is not None and not (
-                len(self.expected_range) == 2 and all(_is_num(v) for v in self.expected_range)):
-            raise BundleError("manifest field 'input.expected_range' must be [lo, hi] or null")
+        _check_range(self.expected_range, "input.expected_range")
         if self.layout != "NCHW":
             raise BundleError(f"manifest field 'input.layout' is {self.layout!r} (expected NCHW)")
+        if not isinstance(self.shape, tuple):
+            raise BundleError("manifest field 'input.shape' must be a list")
         if len(self.shape) != 4 or not all(d is None or (_is_int(d) and d > 0) for d in self.shape):
             raise BundleError(f"manifest field 'input.shape' is {list(self.shape)} "
                               "(expected [null|N, C, H, W] with positive ints)")
@@ -157,20 +176,156 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        rng = _get(d, "expected_range", "input", None)
-        if rng is not None and (not isinstance(rng, (list, tuple)) or len(rng) != 2
-                                or not all(_is_num(v) for v in rng)):
-            raise BundleError("manifest field 'input.expected_range' must be [lo, hi] or null")
-        shape = _get(d, "shape", "input")
-        if not isinstance(shape, (list, tuple)):
-            raise BundleError("manifest field 'input.shape' must be a list")
         return cls(modality=_get(d, "modality", "input"),
                    band_names=_strs(_get(d, "band_names", "input"), "input.band_names"),
-                   units=_get(d, "units", "input"), shape=tuple(shape),
+                   units=_get(d, "units", "input"), shape=_tuple(_get(d, "shape", "input")),
                    name=_get(d, "name", "input", "input"), dtype=_get(d, "dtype", "input", "float32"),
                    layout=_get(d, "layout", "input", "NCHW"), nodata=_get(d, "nodata", "input", None),
-                   expected_range=None if rng is None else (float(rng[0]), float(rng[1])),
+                   expected_range=_floats(_get(d, "expected_range", "input", None)),
                    extra=_extra(d, cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+#: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = radar).
+MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar"}
+DB_FLOOR = 1e-10  # linear power floor before log10: a zero pixel must not become -inf
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """What the deployed graph does to raw sensor input before the network's first layer.
+
+    One record from view to device: a view produces it (``View.deploy_input``), the trainer adds
+    the training split's band statistics (``with_stats``) and stores ``to_dict()`` in the
+    checkpoint, export bakes it into the ONNX graph and the manifest, and :meth:`apply` is the numpy
+    reference every backend's graph is tested against. One meaning per name: ``source_*`` describe
+    the raw input the device feeds; ``bands``/``units`` (derived) what the network sees after
+    ``select`` and ``to_db``; ``clip`` lives only here (the network applies it, export reads it).
+
+    Attributes:
+        source: raw source the deployed model reads (``s2`` optical, ``s1`` radar).
+        source_bands: raw input bands in file order; source_units: their units.
+        select: indices into ``source_bands`` of the network's input channels, in order.
+        to_db: linear power -> dB (``10 log10(max(x, DB_FLOOR))``) after selection.
+        clip: ``(lo, hi)`` applied before normalisation, or None.
+        mean, std: per selected band, from the training split (empty until the trainer sets them).
+        in_graph: the ops are inside the model file (always, for bundles this tool writes).
+    """
+
+    source: str
+    source_bands: tuple[str, ...]
+    source_units: str
+    select: tuple[int, ...]
+    to_db: bool = False
+    clip: tuple[float, float] | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    in_graph: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        _typed(self.source, "preprocess.source", "str")
+        _strs(self.source_bands, "preprocess.source_bands")
+        _choice(self.source_units, UNITS, "preprocess.source_units")
+        if not isinstance(self.to_db, bool) or not isinstance(self.in_graph, bool):
+            raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.in_graph' must be "
+                              "true or false")
+        n = len(self.source_bands)
+        if (not isinstance(self.select, tuple) or not self.select
+                or not all(_is_int(i) and 0 <= i < n for i in self.select)):
+            raise BundleError(f"manifest field 'preprocess.select' {list(self.select or ())} does not "
+                              f"index 'preprocess.source_bands' ({n} bands)")
+        _check_range(self.clip, "preprocess.clip")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or not all(_is_num(x) for x in v) or (
+                    v and len(v) != len(self.select)):
+                raise BundleError(f"manifest field 'preprocess.{name}' must list one number per "
+                                  f"selected band ({len(self.select)}), got {list(v)[:4]}")
+
+    # -- derived: what the network sees --------------------------------------------------------
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Names of the network's input channels (``source_bands`` picked by ``select``)."""
+        return tuple(self.source_bands[i] for i in self.select)
+
+    @property
+    def units(self) -> str:
+        """Units of the network's input channels (after ``to_db``)."""
+        return "db" if self.to_db else self.source_units
+
+    @property
+    def modality(self) -> str:
+        return MODALITY_OF_SOURCE.get(self.source, "optical")
+
+    @property
+    def has_stats(self) -> bool:
+        return bool(self.mean) and bool(self.std)
+
+    def with_stats(self, mean: Sequence[float], std: Sequence[float]) -> PreprocessSpec:
+        """This spec with the training split's per-band statistics."""
+        return replace(self, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
+
+    def input_spec(self, hw: Sequence[int], modality: str | None = None,
+                   nodata: float | None = None) -> InputSpec:
+        """The graph input this spec implies: raw source bands, their units, a dynamic batch."""
+        from .units import EXPECTED_RANGE
+
+        return InputSpec(modality=modality or self.modality, band_names=self.source_bands,
+                         units=self.source_units,
+                         shape=(None, len(self.source_bands), int(hw[0]), int(hw[1])),
+                         nodata=nodata, expected_range=EXPECTED_RANGE.get(self.source_units))
+
+    def apply(self, x: Any, normalise: bool = True) -> Any:
+        """The numpy reference of the in-graph preprocessing.
+
+        Args:
+            x: raw sensor values (N, len(source_bands), H, W).
+            normalise: also apply ``(x - mean) / std`` (the network's InputNorm).
+        Returns:
+            (N, len(select), H, W) float32.
+        """
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != len(self.source_bands):
+            raise ValueError(f"expected (N, {len(self.source_bands)}, H, W), got {x.shape}")
+        y = x[:, list(self.select)]
+        if self.to_db:
+            y = np.float32(10.0) * np.log10(np.maximum(y, np.float32(DB_FLOOR)))
+        if self.clip is not None:
+            y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
+        if normalise:
+            if not self.has_stats:
+                raise ValueError("the preprocessing spec has no band statistics to normalise with")
+            mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+            # same guard as InputNorm: a constant band (std 0) must not divide by zero
+            inv_std = (1.0 / np.maximum(np.asarray(self.std, np.float32), 1e-6)).reshape(1, -1, 1, 1)
+            y = (y - mean) * inv_std.astype(np.float32)
+        return y.astype(np.float32, copy=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "preprocess") -> PreprocessSpec:
+        """Parse a stored spec (manifest ``preprocess`` or a checkpoint's); BundleError names the
+        missing or bad field."""
+        return cls(source=_get(d, "source", where),
+                   source_bands=_strs(_get(d, "source_bands", where), f"{where}.source_bands"),
+                   source_units=_get(d, "source_units", where),
+                   select=_tuple(_get(d, "select", where)), to_db=_get(d, "to_db", where, False),
+                   clip=_floats(_get(d, "clip", where, None)),
+                   mean=_floats(_get(d, "mean", where, [])), std=_floats(_get(d, "std", where, [])),
+                   in_graph=_get(d, "in_graph", where, True), extra=_extra(d, cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+def _floats(value: Any) -> Any:
+    value = _tuple(value)
+    return tuple(float(v) for v in value) if isinstance(value, tuple) and all(
+        _is_num(v) for v in value) else value
 
 
 @dataclass(frozen=True)
@@ -207,6 +362,7 @@ class Artifact:
     fingerprint: dict[str, str] | None = None
     max_batch: int | None = None
     gate_passed: bool | None = None
+    source: str | None = None  # id of the artifact this one was compiled from
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -214,7 +370,8 @@ class Artifact:
         where = f"artifacts[{self.id}]"
         _strs(self.files, f"{where}.files")
         for f, kind in (("opset", "int?"), ("ir_version", "int?"), ("max_batch", "posint?"),
-                        ("gate_passed", "bool?"), ("accuracy", "dict?"), ("fingerprint", "dict?")):
+                        ("gate_passed", "bool?"), ("accuracy", "dict?"), ("fingerprint", "dict?"),
+                        ("source", "str?")):
             _typed(getattr(self, f), f"{where}.{f}", kind)
         _choice(self.format, FORMATS, f"{where}.format")
         _choice(self.precision, PRECISIONS, f"{where}.precision")
@@ -238,7 +395,12 @@ class Artifact:
                    accuracy=_get(d, "accuracy", where, None),
                    fingerprint=_get(d, "fingerprint", where, None),
                    max_batch=_get(d, "max_batch", where, None),
-                   gate_passed=_get(d, "gate_passed", where, None), extra=_extra(d, cls))
+                   gate_passed=_get(d, "gate_passed", where, None),
+                   source=_get(d, "source", where, None), extra=_extra(d, cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON entry, as manifest.json holds it."""
+        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -249,7 +411,7 @@ class Manifest:
     class_names: tuple[str, ...]
     input: InputSpec
     output: OutputSpec
-    preprocess: dict[str, Any]
+    preprocess: PreprocessSpec
     artifacts: tuple[Artifact, ...]
     quantization: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -259,12 +421,20 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not _is_int(self.schema_version) or self.schema_version != SCHEMA_VERSION:
-            raise BundleError(f"manifest schema_version {self.schema_version!r} is not supported "
-                              f"(this runtime reads {SCHEMA_VERSION})", "upgrade cmkd-edge")
+        _check_version(self.schema_version)
         _choice(self.task, TASKS, "task")
         _strs(self.class_names, "class_names")
-        _typed(self.preprocess, "preprocess", "dict")
+        if not isinstance(self.preprocess, PreprocessSpec):
+            raise BundleError("manifest field 'preprocess' must be a preprocessing spec object")
+        # the device feeds raw values: the graph must hold the preprocessing, for these bands
+        if not self.preprocess.in_graph:
+            raise BundleError("manifest field 'preprocess.in_graph' is false (this runtime feeds raw "
+                              "sensor values and needs the preprocessing inside the model)",
+                              "re-export the bundle with `cmkd-edge export`")
+        if self.preprocess.source_bands != self.input.band_names:
+            raise BundleError(f"manifest field 'preprocess.source_bands' "
+                              f"({','.join(self.preprocess.source_bands)}) differs from "
+                              f"'input.band_names' ({','.join(self.input.band_names)})")
         _typed(self.quantization, "quantization", "dict?")
         _typed(self.provenance, "provenance", "dict")
         _typed(self.created, "created", "str")
@@ -291,35 +461,84 @@ class Manifest:
         raise BundleError(f"no artifact {artifact_id!r} in the bundle",
                           f"choose one of: {', '.join(a.id for a in self.artifacts)}")
 
+    def find(self, artifact_id: str) -> Artifact | None:
+        """The artifact ``artifact_id``, or None."""
+        return next((a for a in self.artifacts if a.id == artifact_id), None)
+
+    def without(self, ids: Sequence[str]) -> tuple[Manifest, list[str]]:
+        """This manifest without the artifacts ``ids`` and everything built from them.
+
+        Why transitively (``source``): a re-run of quantize replaces ``onnx-int8``; an OpenVINO IR or
+        TensorRT plan compiled from the old QDQ model would otherwise stay, describing a model nobody
+        gated. Returns (new manifest, removed ids, the requested ones first). An empty result is
+        allowed here (a writer adds the replacement next); ``write_manifest`` refuses it.
+        """
+        gone = [i for i in ids if self.find(i) is not None]
+        frontier = set(gone)
+        while frontier:
+            nxt = [a.id for a in self.artifacts if a.source in frontier and a.id not in gone]
+            gone += nxt
+            frontier = set(nxt)
+        kept = tuple(a for a in self.artifacts if a.id not in gone)
+        return _replace_unchecked(self, artifacts=kept), gone
+
+    def updated(self, artifact: Artifact) -> Manifest:
+        """This manifest with the same-id artifact's record replaced in place (a metadata change:
+        its files and everything built from them stay)."""
+        self.artifact(artifact.id)  # raises for an unknown id
+        return replace(self, artifacts=tuple(artifact if a.id == artifact.id else a
+                                             for a in self.artifacts))
+
+    def with_artifact(self, artifact: Artifact) -> tuple[Manifest, list[str]]:
+        """This manifest with ``artifact`` added, replacing one with the same id.
+
+        Anything built from the replaced artifact goes too (see :meth:`without`): it was compiled
+        from the old file. Returns (new manifest, ids of those dependents).
+        """
+        m, gone = self.without([artifact.id])
+        return replace(m, artifacts=(*m.artifacts, artifact)), gone[1:]
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         """Validate a parsed manifest.json; every problem is a BundleError naming the field."""
         if not isinstance(d, dict):
             raise BundleError("manifest.json is not a JSON object")
-        version = _get(d, "schema_version", "")
-        if not _is_int(version) or version != SCHEMA_VERSION:
-            raise BundleError(f"manifest schema_version {version!r} is not supported "
-                              f"(this runtime reads {SCHEMA_VERSION})", "upgrade cmkd-edge")
+        # the version first: a newer schema's other fields must not produce a misleading error
+        version = _check_version(_get(d, "schema_version", ""))
         arts = _get(d, "artifacts", "")
         if not isinstance(arts, list):
             raise BundleError("manifest field 'artifacts' must be a list")
         files = _get(d, "files", "")
-        if not isinstance(files, dict):
-            raise BundleError("manifest field 'files' must be an object")
         return cls(task=_get(d, "task", ""),
                    class_names=_strs(_get(d, "class_names", ""), "class_names"),
                    input=InputSpec.from_dict(_get(d, "input", "")),
                    output=OutputSpec.from_dict(_get(d, "output", "")),
-                   preprocess=_get(d, "preprocess", ""),
+                   preprocess=PreprocessSpec.from_dict(_get(d, "preprocess", "")),
                    artifacts=tuple(Artifact.from_dict(a, i) for i, a in enumerate(arts)),
                    quantization=_get(d, "quantization", "", None),
-                   provenance=_get(d, "provenance", "", {}), files=dict(files),
+                   provenance=_get(d, "provenance", "", {}), files=files,
                    created=_get(d, "created", "", ""), schema_version=version,
                    extra=_extra(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``Manifest.from_dict(m.to_dict()) == m``."""
         return _plain(self)
+
+
+def _check_version(version: Any) -> int:
+    if not _is_int(version) or version != SCHEMA_VERSION:
+        raise BundleError(f"manifest schema_version {version!r} is not supported "
+                          f"(this runtime reads {SCHEMA_VERSION})", "upgrade cmkd-edge")
+    return version
+
+
+def _replace_unchecked(m: Manifest, **changes: Any) -> Manifest:
+    """``dataclasses.replace`` for an intermediate state a writer completes before writing (an
+    artifact list emptied on the way to its replacement): skips ``__post_init__``."""
+    new = object.__new__(Manifest)
+    for f in fields(Manifest):
+        object.__setattr__(new, f.name, changes.get(f.name, getattr(m, f.name)))
+    return new
 
 
 def _plain(obj: Any) -> Any:
@@ -373,18 +592,16 @@ def hash_bundle_files(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
 def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest | dict[str, Any]) -> Manifest:
     """Hash the bundle's files into ``files``, check every artifact file exists, write atomically.
 
-    Returns the manifest as written. Write the model files first: the hashes cover what is on disk.
+    Returns the manifest as written (validated again: an intermediate state such as an empty
+    artifact list never reaches disk). Write the model files first: the hashes cover what is on disk.
     """
     root = Path(bundle_dir)
-    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(
-        {**manifest, "files": manifest.get("files", {})})
-    files = hash_bundle_files(root)
-    for a in m.artifacts:
-        for rel in a.files:
-            if rel not in files:
-                raise BundleError(f"artifact {a.id!r} file {rel!r} is not in {root}")
-    d = m.to_dict()
-    d["files"] = files
+    d = manifest.to_dict() if isinstance(manifest, Manifest) else dict(manifest)
+    d["files"] = hash_bundle_files(root)
     final = Manifest.from_dict(d)
+    for a in final.artifacts:
+        for rel in a.files:
+            if rel not in final.files:
+                raise BundleError(f"artifact {a.id!r} file {rel!r} is not in {root}")
     atomic_write_json(root / MANIFEST_NAME, final.to_dict())
     return final

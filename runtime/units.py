@@ -72,3 +72,14 @@ def units_problem(x: np.ndarray, units: str, expected_range: Sequence[float] | N
         return (f"{what} values [{lo:.4g}, {hi:.4g}]: {outside:.0%} lie outside the expected range "
                 f"[{elo:.4g}, {ehi:.4g}] for units {units!r}")
     return None
+
+
+def synthetic_batch(units: str, channels: int, hw: tuple[int, int], batch: int, seed: int = 0,
+                    expected_range: Sequence[float] | None = None) -> np.ndarray:
+    """Random raw input, uniform within the plausible range of ``units`` (never trips the
+    wrong-units rule): for timing, compile checks and parity when no real data can be read."""
+    lo, hi = expected_range or EXPECTED_RANGE.get(units, (0.0, 1.0))
+    if units == "reflectance_x1e4" and hi <= 1.5:
+        hi = 10000.0
+    shape = (batch, channels, int(hw[0]), int(hw[1]))
+    return np.random.default_rng(seed).uniform(lo, hi, size=shape).astype(np.float32)

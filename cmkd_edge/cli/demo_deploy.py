@@ -8,10 +8,11 @@ torch-free ``Classifier``) and adds its p50 latency, so accuracy and speed come 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmkd_edge.cli.demo import DemoState
+    from cmkd_edge.runtime.manifest import Manifest
 
 SCENE_GRID = 6  # patches per side of the demo scene mosaic
 
@@ -61,12 +62,12 @@ def step_pack(state: DemoState) -> None:
     state.say(f"bundle: verified and packed to {packed}")
 
 
-def _test_samples(state: DemoState, manifest: dict[str, Any]):
+def _test_samples(state: DemoState, manifest: Manifest):
     from cmkd_edge.checkpoint import load_checkpoint
     from cmkd_edge.export.samples import load_raw_samples
 
     ckpt = load_checkpoint(state.runs["student-kd"] / "best.pt")
-    return load_raw_samples(state.data, manifest["preprocess"], ckpt["view"], "test")
+    return load_raw_samples(state.data, manifest.preprocess, ckpt["view"], "test")
 
 
 def _write_scene(path, patches, crs: str = "EPSG:32633") -> None:
@@ -95,14 +96,14 @@ def step_classify(state: DemoState) -> None:
     from cmkd_edge.runtime import Classifier
     from cmkd_edge.runtime.manifest import read_manifest
 
-    manifest = read_manifest(_bundle(state)).to_dict()
+    manifest = read_manifest(_bundle(state))
     raw = _test_samples(state, manifest)
     n = SCENE_GRID * SCENE_GRID
     if len(raw) < n:
         state.notes.append(f"scene step skipped: only {len(raw)} test patches (needs {n})")
         return
     scene, out = state.workdir / "scene.tif", state.workdir / "scene_classes.tif"
-    names = manifest["input"]["band_names"]
+    names = manifest.input.band_names
     _write_scene(scene, raw.x[:n])
     with rasterio.open(scene, "r+") as dst:
         for i, name in enumerate(names, start=1):
@@ -130,7 +131,7 @@ def step_profile(state: DemoState) -> None:
     from cmkd_edge.runtime.profiler import profile_one, runnable, write_json
 
     bundle = open_bundle(state.runs["bundle"])
-    raw = _test_samples(state, bundle.manifest.to_dict())
+    raw = _test_samples(state, bundle.manifest)
     reports = []
     for backend, art_id in runnable(bundle):
         with Classifier.open(bundle, backend=backend, artifact=art_id) as clf:

@@ -187,6 +187,6 @@ def bundle(bundle: str, action: str | None, pack_to: str | None, as_json: bool) 
     if as_json:
         _echo_json(m)
         return
-    from cmkd_edge.export.inspect import manifest_table
+    from cmkd_edge.runtime.describe import describe_manifest
 
-    click.echo(manifest_table(m))
+    click.echo(describe_manifest(opened.manifest))

@@ -29,6 +29,7 @@ from cmkd_edge.data.bands import (
 )
 from cmkd_edge.data.sar_sim import simulate_sar
 from cmkd_edge.errors import ConfigError, DataError, UnknownNameError
+from cmkd_edge.runtime.manifest import PreprocessSpec
 
 #: Clip ranges applied by the model before normalisation: they bound outliers (saturated or
 #: nodata pixels, -inf dB from zero power) so calibration and normalisation are not skewed.
@@ -99,7 +100,7 @@ class View:
         return np.take(arr, idx, axis=-3).astype(np.float32, copy=False)
 
     def deploy_input(self, source_band_names: Mapping[str, Sequence[str]] | Sequence[str] | None
-                     = None, source_units: Mapping[str, str] | str | None = None) -> dict[str, Any]:
+                     = None, source_units: Mapping[str, str] | str | None = None) -> PreprocessSpec:
         """Preprocessing spec the deployed model applies to raw sensor input.
 
         Args:
@@ -110,8 +111,7 @@ class View:
                 was bound to, else reflectance_x1e4 / db.
 
         Returns:
-            ``{source, source_bands, source_units, select, to_db, clip}`` (mean/std are added by
-            the trainer).
+            The spec without band statistics (the trainer adds them with ``with_stats``).
         """
         source = self.deploy_source
         bands = _bands_for(source_band_names, source, self._default_deploy_bands())
@@ -122,14 +122,9 @@ class View:
             select = list(range(len(bands)))
         else:
             select = self._indices(bands, where=f"the deployed {source!r} input")
-        return {
-            "source": source,
-            "source_bands": list(bands),
-            "source_units": units,
-            "select": select,
-            "to_db": self.modality == "sar" and units == "linear",
-            "clip": list(self.clip) if self.clip is not None else None,
-        }
+        return PreprocessSpec(source=source, source_bands=tuple(bands), source_units=units,
+                              select=tuple(select), to_db=self.modality == "sar" and units == "linear",
+                              clip=self.clip)
 
     # -- helpers ---------------------------------------------------------------------------
     @property

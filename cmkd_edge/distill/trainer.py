@@ -269,9 +269,7 @@ class _Run:
             cfg.arch, len(self.view.band_names), len(self.class_names), mean=mean, std=std,
             clip=self.view.clip, **cfg.arch_options,
         ).to(self.device)
-        preprocess = dict(self.view.deploy_input(self.train_set.source_band_names))
-        preprocess.update(mean=mean, std=std)
-        self.preprocess = preprocess
+        self.preprocess = self.view.deploy_input(self.train_set.source_band_names).with_stats(mean, std)
 
     def _build_method(self) -> None:
         cfg = self.cfg
@@ -421,7 +419,7 @@ class _Run:
             # why: the deployed input is the raw source at the training patch size; export must
             # not guess it from whatever parity data happens to be readable
             "input_hw": [int(d) for d in self.train_set.catalog.sources[view.source].shape[-2:]],
-            "preprocess": self.preprocess,
+            "preprocess": self.preprocess.to_dict(),
             "method": cfg.method,
             "method_options": dataclasses.asdict(self.method.cfg),
             "teacher": teacher,

@@ -45,8 +45,7 @@ def build_model(
         "in_channels": in_channels,
         "num_classes": num_classes,
         "kwargs": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()},
-        "has_clip": clip is not None,
-    }
+    }  # the clip is not recorded here: the preprocessing spec is its one home
     return net
 
 

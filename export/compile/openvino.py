@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime.manifest import Artifact
 
 from cmkd_edge.errors import BackendUnavailableError, ExportValidationError
 
 DEVICES = ("CPU", "GPU", "NPU")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def convert(onnx_path: Path, xml: Path, fp16: bool) -> list[Path]:
@@ -54,3 +56,23 @@ def compile_check(xml: Path, sample: np.ndarray, cache_dir: Path | None = None) 
                                     f"for a batch of {sample.shape[0]}")
     return {"compiled_on": "CPU", "output_shape": list(out.shape),
             "available_devices": list(core.available_devices), "openvino": ov.get_version()}
+
+
+def compile_artifact(root: Path, src: Artifact, precision: str, *, sample: np.ndarray,
+                     device: str = "CPU", cache_dir: Path | None = None, **_: Any) -> Artifact:
+    """The OpenVINO backend's compile hook: an IR of ``src`` in the bundle at ``root``, checked.
+
+    Never gated here: an INT8 IR is re-gated on OpenVINO by the caller (``compile.regate``).
+    """
+    from cmkd_edge.errors import ConfigError
+
+    if device not in DEVICES:
+        raise ConfigError(f"unknown OpenVINO device {device!r}", f"choose one of {', '.join(DEVICES)}")
+    rel = f"openvino/model.ir-{precision}.xml"
+    (root / "openvino").mkdir(exist_ok=True)
+    files = convert(root / src.path, root / rel, fp16=precision == "fp16")
+    check = compile_check(root / rel, sample, cache_dir)
+    return Artifact(id=f"openvino-ir-{precision}", path=rel, format="openvino-ir",
+                    precision=precision, backend="openvino",
+                    files=tuple(p.relative_to(root).as_posix() for p in files), source=src.id,
+                    gate_passed=None, extra={"device": device, "check": check})

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cmkd_edge.runtime.manifest import Artifact
+
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError, ExportValidationError
 
 PRECISIONS = ("fp16", "int8")
@@ -65,3 +67,24 @@ def build_engine(onnx_path: Path, plan: Path, *, precision: str, input_shape: li
             workspace_mb=workspace_mb or trt_build.DEFAULT_WORKSPACE_MB)
     except BundleError as exc:
         raise ExportValidationError(exc.message, exc.hint) from None
+
+
+def compile_artifact(root: Path, src: Artifact, precision: str, *, input_shape: tuple[Any, ...],
+                     min_batch: int | None = None, opt_batch: int | None = None,
+                     max_batch: int | None = None, timing_cache: Path | None = None,
+                     strongly_typed: bool = False, **_: Any) -> Artifact:
+    """The TensorRT backend's compile hook: a plan of ``src`` with this GPU's fingerprint.
+
+    Not gated: TensorRT runs only on the device, so ``gate_passed`` stays None here.
+    """
+    rel = f"tensorrt/model.{precision}.plan"
+    (root / "tensorrt").mkdir(exist_ok=True)
+    info = build_engine(root / src.path, root / rel, precision=precision,
+                        input_shape=list(input_shape), min_batch=min_batch, opt_batch=opt_batch,
+                        max_batch=max_batch, strongly_typed=strongly_typed,
+                        timing_cache=timing_cache)
+    return Artifact(id=f"tensorrt-{precision}", path=rel, format="tensorrt-plan",
+                    precision=precision, backend="tensorrt", files=(rel,), source=src.id,
+                    fingerprint=info["fingerprint"], max_batch=info["profile"]["max"],
+                    gate_passed=None,
+                    extra={"profile": info["profile"], "strongly_typed": strongly_typed})

@@ -9,14 +9,14 @@ sha256 goes into the manifest, so a calibration cache or a result can be tied to
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cmkd_edge.export.preprocess import check_raw_batch
-from cmkd_edge.export.samples import RawSamples, load_raw_samples
+from cmkd_edge.export.samples import RawSamples, check_raw_batch, load_raw_samples
+from cmkd_edge.runtime.manifest import InputSpec, Manifest
 
 from cmkd_edge.errors import DataError, QuantizationError
 
@@ -46,8 +46,8 @@ class Recorded:
     known: bool = False  # False: an old bundle without provenance.data
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any], root: Path | None) -> Recorded:
-        rec = (manifest.get("provenance") or {}).get("data")
+    def from_manifest(cls, manifest: Manifest, root: Path | None) -> Recorded:
+        rec = manifest.provenance.get("data")
         if not rec:
             return cls()
         rel = rec.get("split_file")
@@ -55,7 +55,7 @@ class Recorded:
                    split_file=(root / rel) if rel and root is not None else None, known=True)
 
 
-def _read(manifest: Mapping[str, Any], data: str | None, split: str, n: int | None,
+def _read(manifest: Manifest, data: str | None, split: str, n: int | None,
           seed: int, recorded: Recorded) -> RawSamples:
     """Read ``split`` with the training run's split table and seed.
 
@@ -63,8 +63,7 @@ def _read(manifest: Mapping[str, Any], data: str | None, split: str, n: int | No
     so it also tells whether ``data`` is the training data. For other data (ids do not match) the
     data's own split is used, drawn with the recorded seed; ``check_split`` still keeps test out.
     """
-    spec, prov = manifest["preprocess"], manifest.get("provenance", {})
-    view = prov.get("view") or ""
+    spec, view = manifest.preprocess, manifest.provenance.get("view") or ""
     if recorded.split_file is not None:
         try:
             out = load_raw_samples(data, spec, view, split, n=n, seed=recorded.seed,
@@ -78,7 +77,7 @@ def _read(manifest: Mapping[str, Any], data: str | None, split: str, n: int | No
     return out
 
 
-def load_calibration(manifest: Mapping[str, Any], data: str | RawSamples | None, split: str = "train",
+def load_calibration(manifest: Manifest, data: str | RawSamples | None, split: str = "train",
                      size: int = 128, seed: int = 0, recorded: Recorded | None = None
                      ) -> RawSamples:
     """A stratified sample of ``split`` as raw deploy inputs, checked against the input spec.
@@ -98,12 +97,12 @@ def load_calibration(manifest: Mapping[str, Any], data: str | RawSamples | None,
         samples = data
     else:
         samples = _read(manifest, data, split, size, seed, recorded or Recorded())
-    return checked(samples, manifest["input"], f"calibration data ({samples.info.get('data', 'arrays')})",
-                   manifest["class_names"])
+    return checked(samples, manifest.input, f"calibration data ({samples.info.get('data', 'arrays')})",
+                   manifest.class_names)
 
 
-def checked(samples: RawSamples, input_entry: Mapping[str, Any], what: str,
-            class_names: list[str] | None = None) -> RawSamples:
+def checked(samples: RawSamples, inp: InputSpec, what: str,
+            class_names: Sequence[str] | None = None) -> RawSamples:
     """Apply the input-spec checks; spatial size must match a fixed-size input too.
 
     Labels are class indices, so data whose class list differs from the bundle's would be scored
@@ -117,10 +116,10 @@ def checked(samples: RawSamples, input_entry: Mapping[str, Any], what: str,
             f"{what} has classes {', '.join(map(str, theirs))}; the bundle was trained on "
             f"{', '.join(map(str, class_names))}", "use the data (and class list) the student was trained on")
     try:
-        stats = check_raw_batch(samples.x, input_entry, what)
+        stats = check_raw_batch(samples.x, inp, what)
     except ExportValidationError as exc:
         raise QuantizationError(exc.message, exc.hint) from None
-    shape = input_entry.get("shape") or [None] * 4
+    shape = inp.shape
     for axis, want in ((2, shape[2]), (3, shape[3])):
         if want is not None and samples.x.shape[axis] != want:
             raise QuantizationError(f"{what} has spatial size {samples.x.shape[2:]} "
@@ -141,7 +140,7 @@ def record(samples: RawSamples, method: str) -> dict[str, Any]:
             **{k: v for k, v in samples.info.items() if k != "n"}}
 
 
-def load_validation(manifest: Mapping[str, Any], data: str | RawSamples | None, split: str = "val",
+def load_validation(manifest: Manifest, data: str | RawSamples | None, split: str = "val",
                     seed: int = 0, recorded: Recorded | None = None) -> RawSamples:
     """The whole validation split, for the accuracy gate (checked like calibration data)."""
     if split.strip().lower() in REFUSED_SPLITS:
@@ -150,7 +149,7 @@ def load_validation(manifest: Mapping[str, Any], data: str | RawSamples | None, 
     if isinstance(data, RawSamples):
         if str(data.info.get("split", split)).lower() in REFUSED_SPLITS:
             raise QuantizationError("the accuracy gate must not use the test split")
-        return checked(data, manifest["input"], "validation data", manifest["class_names"])
+        return checked(data, manifest.input, "validation data", manifest.class_names)
     samples = _read(manifest, data, split, None, seed, recorded or Recorded())
-    return checked(samples, manifest["input"], f"validation data ({samples.info.get('data', 'arrays')})",
-                   manifest["class_names"])
+    return checked(samples, manifest.input, f"validation data ({samples.info.get('data', 'arrays')})",
+                   manifest.class_names)

@@ -200,7 +200,7 @@ def test_paired_layout(tmp_path, write_tif) -> None:
     assert ds.source_band_names == {"s2": ("B02", "B03", "B04", "B08"), "s1": ("VV", "VH")}
     x, _ = ds[0]
     assert torch.equal(x["rgb"], x["bands:B08"].new_tensor(ds.sample(0)["s2"][[2, 1, 0]]))
-    assert ds.views["rgb"].deploy_input(ds.source_band_names)["select"] == [2, 1, 0]
+    assert ds.views["rgb"].deploy_input(ds.source_band_names).select == (2, 1, 0)
     with pytest.raises(DataError, match="band B05 not in"):
         open_dataset(root, views=["bands:B05"])
 
@@ -211,8 +211,8 @@ def test_paired_linear_sar_is_converted(tmp_path, write_tif) -> None:
     assert ds.source_units["s1"] == "linear"
     assert -26 < ds.view_batch("sar").mean() < -4
     spec = ds.views["sar"].deploy_input(ds.source_band_names)  # units remembered from the data
-    assert spec["to_db"] is True and spec["source_units"] == "linear"
-    assert ds.views["sar"].deploy_input(ds.source_band_names, "db")["to_db"] is False
+    assert spec.to_db is True and spec.source_units == "linear"
+    assert ds.views["sar"].deploy_input(ds.source_band_names, "db").to_db is False
 
 
 def test_paired_size_mismatch(tmp_path, write_tif) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cmkd_edge.runtime.manifest import PreprocessSpec
 
 from cmkd_edge.data import open_dataset
 from cmkd_edge.data.bands import BEN_S2_BANDS, EUROSAT_BANDS
@@ -71,7 +72,7 @@ def test_rgb_on_bigearthnet_order(ben_dir) -> None:
     x, y = ds[0]
     assert torch.equal(x["rgb"], x["ms"][[3, 2, 1]])
     assert torch.equal(x["bands:B8A"], x["ms"][[8]])
-    assert ds.views["ms"].deploy_input(ds.source_band_names)["select"] == list(range(12))
+    assert ds.views["ms"].deploy_input(ds.source_band_names).select == tuple(range(12))
 
 
 def test_band_names_are_normalised() -> None:
@@ -104,19 +105,19 @@ def test_band_missing_from_data_is_data_error(ben_dir) -> None:
 
 def test_deploy_input_rgb_and_ms() -> None:
     spec = parse_view("rgb").deploy_input({"s2": EUROSAT_BANDS})
-    assert spec == {"source": "s2", "source_bands": list(EUROSAT_BANDS),
-                    "source_units": "reflectance_x1e4", "select": [3, 2, 1], "to_db": False,
-                    "clip": list(parse_view("rgb").clip)}
+    assert spec == PreprocessSpec(source="s2", source_bands=tuple(EUROSAT_BANDS),
+                                  source_units="reflectance_x1e4", select=(3, 2, 1), to_db=False,
+                                  clip=parse_view("rgb").clip)
     ben = parse_view("bands:B8A,B04").deploy_input(BEN_S2_BANDS)
-    assert ben["select"] == [8, 3]
+    assert ben.select == (8, 3)
 
 
 def test_deploy_input_sar_sim_is_real_sar() -> None:
     spec = parse_view("sar-sim").deploy_input({"s2": EUROSAT_BANDS})
-    assert (spec["source"], spec["source_bands"], spec["source_units"], spec["select"],
-            spec["to_db"]) == ("s1", ["VV", "VH"], "db", [0, 1], False)
+    assert (spec.source, spec.source_bands, spec.source_units, spec.select,
+            spec.to_db) == ("s1", ("VV", "VH"), "db", (0, 1), False)
     linear = parse_view("sar").deploy_input({"s1": ("VH", "VV")}, source_units="linear")
-    assert linear["select"] == [1, 0] and linear["to_db"] is True
+    assert linear.select == (1, 0) and linear.to_db is True
 
 
 def test_deploy_input_missing_band() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 from cmkd_edge.export.bundle import edit_bundle, replace_dir, staged_dir
@@ -33,8 +34,8 @@ def test_staged_dir_error_keeps_target(tmp_path):
 
 def test_edit_packed_bundle_repacks(optical_bundle, tmp_path):
     archive = pack_bundle(optical_bundle, tmp_path / "b.tar.gz")
-    with edit_bundle(archive) as (root, manifest):
-        manifest["provenance"]["note"] = "edited"
+    with edit_bundle(archive) as edit:
+        edit.manifest = replace(edit.manifest, provenance={**edit.manifest.provenance, "note": "edited"})
     assert open_bundle(archive, cache_dir=tmp_path / "cache").manifest.provenance["note"] == "edited"
 
 

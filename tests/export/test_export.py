@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from cmkd_edge.export.onnx import onnxruntime_maxima, preprocessing_nodes
 from cmkd_edge.export.parity import compare_logits
-from cmkd_edge.export.preprocess import reference_preprocess
 from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.manifest import PreprocessSpec
 from conftest import raw_batch
 from onnx.utils import Extractor
 
@@ -50,7 +50,7 @@ def test_in_graph_preprocessing_equals_numpy_reference(optical_bundle):
     x = raw_batch(3, hw=32, seed=5)
     x[0, 3, 0, 0] = 30000.0  # above the clip
     np.testing.assert_allclose(_graph_preprocessing(optical_bundle / "model.onnx", x),
-                               reference_preprocess(x, spec), rtol=1e-5, atol=1e-5)
+                               PreprocessSpec.from_dict(spec).apply(x), rtol=1e-5, atol=1e-5)
 
 
 def test_sar_linear_to_db_in_graph(sar_ckpt, tmp_path):
@@ -61,7 +61,7 @@ def test_sar_linear_to_db_in_graph(sar_ckpt, tmp_path):
     x = raw_batch(2, sar=True, hw=16)
     x[0, 0, :2, :2] = 0.0  # zero power: floor at 1e-10 -> -100 dB -> clipped to -50
     got = _graph_preprocessing(out / "model.onnx", x)
-    np.testing.assert_allclose(got, reference_preprocess(x, spec), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, PreprocessSpec.from_dict(spec).apply(x), rtol=1e-4, atol=1e-4)
     assert np.isfinite(got).all()
 
 

@@ -9,11 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cmkd_edge.export.bundle import drop_artifacts, set_artifact
+from cmkd_edge.export.bundle import BundleEdit
 from cmkd_edge.export.compile import compile_bundle
 from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, PreprocessSpec
 from conftest import make_checkpoint
 
 from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint
@@ -44,15 +45,24 @@ def _run_dir(tmp: Path, *, input_hw: list[int] | None = (32, 32), swap_split: bo
     return run
 
 
+def _art(id_: str, source: str | None = None) -> Artifact:
+    return Artifact(id=id_, path=f"{id_}.onnx", format="onnx", precision="fp32",
+                    backend="onnxruntime", files=(f"{id_}.onnx",), source=source)
+
+
 def test_drop_artifacts_follows_sources():
-    m = {"artifacts": [{"id": "onnx-fp32"}, {"id": "onnx-int8"},
-                       {"id": "openvino-ir-int8", "source": "onnx-int8"},
-                       {"id": "x", "source": "openvino-ir-int8"},
-                       {"id": "openvino-ir-fp32", "source": "onnx-fp32"}]}
-    assert drop_artifacts(m, ["onnx-int8"]) == ["onnx-int8", "openvino-ir-int8", "x"]
-    assert [a["id"] for a in m["artifacts"]] == ["onnx-fp32", "openvino-ir-fp32"]
-    assert set_artifact(m, {"id": "onnx-fp32"}) == ["openvino-ir-fp32"]
-    assert [a["id"] for a in m["artifacts"]] == ["onnx-fp32"]
+    m = Manifest(task="multiclass", class_names=("a",),
+                 input=InputSpec(modality="optical", band_names=("B04",), units="reflectance_x1e4",
+                                 shape=(None, 1, 4, 4)),
+                 output=OutputSpec(), preprocess=PreprocessSpec("s2", ("B04",), "reflectance_x1e4", (0,)),
+                 artifacts=(_art("onnx-fp32"), _art("onnx-int8"),
+                            _art("openvino-ir-int8", "onnx-int8"), _art("x", "openvino-ir-int8"),
+                            _art("openvino-ir-fp32", "onnx-fp32")))
+    edit = BundleEdit(Path("."), m)
+    assert edit.drop(["onnx-int8"]) == ["onnx-int8", "openvino-ir-int8", "x"]
+    assert [a.id for a in edit.manifest.artifacts] == ["onnx-fp32", "openvino-ir-fp32"]
+    assert edit.put(_art("onnx-fp32")) == ["openvino-ir-fp32"]
+    assert [a.id for a in edit.manifest.artifacts] == ["onnx-fp32"]
 
 
 def test_export_records_training_data_and_size(tmp_path):

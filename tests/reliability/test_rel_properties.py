@@ -169,7 +169,7 @@ def test_in_graph_preprocessing_equals_numpy_reference(exported_graphs, kind: st
                                                        specials: list[float]) -> None:
     """Random valid raw inputs (incl. values at/over the clip and near the dB floor); the graph
     has a dynamic batch and the fixed patch size it was exported with."""
-    from cmkd_edge.export.preprocess import reference_preprocess
+    from cmkd_edge.runtime.manifest import PreprocessSpec
 
     sess, spec = exported_graphs[kind]
     h, w = 8, 8
@@ -184,6 +184,6 @@ def test_in_graph_preprocessing_equals_numpy_reference(exported_graphs, kind: st
         flat[rng.integers(0, flat.size)] = v if kind == "optical-rgb" or v > 0 else 1e-12
     x = x.astype(np.float32)
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    want = reference_preprocess(x, spec)
+    want = PreprocessSpec.from_dict(spec).apply(x)
     assert got.shape == want.shape == (n, len(spec["select"]), h, w)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

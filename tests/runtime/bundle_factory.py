@@ -88,7 +88,7 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
                 depth: int = 1, openvino: bool = True, int8: bool = False, task: str = "multiclass",
                 nodata: float | None = None, batch: int | None = None, seed: int = 0) -> Path:
     """Write a complete bundle directory at ``root`` and return it."""
-    from cmkd_edge.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, write_manifest
+    from cmkd_edge.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, PreprocessSpec, write_manifest
 
     root.mkdir(parents=True, exist_ok=True)
     build_onnx(root / "model.onnx", bands=bands, size=size, classes=classes, width=width,
@@ -118,9 +118,8 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
         input=InputSpec(modality="optical", band_names=band_names, units="reflectance_x1e4",
                         shape=(batch, bands, size, size), nodata=nodata, expected_range=(0.0, 10000.0)),
         output=OutputSpec(activation="softmax" if task == "multiclass" else "sigmoid"),
-        preprocess={"source": "s2", "source_bands": list(band_names), "source_units": "reflectance_x1e4",
-                    "select": sel, "to_db": False, "clip": [0, 10000], "mean": [], "std": [],
-                    "in_graph": True},
+        preprocess=PreprocessSpec(source="s2", source_bands=band_names, source_units="reflectance_x1e4",
+                                  select=tuple(sel), clip=(0.0, 10000.0)),
         artifacts=tuple(arts),
         quantization={"method": "ort-static-qdq", "accepted_rung": "int8"} if int8 else None,
         provenance={"method": "kd", "synthetic": True, "tools": {"builder": "tests/runtime/bundle_factory.py"}})

@@ -11,6 +11,7 @@ from cmkd_edge.runtime.manifest import (
     InputSpec,
     Manifest,
     OutputSpec,
+    PreprocessSpec,
     hash_bundle_files,
     read_manifest,
     write_manifest,
@@ -88,7 +89,7 @@ def test_write_manifest_hashes_every_file(tmp_path: Path) -> None:
     m = Manifest(task="multiclass", class_names=("a", "b"),
                  input=InputSpec(modality="sar", band_names=("VV", "VH"), units="db",
                                  shape=(None, 2, 8, 8)),
-                 output=OutputSpec(), preprocess={"in_graph": True},
+                 output=OutputSpec(), preprocess=PreprocessSpec("s1", ("VV", "VH"), "db", (0, 1)),
                  artifacts=(Artifact(id="onnx-fp32", path="model.onnx", format="onnx",
                                      precision="fp32", backend="onnxruntime", files=("model.onnx",)),))
     written = write_manifest(tmp_path, m)
@@ -119,7 +120,8 @@ def test_round_trip_property(classes, bands, hw, nodata, task, precision, gate) 
                  input=InputSpec(modality="optical", band_names=tuple(bands), units="reflectance_x1e4",
                                  shape=(None, len(bands), *hw), nodata=nodata),
                  output=OutputSpec(activation="sigmoid" if task == "multilabel" else "softmax"),
-                 preprocess={"in_graph": True, "select": list(range(len(bands)))},
+                 preprocess=PreprocessSpec("s2", tuple(bands), "reflectance_x1e4",
+                                           tuple(range(len(bands)))),
                  artifacts=(Artifact(id="a", path="m.onnx", format="onnx", precision=precision,
                                      backend="onnxruntime", files=("m.onnx",), gate_passed=gate),),
                  files={"m.onnx": "0" * 64})

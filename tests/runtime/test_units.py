@@ -30,11 +30,13 @@ def test_plausible_and_partly_outside_pass():
 
 def test_quantize_refuses_what_the_runtime_flags():
     """0-1 reflectance used to pass quantize (all inside 0..20000) while the runtime warned."""
-    from cmkd_edge.export.preprocess import check_raw_batch
+    from cmkd_edge.export.samples import check_raw_batch
+    from cmkd_edge.runtime.manifest import InputSpec
 
     from cmkd_edge.errors import ExportValidationError
 
-    entry = {"band_names": ["B04"], "units": "reflectance_x1e4", "expected_range": list(REFL)}
+    entry = InputSpec(modality="optical", band_names=("B04",), units="reflectance_x1e4",
+                      shape=(None, 1, 4, 4), expected_range=REFL)
     x = np.full((2, 1, 4, 4), 0.3, np.float32)
     with pytest.raises(ExportValidationError, match="reflectance scaled 0-1"):
         check_raw_batch(x, entry, "calibration data")

@@ -1,0 +1,64 @@
+"""The accuracy gate again, on a compiled INT8 artifact, with the samples ``quantize`` gated on.
+
+Why: the gate of ``quantize`` ran the QDQ model on ONNX Runtime; another engine (OpenVINO's INT8
+kernels, a TensorRT plan) computes differently, so a compiled INT8 artifact is accepted only by its
+own evaluation. The samples are re-read from the record ``quantize`` left
+(``quantization["onnxruntime:int8"].gate``: data, split, sha256, plus ``provenance.data``) and used
+only when they hash the same; otherwise, or when the artifact's engine cannot run on this machine
+(TensorRT runs only on the device), ``gate_passed`` stays None and the record says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cmkd_edge.runtime.manifest import Artifact, Manifest
+
+
+def _logits(backend: str, path: Path, x: np.ndarray) -> np.ndarray | None:
+    """The engine's logits, or None when it cannot run here."""
+    from cmkd_edge.export.quantize.gate import run_openvino
+
+    return run_openvino(path, x) if backend == "openvino" else None
+
+
+def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
+    """Fields to set on ``art``: ``gate_passed`` (None when not evaluated), ``accuracy`` and a
+    ``gate`` record in ``extra`` (what was done, or why not). FP32 is the bundle's FP32 ONNX run
+    by the same engine, as in quantize."""
+    from cmkd_edge.export.quantize.calib import Recorded, load_validation
+    from cmkd_edge.export.quantize.gate import Gate, judge
+
+    from cmkd_edge.errors import CmkdError
+
+    def not_evaluated(why: str) -> dict[str, Any]:
+        return {"gate_passed": None, "extra": {**art.extra, "gate": {"evaluated": False, "why": why}}}
+
+    rec = (manifest.quantization or {}).get("onnxruntime:int8") or {}
+    gate = rec.get("gate") or {}
+    data = gate.get("data")
+    if not rec.get("passed") or not gate.get("sha256") or data in (None, "arrays"):
+        return not_evaluated("the bundle does not record re-readable gate samples (re-run "
+                             "quantize with a dataset)")
+    try:
+        val = load_validation(manifest, None if data == "synthetic" else data, gate["split"],
+                              int(gate.get("sample_seed") or 0), Recorded.from_manifest(manifest, root))
+    except CmkdError as exc:
+        return not_evaluated(exc.one_line())
+    if val.sha256() != gate["sha256"]:
+        return not_evaluated(f"{data} no longer yields the gate's samples")
+    ref = _logits(art.backend, root / manifest.artifact("onnx-fp32").path, val.x)
+    if ref is None:
+        return not_evaluated(f"{art.backend} does not run on the machine that compiles; "
+                             "evaluate the bundle on the device")
+    verdict = judge(ref, _logits(art.backend, root / art.path, val.x), val.labels,
+                    list(manifest.class_names), Gate(gate["max_drop"], gate.get("max_class_drop")))
+    return {"gate_passed": verdict["passed"],
+            "accuracy": {"top1": verdict["top1"], "split": gate["split"], "backend": art.backend,
+                         "fp32_top1": verdict["fp32_top1"], "drop": verdict["drop"]},
+            "extra": {**art.extra, "gate": {
+                "evaluated": True, "n": len(val), "sha256": gate["sha256"],
+                **{k: verdict[k] for k in ("passed", "worst_class", "worst_class_drop",
+                                           "agreement_with_fp32")}}}}

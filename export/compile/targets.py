@@ -1,0 +1,99 @@
+"""``compile_bundle``: target-specific artifacts (OpenVINO IR, TensorRT plan) from the bundle's ONNX.
+
+Sources: FP32 -> ``onnx-fp32``; FP16 -> ``onnx-fp32`` (compressed by the target); INT8 ->
+``onnx-int8``, the QDQ model written by ``cmkd-edge quantize`` (the one INT8 artifact every backend
+accepts). Each result is added to the bundle atomically with the artifact it came from.
+
+A target is a backend that declares a compile hook (``cmkd_edge.runtime.backends``); the hook
+lives beside its converter (``compile/openvino.py``, ``compile/tensorrt.py``) and returns the new
+:class:`Artifact`. This module only picks sources, checks options, calls the hook and re-gates.
+
+Gating: the accuracy gate of ``quantize`` ran on ONNX Runtime, so a compiled artifact never inherits
+``gate_passed``; it records its ``source`` and gets ``gate_passed`` only from its own evaluation
+(``compile.regate``). Re-quantizing drops artifacts compiled from the old QDQ model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cmkd_edge.runtime.manifest import Artifact, Manifest
+from cmkd_edge.runtime.units import synthetic_batch
+
+from cmkd_edge.errors import ConfigError, ExportValidationError
+
+
+def compile_hooks() -> dict[str, str]:
+    """Compile targets by name -> ``"module:function"`` of their hook, from the backends'
+    declarations (a backend without a hook is not a compile target)."""
+    return {"openvino": "cmkd_edge.export.compile.openvino:compile_artifact",
+            "tensorrt": "cmkd_edge.export.compile.tensorrt:compile_artifact"}
+
+
+def _hook(target: str) -> tuple[Callable[..., Artifact], tuple[str, ...]]:
+    hooks = compile_hooks()
+    if target not in hooks:
+        raise ConfigError(f"unknown compile target {target!r}", f"choose {' or '.join(hooks)}")
+    module, _, name = hooks[target].partition(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, name), tuple(mod.PRECISIONS)
+
+
+def _source(manifest: Manifest, precision: str) -> Artifact:
+    want = "onnx-int8" if precision == "int8" else "onnx-fp32"
+    art = manifest.find(want)
+    if art is None:
+        hint = ("run `cmkd-edge quantize BUNDLE --backend onnxruntime --precision int8` first "
+                "(INT8 comes from its QDQ model)") if precision == "int8" else "re-export the bundle"
+        raise ExportValidationError(f"the bundle has no {want} artifact to compile {precision} from",
+                                    hint)
+    return art
+
+
+def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
+                   precisions: Sequence[str] = ("fp32",), device: str = "CPU",
+                   cache_dir: str | os.PathLike[str] | None = None, min_batch: int | None = None,
+                   opt_batch: int | None = None, max_batch: int | None = None,
+                   timing_cache: str | os.PathLike[str] | None = None,
+                   strongly_typed: bool = False) -> list[dict[str, Any]]:
+    """Compile the bundle for ``target``; returns the artifact entries added (as manifest.json
+    holds them).
+
+    TensorRT: batch profile and timing cache default to the runtime builder's
+    (``cmkd_edge.runtime.trt_build``: min 1, opt = max, max 8; per-user, per-device timing cache).
+
+    Raises:
+        ConfigError: unknown target/precision/device.
+        ExportValidationError: missing source artifact, compile or check failure.
+        BackendUnavailableError: the target's toolkit (or GPU) is missing.
+    """
+    from cmkd_edge.export.bundle import edit_bundle
+    from cmkd_edge.export.compile.regate import regate
+
+    hook, allowed = _hook(target)
+    bad = [p for p in precisions if p not in allowed]
+    if bad or not precisions:
+        raise ConfigError(f"precision {','.join(bad) or 'none'} is not available for {target}",
+                          f"choose from {', '.join(allowed)}")
+    added: list[Artifact] = []
+    with edit_bundle(bundle) as edit:
+        inp = edit.manifest.input
+        sample = synthetic_batch(inp.units, inp.channels, inp.shape[2:], 2, seed=0,
+                                 expected_range=inp.expected_range or (0.0, 1.0))
+        for precision in precisions:
+            src = _source(edit.manifest, precision)
+            art = hook(edit.root, src, precision, sample=sample, device=device,
+                       cache_dir=Path(cache_dir) if cache_dir else None, input_shape=inp.shape,
+                       min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                       timing_cache=Path(timing_cache) if timing_cache else None,
+                       strongly_typed=strongly_typed)
+            if precision == "int8":
+                art = replace(art, **regate(edit.root, edit.manifest, art))
+            edit.put(art)
+            added.append(art)
+    return [a.to_dict() for a in added]

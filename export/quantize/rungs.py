@@ -1,0 +1,205 @@
+"""What each backend's quantization ladder builds: one small class per backend, chosen by name.
+
+A quantizer knows its backend's rungs (in order), how to build each rung's candidate in a scratch
+directory, how to run a candidate on the validation inputs (the same engine the device uses), and
+how to place the accepted candidate into the bundle as an :class:`Artifact`. The ladder
+(``ladder.py``) only walks the rungs and gates; it never branches on a backend's name.
+
+* ``onnxruntime``, int8: QDQ with the chosen calibration method -> the other calibration methods ->
+  QDQ with the most sensitive layers kept in float -> FP16 -> FP32.
+* ``openvino``, int8: NNCF PTQ -> NNCF accuracy control (reverts sensitive layers itself) -> FP16 IR
+  -> FP32. NNCF has no minmax/entropy/percentile switch, so ``--calib-method`` applies to ORT only.
+* fp16 (either backend): FP16 -> FP32.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from cmkd_edge.runtime.manifest import Artifact
+
+from cmkd_edge.errors import QuantizationError
+
+PRECISIONS = ("int8", "fp16")
+
+Rung = dict[str, Any]
+
+
+class Quantizer:
+    """One backend's ladder. Subclasses set the class attributes and implement the hooks."""
+
+    backend: ClassVar[str]
+    method: ClassVar[str]  # recorded as ``quantization[...]["method"]``
+    id_prefix: ClassVar[str]  # artifact ids are ``<id_prefix>-<precision>``
+
+    def __init__(self, fp32: Path, scratch: Path, calib: Any, val: Any, max_drop: float) -> None:
+        self.fp32, self.scratch, self.calib, self.val, self.max_drop = fp32, scratch, calib, val, max_drop
+        self.ref: np.ndarray | None = None
+
+    @classmethod
+    def artifact_id(cls, precision: str) -> str:
+        return f"{cls.id_prefix}-{precision}"
+
+    def rungs(self, precision: str, calib_method: str) -> list[Rung]:
+        """The rungs to try for ``precision``, best first; FP16 and FP32 close every ladder."""
+        return [{"rung": "fp16", "precision": "fp16"}, {"rung": "fp32", "precision": "fp32"}]
+
+    def reference(self) -> np.ndarray:
+        """FP32 logits on the validation inputs, run by this backend."""
+        self.ref = self.run(self.fp32)
+        return self.ref
+
+    def run(self, model: Path) -> np.ndarray:
+        raise NotImplementedError
+
+    def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
+        """Return (files, validation logits, info) for ``rung``; FP32 has no files."""
+        raise NotImplementedError
+
+    def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:
+        """Copy the accepted candidate's files into the bundle; return its artifact."""
+        raise NotImplementedError
+
+    def record(self, precision: str) -> dict[str, Any]:
+        """Backend-specific fields of the quantization record."""
+        return {"int8_types": None}
+
+    def _keep_float(self) -> list[str]:
+        """Preprocessing nodes (band selection, dB, clip, normalisation): always kept in float."""
+        import onnx
+        from cmkd_edge.export.onnx import preprocessing_nodes
+
+        return preprocessing_nodes(onnx.load(str(self.fp32)))
+
+
+class OrtQuantizer(Quantizer):
+    """ONNX Runtime static QDQ (types chosen from the CPU flags) with calibration fallbacks."""
+
+    backend, method, id_prefix = "onnxruntime", "static-qdq", "onnx"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.types: dict[str, Any] | None = None
+        self.best_int8: tuple[float, Path, str] | None = None  # best QDQ so far: drop, path, method
+
+    def rungs(self, precision: str, calib_method: str) -> list[Rung]:
+        from cmkd_edge.export.quantize.calib import CALIB_METHODS
+
+        out: list[Rung] = []
+        if precision == "int8":
+            for m in [calib_method, *[m for m in CALIB_METHODS if m != calib_method]]:
+                out.append({"rung": f"int8-{m}", "precision": "int8", "calib_method": m})
+            out.append({"rung": "int8-sensitive-float", "precision": "int8"})
+        return out + super().rungs(precision, calib_method)
+
+    def run(self, model: Path) -> np.ndarray:
+        from cmkd_edge.export.quantize.gate import run_onnxruntime
+
+        return run_onnxruntime(model, self.val.x)
+
+    def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
+        import onnx
+        from cmkd_edge.export.quantize import ort as ortq
+        from cmkd_edge.export.quantize.gate import top1
+
+        name = rung["rung"]
+        if rung["precision"] == "fp32":
+            return [], self.ref, {}
+        keep = self._keep_float()
+        out = self.scratch / f"{name}.onnx"
+        info: dict[str, Any] = {}
+        if rung["precision"] == "fp16":
+            info = ortq.convert_fp16(self.fp32, out, keep)
+        elif name == "int8-sensitive-float":
+            if self.best_int8 is None:
+                raise QuantizationError("no INT8 candidate to take sensitive layers from")
+            n_ops = len(ortq.op_outputs(onnx.load(str(self.fp32))))
+            k = max(1, math.ceil(0.15 * n_ops))
+            ranked = ortq.sensitive_nodes(self.fp32, self.best_int8[1], self.calib.x[:16], k)
+            method = self.best_int8[2]
+            info = ortq.quantize_int8(self.fp32, out, self.calib.x, method, self.types,
+                                      keep + [r["node"] for r in ranked])
+            info["sensitive"] = ranked
+            info["excluded_nodes"] = [r["node"] for r in ranked]
+        else:
+            self.types = self.types or ortq.choose_int8_types()
+            info = ortq.quantize_int8(self.fp32, out, self.calib.x, rung["calib_method"],
+                                      self.types, keep)
+            info["excluded_nodes"] = []  # preprocessing is always kept; record layers only
+        logits = self.run(out)
+        if rung["precision"] == "int8":
+            drop = top1(self.ref, self.val.labels) - top1(logits, self.val.labels)
+            if self.best_int8 is None or drop < self.best_int8[0]:
+                self.best_int8 = (drop, out, info.get("calib_method", "minmax"))
+        return [out], logits, {**info, "preprocessing_kept_float": len(keep)}
+
+    def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:
+        import onnx
+
+        rel = f"model.{precision}.onnx"
+        shutil.copyfile(files[0], root / rel)
+        m = onnx.load(str(root / rel), load_external_data=False)
+        opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+        return Artifact(id=self.artifact_id(precision), path=rel, format="onnx",
+                        precision=precision, backend=self.backend, files=(rel,), opset=opset,
+                        ir_version=int(m.ir_version))
+
+    def record(self, precision: str) -> dict[str, Any]:
+        return {"int8_types": self.types if precision == "int8" else None}
+
+
+class NncfQuantizer(Quantizer):
+    """NNCF post-training quantization of the OpenVINO model, then NNCF accuracy control."""
+
+    backend, method, id_prefix = "openvino", "nncf-ptq", "openvino"
+
+    def rungs(self, precision: str, calib_method: str) -> list[Rung]:
+        out: list[Rung] = []
+        if precision == "int8":
+            out = [{"rung": "int8-nncf-ptq", "precision": "int8", "calib_method": "nncf"},
+                   {"rung": "int8-nncf-accuracy-control", "precision": "int8",
+                    "calib_method": "nncf"}]
+        return out + super().rungs(precision, calib_method)
+
+    def run(self, model: Path) -> np.ndarray:
+        from cmkd_edge.export.quantize.gate import run_openvino
+
+        return run_openvino(model, self.val.x)  # the FP32 ONNX too: the reference is OpenVINO's
+
+    def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
+        from cmkd_edge.export.quantize import openvino as ovq
+        from cmkd_edge.export.quantize.gate import top1
+
+        name = rung["rung"]
+        if rung["precision"] == "fp32":
+            return [], self.ref, {}
+        xml = self.scratch / name / "model.xml"
+        xml.parent.mkdir()
+        if rung["precision"] == "fp16":
+            files = ovq.save_ir(ovq.fp16_model(self.fp32), xml, fp16=True)
+        elif name == "int8-nncf-accuracy-control":
+            model = ovq.quantize_accuracy_control(self.fp32, self.calib.x, self.val.x,
+                                                  self.val.labels, self.max_drop, top1)
+            files = ovq.save_ir(model, xml)
+        else:
+            files = ovq.save_ir(ovq.quantize_ptq(self.fp32, self.calib.x), xml)
+        return files, self.run(xml), {}
+
+    def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:
+        import openvino as ov
+
+        (root / "openvino").mkdir(exist_ok=True)
+        rels = tuple(f"openvino/model.{precision}{p.suffix}" for p in files)
+        for src, rel in zip(files, rels, strict=True):
+            shutil.copyfile(src, root / rel)
+        return Artifact(id=self.artifact_id(precision), path=rels[0], format="openvino-ir",
+                        precision=precision, backend=self.backend, files=rels,
+                        extra={"openvino": ov.get_version()})
+
+
+#: Quantizers by backend name (``--backend`` of ``cmkd-edge quantize``).
+QUANTIZERS: dict[str, type[Quantizer]] = {q.backend: q for q in (OrtQuantizer, NncfQuantizer)}
