@@ -50,8 +50,8 @@ def method_options(method: str, epochs: int) -> dict[str, Any]:
 def run_mfh(seeds: int) -> tuple[str, dict[str, Any]]:
     import torch
 
-    from cmkd_edge.cli.methods import format_table
-    from cmkd_edge.mfh.synthetic import plot_experiment, run_experiment
+    from cmkd_edge.mfh.experiments import run_experiment
+    from cmkd_edge.mfh.report import format_table, plot_experiment
 
     torch.set_num_threads(1)
     out, md, total = {}, [], 0.0

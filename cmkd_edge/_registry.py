@@ -1,8 +1,9 @@
-"""A small generic registry by name (after timm's and torchdistill's): archs, methods, views, backends.
+"""A small generic registry by name (after timm's and torchdistill's), and the table of the registries
+users name (``cmkd-edge list archs|methods|views|backends``).
 
 Entries are either objects (registered with the decorator) or lazy ``"module:attr"`` import paths, so
-listing a registry imports nothing and choosing a backend that is not installed becomes a clear
-:class:`BackendUnavailableError` rather than an ``ImportError``. Stdlib only.
+listing a registry imports nothing and choosing an entry whose module cannot be imported becomes a clear
+:class:`BackendUnavailableError` rather than an ``ImportError``. Stdlib only: the runtime imports this.
 """
 
 from __future__ import annotations
@@ -15,12 +16,30 @@ from cmkd_edge.errors import BackendUnavailableError, UnknownNameError
 
 T = TypeVar("T")
 
+#: Where each registry a user can name lives, as ``"module:attr"``: looking one up imports only that module.
+REGISTRIES: dict[str, str] = {
+    "archs": "cmkd_edge.models:ARCHS",
+    "methods": "cmkd_edge.distill.losses:METHODS",
+    "views": "cmkd_edge.data.views:VIEWS",
+    "backends": "cmkd_edge.runtime.backends:BACKENDS",
+}
+
+_DISTRIBUTION = "cmkd-edge"
+
 
 class Registry(Generic[T]):
-    """Map names to objects or lazy import paths; a duplicate is an error, a miss lists valid names."""
+    """Map names to objects or lazy import paths; a duplicate is an error, a miss lists valid names.
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: what an entry is ("arch", "method", "backend"), used in messages.
+        install_hint: what to tell a user whose chosen lazy entry cannot be imported; None = name the
+            ``cmkd-edge[<entry>]`` extra when the installed distribution declares one of that name,
+            else the module that is missing (so a hint never names an extra that does not exist).
+    """
+
+    def __init__(self, kind: str, install_hint: str | None = None) -> None:
         self.kind = kind
+        self.install_hint = install_hint
         self._entries: dict[str, T | str] = {}
         self._help: dict[str, str] = {}
 
@@ -73,8 +92,7 @@ class Registry(Generic[T]):
                 module = importlib.import_module(module_name)
             except ImportError as exc:
                 raise BackendUnavailableError(
-                    f"{self.kind} {name!r} is not installed ({exc})",
-                    f"install the extra that provides it, e.g. pip install 'cmkd-edge[{name}]'",
+                    f"{self.kind} {name!r} is not installed ({exc})", self.install_hint or _missing_hint(name, exc)
                 ) from exc
             entry = getattr(module, attr)
             self._entries[name] = entry
@@ -83,3 +101,29 @@ class Registry(Generic[T]):
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Look up ``name`` and call it with the given arguments."""
         return self.get(name)(*args, **kwargs)
+
+
+def _missing_hint(name: str, exc: ImportError) -> str:
+    """The extra named like the entry if the distribution declares it, else the missing module.
+
+    Read from the installed metadata (not a copy of pyproject's extras) so the hint follows the package.
+    """
+    from importlib import metadata
+
+    try:
+        extras = metadata.metadata(_DISTRIBUTION).get_all("Provides-Extra") or []
+    except metadata.PackageNotFoundError:  # why: a bare checkout on sys.path has no metadata
+        extras = []
+    if name in extras:
+        return f"install the extra that provides it: pip install '{_DISTRIBUTION}[{name}]'"
+    if exc.name:
+        return f"install the package that provides the module {exc.name!r}"
+    return "check that its module imports"
+
+
+def get_registry(kind: str) -> Registry:
+    """Return the registry for ``kind`` (a key of :data:`REGISTRIES`), importing only its module."""
+    if kind not in REGISTRIES:
+        raise UnknownNameError(f"unknown registry {kind!r}", f"choose one of: {', '.join(REGISTRIES)}")
+    module_name, _, attr = REGISTRIES[kind].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -6,7 +6,9 @@ import json
 
 import click
 
-KINDS = ("archs", "methods", "views", "backends")
+from cmkd_edge._registry import REGISTRIES
+
+KINDS = tuple(REGISTRIES)
 
 
 @click.command("list")
@@ -19,7 +21,7 @@ def list_cmd(kind: str, as_json: bool) -> None:
     Example:
       cmkd-edge list methods
     """
-    from cmkd_edge.registries import get_registry
+    from cmkd_edge._registry import get_registry
 
     reg = get_registry(kind)
     if as_json:

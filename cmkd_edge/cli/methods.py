@@ -6,7 +6,6 @@ Click and stdlib only at module top; torch and the library are imported inside t
 from __future__ import annotations
 
 import json
-import time
 
 import click
 
@@ -42,35 +41,10 @@ def match(
       cmkd-edge match --data ../shared/data/eurosat_ms_200 --teacher-view ms --student-view rgb \\
           --epochs 20 --out runs/matcher.pt
     """
-    import torch
+    from cmkd_edge.distill.losses.matching import train_matcher_on_data
 
-    from cmkd_edge.data import open_dataset
-    from cmkd_edge.distill.losses._collect import collect_views
-    from cmkd_edge.distill.losses.matching import embed_all, match_by_similarity, save_matcher, train_matcher
-
-    t0 = time.perf_counter()
-    ds = open_dataset(
-        data, views=[teacher_view, student_view], split=split, seed=seed, augment=False, split_file=split_file
-    )
-    views, labels = collect_views(ds, [teacher_view, student_view])
-    matcher = train_matcher(
-        views[teacher_view], views[student_view], epochs=epochs, seed=seed, log=None if as_json else click.echo
-    )
-    zs = embed_all(matcher.embed_student, views[student_view])
-    zt = embed_all(matcher.embed_teacher, views[teacher_view])
-    summary = {
-        "out": out,
-        "teacher_view": teacher_view,
-        "student_view": student_view,
-        "split": split,
-        "n": int(labels.shape[0]),
-        "epochs": epochs,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    if labels.dim() == 1:
-        pair = match_by_similarity(zs, zt, labels, labels)
-        summary["own_pair_rate"] = float((pair == torch.arange(len(pair))).float().mean())
-    save_matcher(out, matcher, {"teacher_view": teacher_view, "student_view": student_view, "seed": seed})
+    summary = train_matcher_on_data(data, teacher_view, student_view, out, split=split, split_file=split_file,
+                                    epochs=epochs, seed=seed, log=None if as_json else click.echo)
     click.echo(
         json.dumps(summary, indent=2)
         if as_json
@@ -127,42 +101,15 @@ def synthetic(
     """
     import torch
 
-    from cmkd_edge.fsutil import atomic_write_json
-    from cmkd_edge.mfh.synthetic import plot_experiment, run_experiment
+    from cmkd_edge.mfh.experiments import run_experiment
+    from cmkd_edge.mfh.report import format_table, save_result
 
     if threads:
         torch.set_num_threads(threads)
     res = run_experiment(experiment, seeds=seeds, teacher_mode=teacher_mode, steps=steps)
-    if json_out:
-        atomic_write_json(json_out, res)
-    if plot_out:
-        plot_experiment(res, plot_out)
+    save_result(res, json_out, plot_out)
     click.echo(format_table(res))
     click.echo(f"{len(res['seeds'])} seeds in {res['seconds']:.1f} s")
-
-
-def format_table(res: dict) -> str:
-    """A Markdown table of one experiment's results (mean +- std over seeds, percent)."""
-    exp = res["experiment"]
-    if exp == "table2":
-        cols = [
-            ("teacher", "regular teacher"),
-            ("mg_teacher", "MG teacher"),
-            ("no_kd", "no-KD student"),
-            ("kd", "regular-KD student"),
-            ("mg_kd", "MG-KD student"),
-            ("delta_student", "MG-KD - KD"),
-        ]
-        head = ["(k1, k2)", "γ"]
-    else:
-        cols = [("teacher", "teacher"), ("no_kd", "no-KD student"), ("kd", "KD student"), ("delta", "KD - no-KD")]
-        head = ["γ" if exp == "gamma" else "α"]
-    lines = ["| " + " | ".join(head + [c[1] for c in cols]) + " |", "|" + "---|" * (len(head) + len(cols))]
-    for p in res["points"]:
-        first = [f"({p['k1']}, {p['k2']})", f"{p['gamma']:.2f}"] if exp == "table2" else [f"{p[exp]:.2f}"]
-        cells = [f"{p[k]['mean']:.2f} ± {p[k]['std']:.2f}" for k, _ in cols]
-        lines.append("| " + " | ".join(first + cells) + " |")
-    return "\n".join(lines)
 
 
 @click.command("diagnose")
@@ -194,18 +141,11 @@ def diagnose(
       cmkd-edge diagnose --teacher runs/teacher --student runs/student \\
           --data ../shared/data/eurosat_ms_200 --json runs/diagnose.json
     """
-    from cmkd_edge.diagnostics import diagnose as run_diagnose
+    from cmkd_edge.distill.diagnostics import diagnose as run_diagnose
+    from cmkd_edge.distill.diagnostics import format_diagnosis
     from cmkd_edge.fsutil import atomic_write_json
 
     res = run_diagnose(teacher, student, data, split=split, max_samples=max_samples, repeats=repeats, seed=seed)
     if json_out:
         atomic_write_json(json_out, res)
-    t, s = res["teacher"], res["student"]
-    click.echo(f"{'metric':28s} {'teacher':>10s} {'student':>10s}")
-    for k in ("offdiag_corr_embed", "uniformity_map_pooled", "uniformity_map_spatial", "uniformity_embed"):
-        click.echo(f"{k:28s} {t[k]:10.4f} {s[k]:10.4f}")
-    sal = res["mfh_saliency"]
-    click.echo("most modality-general teacher units: " + ", ".join(f"{i}:{v:.2f}" for i, v in sal["most_general"][:10]))
-    click.echo(
-        "least modality-general teacher units: " + ", ".join(f"{i}:{v:.2f}" for i, v in sal["least_general"][:10])
-    )
+    click.echo(format_diagnosis(res))

@@ -23,6 +23,7 @@ method_opt_option = click.option(
 
 def _run(params: dict[str, Any]) -> None:
     from cmkd_edge.distill.config import TrainConfig
+    from cmkd_edge.distill.progress import summary_text
     from cmkd_edge.distill.trainer import train
 
     as_json = params.pop("as_json")
@@ -31,27 +32,13 @@ def _run(params: dict[str, Any]) -> None:
     summary = train(TrainConfig(command=command_line(), **params))
     if summary["world_size"] > 1 and not _is_rank0():
         return
-    if as_json:
-        click.echo(json.dumps(summary, indent=2, default=str))
-        return
-    _print_summary(summary)
+    click.echo(json.dumps(summary, indent=2, default=str) if as_json else summary_text(summary))
 
 
 def _is_rank0() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    synth = " [synthetic data]" if s["synthetic"] else ""
-    click.echo(f"{s['role']} {s['arch']} on {s['view']}{synth}: {s['status']} after {s['epochs_run']} epochs")
-    click.echo(f"  best.pt  epoch {s['best_epoch']}, val {s['select_metric']} {s['best_val']:.4f}")
-    if s["test"]:
-        keys = [k for k in ("accuracy", "macro_f1", "ece", "map", "micro_f1") if k in s["test"]]
-        click.echo("  test     " + ", ".join(f"{k} {s['test'][k]:.4f}" for k in keys)
-                   + f" (n={s['test']['n']})")
-    click.echo(f"  run dir  {s['best_checkpoint'].rsplit('/', 1)[0]}")
 
 
 @click.command("train-teacher")

@@ -1,10 +1,10 @@
-"""Distillation: the trainer, its config, metrics, DDP helpers, and the methods (``losses/``).
+"""Distillation: the trainer, its config, evaluation, DDP helpers, and the methods (``losses/``).
 
 ``from cmkd_edge.distill import train, TrainConfig`` imports torch only when used (lazy attributes),
 so importing the package stays cheap.
 
 Modules: ``config`` (TrainConfig), ``trainer`` (train), ``evaluation`` (predict, evaluate_checkpoint),
-``metrics`` (numpy metrics), ``loaders``, ``runstate`` (seeding, RNG snapshots, schedule, metrics.csv),
+``loaders``, ``runstate`` (seeding, RNG snapshots, schedule, metrics.csv),
 ``distributed`` (torchrun), ``progress`` (bars and epoch lines), ``losses`` (METHODS registry).
 """
 

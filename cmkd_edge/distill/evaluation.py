@@ -1,7 +1,7 @@
 """Scoring a model on a split: used by the trainer (validation, final test) and ``cmkd-edge evaluate``.
 
 Probabilities come from the model's logits (softmax, or sigmoid for multi-label) and the metrics from
-:mod:`cmkd_edge.distill.metrics`, so the trainer and the ``evaluate`` command can never disagree.
+:mod:`cmkd_edge.runtime.metrics`, so the trainer and the ``evaluate`` command can never disagree.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from cmkd_edge.distill.loaders import make_loader
-from cmkd_edge.distill.metrics import classification_report
 from cmkd_edge.errors import CheckpointError, ConfigError
+from cmkd_edge.runtime.metrics import classification_report, require_class_names
 
 
 @torch.no_grad()
@@ -106,11 +106,8 @@ def evaluate_checkpoint(
         data, views=[view_name], split=split, seed=int(ckpt.get("seed", 0)), augment=False,
         split_file=split_file if split_file.is_file() else None,
     )
-    if list(ds.class_names) != list(ckpt["class_names"]):
-        raise CheckpointError(
-            f"the data's classes ({', '.join(ds.class_names)}) differ from the checkpoint's "
-            f"({', '.join(ckpt['class_names'])})"
-        )
+    require_class_names(ds.class_names, ckpt["class_names"], CheckpointError,
+                        "the data's classes ({got}) differ from the checkpoint's ({want})")
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
     n_in = len(ds.views[view_name].band_names)

@@ -59,3 +59,20 @@ class Reporter:
             + (f" ({detail})" if detail else "")
             + f"  val {vals}{mark}  lr {row.get('lr', 0):.2e}  {row.get('time_s', 0):.1f}s"
         )
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    """The lines ``train-teacher`` / ``distill`` print after a run (``--json`` prints the dict instead).
+
+    Kept beside the epoch lines so everything a run shows a person is written in one module.
+    """
+    synth = " [synthetic data]" if s["synthetic"] else ""
+    lines = [
+        f"{s['role']} {s['arch']} on {s['view']}{synth}: {s['status']} after {s['epochs_run']} epochs",
+        f"  best.pt  epoch {s['best_epoch']}, val {s['select_metric']} {s['best_val']:.4f}",
+    ]
+    if s["test"]:
+        keys = [k for k in ("accuracy", "macro_f1", "ece", "map", "micro_f1") if k in s["test"]]
+        lines.append("  test     " + ", ".join(f"{k} {s['test'][k]:.4f}" for k in keys) + f" (n={s['test']['n']})")
+    lines.append(f"  run dir  {s['best_checkpoint'].rsplit('/', 1)[0]}")
+    return "\n".join(lines)

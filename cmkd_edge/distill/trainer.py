@@ -31,7 +31,6 @@ from cmkd_edge.distill.evaluation import compatible_view, evaluate_model, resolv
 from cmkd_edge.distill.loaders import make_loader, to_batch
 from cmkd_edge.distill.losses import build_method
 from cmkd_edge.distill.losses.base import DistillContext, LossOutput, ModelOutput
-from cmkd_edge.distill.metrics import DEFAULT_SELECT, SCALARS, scalars
 from cmkd_edge.distill.progress import Reporter
 from cmkd_edge.distill.runstate import (
     build_scheduler,
@@ -43,6 +42,7 @@ from cmkd_edge.distill.runstate import (
 )
 from cmkd_edge.errors import CheckpointError, ConfigError, DataError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
+from cmkd_edge.runtime.metrics import DEFAULT_SELECT, SCALARS, require_class_names, scalars
 
 #: Config fields a resumed run must share with the run it continues.
 RESUME_FIXED = ("data", "view", "arch", "arch_options", "teacher", "method", "seed", "batch_size")
@@ -239,12 +239,9 @@ class _Run:
     def _check_teacher_fits(self) -> None:
         ckpt = self.teacher_ckpt
         assert ckpt is not None and self.teacher is not None
-        if list(ckpt["class_names"]) != self.class_names or ckpt["task"] != self.task:
-            raise CheckpointError(
-                f"teacher classes ({', '.join(ckpt['class_names'])}) do not match the data's "
-                f"({', '.join(self.class_names)})",
-                "distil on the data the teacher was trained on",
-            )
+        require_class_names(ckpt["class_names"], self.class_names, CheckpointError,
+                            "teacher classes ({got}) do not match the data's ({want})",
+                            "distil on the data the teacher was trained on", tasks=(ckpt["task"], self.task))
         tview = self.train_set.views[self.teacher_view]
         want = list(ckpt.get("view_info", {}).get("band_names", tview.band_names))
         if list(tview.band_names) != want:

@@ -11,8 +11,7 @@ from typing import Any
 
 # explicit imports so registration never depends on import order
 from cmkd_edge.models import mobilenet, resnet  # noqa: F401
-from cmkd_edge.models.base import CmkdNet, InputNorm
-from cmkd_edge.models.registry import ARCHS
+from cmkd_edge.models.base import ARCHS, CmkdNet, InputNorm
 
 __all__ = ["ARCHS", "CmkdNet", "InputNorm", "build_model", "count_parameters"]
 

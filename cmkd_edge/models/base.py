@@ -14,6 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cmkd_edge._registry import Registry
+
+#: The ``--arch`` registry; here, beside the base class every family file imports, so registering needs
+#: no import of the package (which imports the families).
+ARCHS: Registry = Registry("arch")
+
 
 class InputNorm(nn.Module):
     """Clip raw values to ``clip`` (if any), then per-channel ``(x - mean) / std``.

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cmkd_edge.models.base import CmkdNet
-from cmkd_edge.models.registry import ARCHS
+from cmkd_edge.models.base import ARCHS, CmkdNet
 
 # (expansion t, output channels c, repeats n, first stride s) - MobileNetV2 Table 2, shortened.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 3, 2), (6, 96, 2, 1))

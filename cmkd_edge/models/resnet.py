@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from cmkd_edge.models.base import CmkdNet
-from cmkd_edge.models.registry import ARCHS
+from cmkd_edge.models.base import ARCHS, CmkdNet
 
 
 class BasicBlock(nn.Module):

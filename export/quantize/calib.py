@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from cmkd_edge.export.samples import RawSamples, check_raw_batch, load_raw_samples
 from cmkd_edge.runtime.manifest import InputSpec, Manifest
+from cmkd_edge.runtime.metrics import require_class_names
 
 from cmkd_edge.errors import DataError, QuantizationError
 
@@ -110,11 +111,9 @@ def checked(samples: RawSamples, inp: InputSpec, what: str,
     """
     from cmkd_edge.errors import ExportValidationError
 
-    theirs = samples.info.get("class_names")
-    if class_names is not None and theirs is not None and list(theirs) != list(class_names):
-        raise QuantizationError(
-            f"{what} has classes {', '.join(map(str, theirs))}; the bundle was trained on "
-            f"{', '.join(map(str, class_names))}", "use the data (and class list) the student was trained on")
+    require_class_names(samples.info.get("class_names"), class_names, QuantizationError,
+                        what + " has classes {got}; the bundle was trained on {want}",
+                        "use the data (and class list) the student was trained on")
     try:
         stats = check_raw_batch(samples.x, inp, what)
     except ExportValidationError as exc:

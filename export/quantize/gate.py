@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from cmkd_edge.distill.metrics import accuracy, confusion_matrix, per_class_accuracy
+from cmkd_edge.runtime.metrics import accuracy, confusion_matrix, per_class_accuracy
 
 
 def run_onnxruntime(path: Path | bytes, x: np.ndarray, batch: int = 16) -> np.ndarray:

@@ -131,3 +131,35 @@ def test_checkpoint_refuses_foreign_dict(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a cmkd-edge checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_registry_install_hint_names_only_an_existing_extra():
+    from importlib import metadata
+
+    try:
+        extras = metadata.metadata("cmkd-edge").get_all("Provides-Extra") or []
+    except metadata.PackageNotFoundError:
+        extras = []
+    reg: Registry = Registry("backend")
+    reg.add("openvino", "cmkd_edge_no_such_module:Runner")
+    reg.add("sembridge", "cmkd_edge_no_such_module:Method")
+    with pytest.raises(BackendUnavailableError) as info:
+        reg.get("sembridge")  # no extra has that name: the hint names the missing module instead
+    assert "cmkd-edge[" not in info.value.one_line() and "cmkd_edge_no_such_module" in info.value.one_line()
+    with pytest.raises(BackendUnavailableError) as info:
+        reg.get("openvino")
+    assert ("cmkd-edge[openvino]" in info.value.one_line()) == ("openvino" in extras)
+    own: Registry = Registry("method", install_hint="pip install 'cmkd-edge[train]'")
+    own.add("kd", "cmkd_edge_no_such_module:LogitKD")
+    with pytest.raises(BackendUnavailableError) as info:
+        own.get("kd")
+    assert "cmkd-edge[train]" in info.value.one_line()
+
+
+def test_every_registry_kind_resolves():
+    from cmkd_edge._registry import REGISTRIES, get_registry
+
+    for kind in REGISTRIES:
+        assert get_registry(kind).names()
+    with pytest.raises(UnknownNameError, match="unknown registry"):
+        get_registry("nope")

@@ -50,7 +50,7 @@ def test_mfh_plot_is_written_atomically(tmp_path, monkeypatch) -> None:
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
-    from cmkd_edge.mfh.synthetic import plot_experiment
+    from cmkd_edge.mfh.report import plot_experiment
 
     stat = {"mean": 80.0, "std": 1.0}
     res = {
@@ -81,7 +81,7 @@ def test_mfh_synthetic_rejects_bad_experiment() -> None:
 
 
 def test_diagnose_models_reports_metrics_and_ranking(models, paired) -> None:
-    from cmkd_edge.diagnostics import diagnose_models
+    from cmkd_edge.distill.diagnostics import diagnose_models
 
     teacher, student = models
     res = diagnose_models(teacher, student.eval(), paired.ms[:12], paired.rgb[:12], repeats=2)

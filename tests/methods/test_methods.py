@@ -77,7 +77,7 @@ def test_sembridge_forward_before_setup_is_a_bug_not_a_lazy_build(ctx, paired) -
 
 
 def test_mfh_replaces_the_teacher_and_writes_ranking(ctx) -> None:
-    from cmkd_edge.mfh.saliency import ModalityGeneralTeacher
+    from cmkd_edge.distill.losses.saliency import ModalityGeneralTeacher
 
     m = build_method("mfh", {"repeats": "2", "saliency_epochs": "1", "ratio": "0.5"})
     m.setup(ctx)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cmkd_edge.mfh import synthetic as syn
-from cmkd_edge.mfh.saliency import ModalityGeneralTeacher, permutation_saliency
+from cmkd_edge.distill.losses.saliency import ModalityGeneralTeacher, permutation_saliency
+from cmkd_edge.mfh import experiments as syn
 
 
 def test_generic_saliency_ranks_shared_unit_above_unseen_unit() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from cmkd_edge._registry import Registry
 
-METHODS: Registry = Registry("method")
+# why the hint: a method module fails to import only without torch, which the [train] extra brings
+METHODS: Registry = Registry("method", install_hint="methods need torch: pip install 'cmkd-edge[train]'")
 
 _P = "cmkd_edge.distill.losses."
 for _name, _path, _help in (

@@ -8,7 +8,8 @@ most similar teacher sample *of the same class*.
 re-paired with the same-class teacher sample whose softened prediction (T = 3) has the least
 KL(p_t || p_s) to the student's current prediction.
 
-The matcher is trained by ``cmkd-edge match`` (saved to a file) or inside ``sembridge``'s setup.
+The matcher is trained by ``cmkd-edge match`` (:func:`train_matcher_on_data`, saved to a file) or inside
+``sembridge``'s setup.
 """
 
 from __future__ import annotations
@@ -232,6 +233,56 @@ def train_matcher(
 def embed_all(fn: Any, x: Tensor, batch_size: int = 256) -> Tensor:
     """Apply an embedding function in eval mode over (N, ...) in chunks."""
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def train_matcher_on_data(
+    data: str | None,
+    teacher_view: str,
+    student_view: str,
+    out: str | Path,
+    split: str = "train",
+    split_file: str | None = None,
+    epochs: int = 20,
+    seed: int = 0,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Train a matcher on the paired views of ``split`` of a dataset, save it to ``out``, summarise it.
+
+    What ``cmkd-edge match`` does; the file is read back by ``sembridge`` (``matcher=FILE``).
+
+    Returns:
+        {"out", "teacher_view", "student_view", "split", "n", "epochs", "seconds"} and, for
+        single-label data, "own_pair_rate": how often the same-class pick is the sample's own pair.
+    Raises:
+        DataError: fewer than two pairs; errors of :func:`cmkd_edge.data.open_dataset`.
+    """
+    import time
+
+    from cmkd_edge.data import open_dataset
+    from cmkd_edge.distill.dataset_tensors import collect_views
+
+    t0 = time.perf_counter()
+    ds = open_dataset(
+        data, views=[teacher_view, student_view], split=split, seed=seed, augment=False, split_file=split_file
+    )
+    views, labels = collect_views(ds, [teacher_view, student_view])
+    matcher = train_matcher(views[teacher_view], views[student_view], epochs=epochs, seed=seed, log=log)
+    zs = embed_all(matcher.embed_student, views[student_view])
+    zt = embed_all(matcher.embed_teacher, views[teacher_view])
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "teacher_view": teacher_view,
+        "student_view": student_view,
+        "split": split,
+        "n": int(labels.shape[0]),
+        "epochs": epochs,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if labels.dim() == 1:
+        pair = match_by_similarity(zs, zt, labels, labels)
+        summary["own_pair_rate"] = float((pair == torch.arange(len(pair))).float().mean())
+    save_matcher(out, matcher, {"teacher_view": teacher_view, "student_view": student_view, "seed": seed})
+    return summary
 
 
 def save_matcher(path: str | Path, matcher: Matcher, extra: dict[str, Any] | None = None) -> None:

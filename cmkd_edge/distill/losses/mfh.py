@@ -4,11 +4,11 @@ The Modality Focusing Hypothesis: crossmodal KD helps only through the teacher's
 that are shared with the student's modality. ``setup`` therefore
 
 1. scores the units of the teacher's penultimate layer (``layer="embed"``) with Algorithm 1's
-   permutation saliency (:func:`cmkd_edge.mfh.saliency.permutation_saliency`, M = ``repeats``) against
+   permutation saliency (:func:`cmkd_edge.distill.losses.saliency.permutation_saliency`, M = ``repeats``) against
    a copy of the student trained for ``saliency_epochs`` with CE + MSE to the frozen teacher's logits
    (the paper trains both jointly with CE + CE + MSE; with a frozen teacher its CE is constant);
 2. freezes the ``ratio`` lowest-saliency units to their batch mean (``freeze_to``), wrapping the
-   teacher in :class:`~cmkd_edge.mfh.saliency.ModalityGeneralTeacher` that replaces ``ctx.teacher``;
+   teacher in :class:`~cmkd_edge.distill.losses.saliency.ModalityGeneralTeacher` that replaces ``ctx.teacher``;
 3. optionally retrains the teacher's head on the frozen features for ``head_epochs`` (the analogue
    of retraining the modality-general teacher in the paper's Gaussian case);
 
@@ -23,7 +23,7 @@ from typing import Literal
 
 import torch
 
-from cmkd_edge.distill.losses._collect import batched_forward, collect_views
+from cmkd_edge.distill.dataset_tensors import batched_forward, collect_views
 from cmkd_edge.distill.losses.base import DistillContext
 from cmkd_edge.distill.losses.kd import KDConfig, LogitKD
 from cmkd_edge.errors import ConfigError
@@ -75,7 +75,7 @@ class ModalityFocusing(LogitKD):
 
     def setup(self, ctx: DistillContext) -> None:
         """Score the teacher's units, freeze the low-saliency ones, replace ``ctx.teacher``."""
-        from cmkd_edge.mfh.saliency import (
+        from cmkd_edge.distill.losses.saliency import (
             ModalityGeneralTeacher,
             permutation_saliency,
             retrain_head,

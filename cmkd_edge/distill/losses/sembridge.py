@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from cmkd_edge.distill.losses._collect import batched_forward, collect_views
+from cmkd_edge.distill.dataset_tensors import batched_forward, collect_views
 from cmkd_edge.distill.losses.base import Batch, DistillContext, LossOutput, ModelOutput
 from cmkd_edge.distill.losses.coral import coral_loss, sinkhorn_loss
 from cmkd_edge.distill.losses.kd import KDConfig, LogitKD

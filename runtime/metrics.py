@@ -1,6 +1,8 @@
-"""Classification metrics in numpy: what the trainer selects on and what ``evaluate`` reports.
+"""Classification metrics in numpy: what the trainer selects on, what ``evaluate`` and the export gate report.
 
-Numpy only (no torch, no scikit-learn) so the same functions can score a bundle's outputs on a device.
+They live in the runtime because they are numpy only (no torch, no scikit-learn): the same functions
+score a checkpoint in training, a quantized candidate in export, and a bundle's outputs on a device,
+and the trainer and export both import them from here (the runtime imports neither).
 Multiclass metrics take class probabilities (N, K) and integer labels (N,); multi-label metrics take
 per-class probabilities (N, K) and multi-hot targets (N, K).
 """
@@ -12,7 +14,38 @@ from typing import Any
 
 import numpy as np
 
+from cmkd_edge.errors import CmkdError
+
 ECE_BINS = 15
+
+
+def require_class_names(
+    got: Sequence[Any] | None,
+    want: Sequence[Any] | None,
+    error: type[CmkdError],
+    message: str,
+    hint: str | None = None,
+    tasks: tuple[str, str] | None = None,
+) -> None:
+    """Refuse labelled data (or a model) whose class list is not the one it is scored against.
+
+    Labels are class indices, so the same index under another class list scores the wrong class and
+    can even pass an accuracy gate by accident; the trainer, ``evaluate`` and quantize all refuse it.
+
+    Args:
+        got, want: the two class lists, compared in order; None (not known) skips the check.
+        error: the error class the caller reports (e.g. ``CheckpointError``, ``QuantizationError``).
+        message: its ``{got}`` and ``{want}`` are replaced by the comma-joined lists (by plain
+            replacement, not ``str.format``, so a path with braces in the message stays as it is).
+        tasks: optional (got task, wanted task); a different task is refused the same way.
+    Raises:
+        error: the lists (or tasks) differ.
+    """
+    if got is None or want is None:
+        return
+    if list(got) != list(want) or (tasks is not None and tasks[0] != tasks[1]):
+        text = message.replace("{got}", ", ".join(map(str, got))).replace("{want}", ", ".join(map(str, want)))
+        raise error(text, hint)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

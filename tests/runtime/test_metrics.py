@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from cmkd_edge.distill import metrics as M
+from cmkd_edge.runtime import metrics as M
 
 sk = pytest.importorskip("sklearn.metrics")
 
@@ -58,3 +57,17 @@ def test_multilabel_matches_sklearn() -> None:
     assert r["map"] == pytest.approx(np.mean(aps))
     assert r["per_class_ap"]["4"] is None
     assert M.scalars(r).keys() == {"map", "micro_f1", "macro_f1"}
+
+
+def test_require_class_names_refuses_another_list_or_task() -> None:
+    from cmkd_edge.errors import CheckpointError, QuantizationError
+
+    M.require_class_names(["a", "b"], ("a", "b"), CheckpointError, "x")  # same list, any sequence type
+    M.require_class_names(None, ["a"], CheckpointError, "x")  # unknown: not checked
+    with pytest.raises(QuantizationError, match=r"^data \{1\} has classes b, a; want a, b$") as info:
+        M.require_class_names(["b", "a"], ["a", "b"], QuantizationError, "data {1} has classes {got}; want {want}",
+                              "use the right data")
+    assert info.value.hint == "use the right data"
+    with pytest.raises(CheckpointError, match="teacher classes"):
+        M.require_class_names(["a"], ["a"], CheckpointError, "teacher classes ({got})",
+                              tasks=("multilabel", "multiclass"))

@@ -1,4 +1,8 @@
-"""Gather whole-dataset tensors once (teacher galleries, saliency sets) for SemBridge and MFH setup."""
+"""Whole-dataset tensors: every sample's views stacked once, and models run over them in chunks.
+
+SemBridge's teacher gallery, MFH's saliency set, ``cmkd-edge match`` and ``diagnose`` all need a split
+as tensors rather than batches from a loader; this is the one place that reads them.
+"""
 
 from __future__ import annotations
 

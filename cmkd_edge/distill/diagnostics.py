@@ -1,5 +1,8 @@
 """``cmkd-edge diagnose``: dimensional-structure metrics and the MFH saliency ranking of a teacher/student pair.
 
+It lives in ``distill`` because it reads only the losses' own measures (``losses.ds``, ``losses.saliency``)
+and only the CLI imports it, so the dependency runs one way.
+
 - Dimensional structure (Si et al., arXiv 2306.15977; methods.md s.3): mean |off-diagonal correlation|
   of the output (penultimate, ``feats["embed"]``) features - lower = more independent channels - and
   L_uni = log mean_{i != j} exp(-2 ||u_i - u_j||^2) of the intermediate map (``feats["map"]``, pooled
@@ -17,8 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmkd_edge.distill.losses._collect import batched_forward
+from cmkd_edge.distill.dataset_tensors import batched_forward
 from cmkd_edge.distill.losses.ds import mean_abs_offdiag_corr, uniformity_loss
+
+#: The dimensional-structure metrics of one model, in the order reports list them (lower = better).
+STRUCTURE_METRICS = ("offdiag_corr_embed", "uniformity_map_pooled", "uniformity_map_spatial", "uniformity_embed")
 
 
 @torch.no_grad()
@@ -49,7 +55,7 @@ def diagnose_models(
         repeats: permutations per teacher unit (Algorithm 1's M).
         top: how many of the most / least modality-general units to list.
     """
-    from cmkd_edge.mfh.saliency import permutation_saliency
+    from cmkd_edge.distill.losses.saliency import permutation_saliency
 
     teacher.eval()
     student.eval()
@@ -93,7 +99,7 @@ def diagnose(
     """
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
     from cmkd_edge.data import open_dataset
-    from cmkd_edge.distill.losses._collect import collect_views
+    from cmkd_edge.distill.dataset_tensors import collect_views
     from cmkd_edge.errors import DataError
 
     tck, sck = load_checkpoint(teacher_path), load_checkpoint(student_path)
@@ -115,3 +121,16 @@ def diagnose(
         }
     )
     return result
+
+
+def format_diagnosis(res: dict[str, Any], top: int = 10) -> str:
+    """The text ``cmkd-edge diagnose`` prints: both models' metrics side by side and the ``top`` most and
+    least modality-general teacher units (index:saliency)."""
+    t, s = res["teacher"], res["student"]
+    lines = [f"{'metric':28s} {'teacher':>10s} {'student':>10s}"]
+    lines += [f"{k:28s} {t[k]:10.4f} {s[k]:10.4f}" for k in STRUCTURE_METRICS]
+    sal = res["mfh_saliency"]
+    for which in ("most", "least"):
+        units = ", ".join(f"{i}:{v:.2f}" for i, v in sal[f"{which}_general"][:top])
+        lines.append(f"{which} modality-general teacher units: {units}")
+    return "\n".join(lines)

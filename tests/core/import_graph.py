@@ -1,0 +1,252 @@
+"""The project's module-level import graph, read from the source (ast), and the rules it must obey.
+
+Used by ``test_import_graph.py``; run it to print the graph's problems (the closing note of issue 14
+shows this output)::
+
+    python -m tests.core.import_graph            # cycles and rule violations
+    python -m tests.core.import_graph --edges    # also every edge (``~`` = function-local import)
+
+Why parse instead of import: importing every module would need torch, onnx, openvino and tensorrt at
+once, and would only see the imports one run happens to execute; the ast sees every ``import``
+statement, including those inside functions (marked ``local``: they run on first call, so a cycle
+through them does not break import, but it still ties two layers together). Imports by string
+(``importlib.import_module``, the registries' ``"module:attr"`` entries, ``cmkd_edge._lazy``) are not
+edges: they are how the lazy tables defer a dependency on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+#: Source folder -> the import name it is installed as (pyproject's package-dir).
+ROOTS = {"cmkd_edge": "cmkd_edge", "export": "cmkd_edge.export", "runtime": "cmkd_edge.runtime"}
+#: Scripts that use the library from outside (checked against the rules, never part of a cycle).
+CLIENTS = ("benchmarks",)
+
+#: The stdlib-only core every layer may import (design card; docs/architecture.md).
+CORE = ("cmkd_edge", "cmkd_edge.errors", "cmkd_edge._registry", "cmkd_edge._lazy", "cmkd_edge.fsutil")
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``src`` imports ``dst`` at ``path:line``; ``local`` = inside a function (runs on first call)."""
+
+    src: str
+    dst: str
+    local: bool
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.src} {'~>' if self.local else '->'} {self.dst}  ({self.path}:{self.line})"
+
+
+def module_files(repo: Path = REPO) -> dict[str, Path]:
+    """Every project module by import name (``pkg/__init__.py`` is ``pkg``)."""
+    out: dict[str, Path] = {}
+    for folder, name in ROOTS.items():
+        base = repo / folder
+        for path in sorted(base.rglob("*.py")):
+            rel = path.relative_to(base).with_suffix("").parts
+            parts = [p for p in rel if p != "__init__"] if rel[-1] == "__init__" else list(rel)
+            if any(not p.isidentifier() for p in parts):
+                continue  # why: e.g. an egg-info or a stray "a-b.py" is not importable
+            out[".".join([name, *parts])] = path
+    return out
+
+
+def packages(modules: dict[str, Path]) -> set[str]:
+    """The module names that are packages."""
+    return {m for m, p in modules.items() if p.name == "__init__.py"}
+
+
+def _package_of(module: str, path: Path) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _imports(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Import statements with whether they sit inside a function (class bodies run at import time)."""
+
+    def walk(node: ast.AST, local: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                yield child, local
+            inner = local or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            yield from walk(child, inner)
+
+    yield from walk(tree, False)
+
+
+def _targets(node: ast.Import | ast.ImportFrom, package: str, known: set[str]) -> Iterator[str]:
+    """Project modules one import statement loads: ``from a import b`` is ``a.b`` when that is a module."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        if node.level:
+            base_parts = package.split(".")
+            base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+            base = ".".join(base_parts + ([node.module] if node.module else []))
+        else:
+            base = node.module or ""
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+    for name in names:
+        while name and name not in known:
+            name = name.rpartition(".")[0]  # `import a.b.X` where X is an attribute: the module is a.b
+        if name:
+            yield name
+
+
+def build_graph(repo: Path = REPO) -> tuple[dict[str, Path], list[Edge]]:
+    """(modules, edges) of the project, plus edges from the client scripts (``benchmarks/``)."""
+    modules = module_files(repo)
+    known = set(modules)
+    sources = [(m, p, _package_of(m, p)) for m, p in modules.items()]
+    for folder in CLIENTS:
+        for p in sorted((repo / folder).rglob("*.py")):
+            sources.append((f"{folder}/{p.relative_to(repo / folder)}", p, ""))
+    edges: set[Edge] = set()
+    for mod, path, package in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node, local in _imports(tree):
+            for dst in _targets(node, package, known):
+                if dst != mod:
+                    edges.add(Edge(mod, dst, local, str(path.relative_to(repo)), node.lineno))
+    return modules, sorted(edges, key=lambda e: (e.src, e.dst, e.local, e.line))
+
+
+def cycles(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan), each sorted; sorted list."""
+    graph: dict[str, set[str]] = {n: set() for n in nodes}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+        graph.setdefault(b, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:  # recursion depth = longest import chain: a few dozen
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def layer(module: str) -> str:
+    """The package a module belongs to for layering: ``cmkd_edge.distill.losses.kd`` -> ``cmkd_edge.distill``.
+
+    Core modules stay themselves; client scripts are the layer ``benchmarks``.
+    """
+    if "/" in module:
+        return module.split("/", 1)[0]
+    parts = module.split(".")
+    return module if module in CORE else ".".join(parts[:2])
+
+
+def _in(module: str, prefixes: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+#: The packages a root-level module of ``cmkd_edge`` (``checkpoint.py``; not a package) may import besides
+#: the core: it sits below the stage packages, so e.g. a root ``diagnostics.py`` reaching into distill is a
+#: module living in the wrong room.
+ROOT_LEVEL_MAY_IMPORT = ("cmkd_edge.models", "cmkd_edge.data")
+
+
+def rule_violations(edges: Iterable[Edge], packages: Iterable[str]) -> list[tuple[str, Edge]]:
+    """Edges that break the design card's direction of imports, each with the rule's name.
+
+    - runtime: imports only the runtime and the stdlib-only core (never the trainer, export, CLI);
+    - export: never the distillation code, the MFH experiments or the CLI;
+    - core: the stdlib-only core imports only the core;
+    - root level: a root module (not a package) imports only the core, other root modules, models, data;
+    - cli: nothing but the CLI imports the CLI (benchmarks included: they use the library).
+
+    Args:
+        packages: the module names that are packages (:func:`packages`), so a package such as
+            ``cmkd_edge.distill`` is not taken for a root-level module.
+    """
+    not_root = set(packages) | set(CORE)
+
+    def root_level(m: str) -> bool:
+        return m.startswith("cmkd_edge.") and m.count(".") == 1 and m not in not_root
+
+    out: list[tuple[str, Edge]] = []
+    for e in edges:
+        if root_level(e.src) and not (e.dst in CORE or root_level(e.dst) or _in(e.dst, ROOT_LEVEL_MAY_IMPORT)):
+            out.append(("a root-level module imports only the core, models and data", e))
+        if _in(e.src, ["cmkd_edge.runtime"]) and not _in(e.dst, ["cmkd_edge.runtime"]) and e.dst not in CORE:
+            out.append(("runtime imports only the runtime and the core", e))
+        if _in(e.src, ["cmkd_edge.export"]) and _in(e.dst, ["cmkd_edge.distill", "cmkd_edge.mfh", "cmkd_edge.cli"]):
+            out.append(("export imports no distill, mfh or cli", e))
+        if e.src in CORE and e.dst not in CORE:
+            out.append(("the core imports only the core", e))
+        if _in(e.dst, ["cmkd_edge.cli"]) and not _in(e.src, ["cmkd_edge.cli"]):
+            out.append(("only the CLI imports the CLI", e))
+    return out
+
+
+def report(show_edges: bool = False, repo: Path = REPO) -> str:
+    """The text the script prints: module cycles (top-level, then with local imports), package-level
+    cycles, and rule violations."""
+    modules, edges = build_graph(repo)
+    project = [e for e in edges if "/" not in e.src]
+    top = [(e.src, e.dst) for e in project if not e.local]
+    every = [(e.src, e.dst) for e in project]
+    layers = {(layer(a), layer(b)) for a, b in every if layer(a) != layer(b)}
+    lines = [f"{len(modules)} modules, {len(project)} project edges "
+             f"({sum(e.local for e in project)} function-local), {len(edges) - len(project)} from benchmarks/"]
+    for title, found in (
+        ("module cycles, top-level imports", cycles(modules, top)),
+        ("module cycles, counting function-local imports", cycles(modules, every)),
+        ("package cycles (cmkd_edge.<package>), counting function-local imports",
+         cycles({layer(m) for m in modules}, layers)),
+    ):
+        lines.append(f"{title}: {len(found) or 'none'}")
+        lines += ["  " + " <-> ".join(c) for c in found]
+    bad = rule_violations(edges, packages(modules))
+    lines.append(f"rule violations: {len(bad) or 'none'}")
+    lines += [f"  [{rule}] {e}" for rule, e in bad]
+    if show_edges:
+        lines.append("edges (-> top-level, ~> function-local):")
+        lines += [f"  {e}" for e in edges]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print :func:`report`."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--edges", action="store_true", help="also list every edge")
+    ap.add_argument("--repo", type=Path, default=REPO, help="a checkout to read (default: this one)")
+    args = ap.parse_args(argv)
+    print(report(args.edges, args.repo))
+
+
+if __name__ == "__main__":
+    main()
