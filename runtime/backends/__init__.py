@@ -20,7 +20,7 @@ plugin, a test) is picked up everywhere:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import overload
+from typing import Any
 
 from cmkd_edge._registry import Registry
 
@@ -82,16 +82,12 @@ def available_backends() -> list[str]:
 
 
 class _Names(Sequence[str]):
-    """A tuple-like view recomputed from the declarations on every use (see module docstring)."""
+    """A read-only tuple-like view, recomputed from the declarations on every use."""
 
     def __init__(self, compute: Callable[[], tuple[str, ...]]) -> None:
         self._compute = compute
 
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-    @overload
-    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
-    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+    def __getitem__(self, i: Any) -> Any:
         return self._compute()[i]
 
     def __len__(self) -> int:
@@ -100,16 +96,10 @@ class _Names(Sequence[str]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._compute())
 
-    def __contains__(self, value: object) -> bool:
-        return value in self._compute()
-
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, (tuple, list, _Names)):
-            return tuple(self) == tuple(other)
-        return NotImplemented
+        return tuple(self) == tuple(other) if isinstance(other, (tuple, list, _Names)) else NotImplemented
 
-    def __hash__(self) -> int:
-        return hash(self._compute())
+    __hash__ = None  # type: ignore[assignment]  # equal to a tuple that changes: not hashable
 
     def __repr__(self) -> str:
         return repr(self._compute())
@@ -128,9 +118,6 @@ class _Formats(Mapping[str, tuple[str, ...]]):
 
     def __len__(self) -> int:
         return len(BACKENDS.names())
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
 
 
 def _artifact_formats() -> tuple[str, ...]:
