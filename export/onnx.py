@@ -138,10 +138,11 @@ def onnxruntime_maxima() -> dict[str, Any]:
     """
     import onnx
     import onnxruntime as ort
+    from cmkd_edge.runtime.backends.onnxruntime import OrtRunner
 
     def loads(opset: int, ir: int) -> bool:
         try:
-            ort.InferenceSession(_tiny_model(opset, ir), providers=["CPUExecutionProvider"])
+            OrtRunner.from_memory(_tiny_model(opset, ir), label="probe.onnx").open().close()
             return True
         except Exception:
             return False
@@ -187,13 +188,15 @@ def check_onnx(path: Path, opset_requested: int) -> dict[str, Any]:
 
 
 def _loads_in_ort(path: Path, problems: list[str]) -> bool:
-    import onnxruntime as ort
+    """Open the file with the runtime's ONNX Runtime runner, as a device will."""
+    from cmkd_edge.runtime.backends.onnxruntime import OrtRunner
 
     try:
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        OrtRunner(path).open().close()
         return True
     except Exception as exc:
-        problems.append(f"onnxruntime cannot load it: {str(exc).strip().splitlines()[0][:200]}")
+        cause = exc.__cause__ or exc  # the runner wraps ORT's error: report ORT's own words
+        problems.append(f"onnxruntime cannot load it: {str(cause).strip().splitlines()[0][:200]}")
         return False
 
 

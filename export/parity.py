@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime.backends.onnxruntime import OrtRunner
 
 from cmkd_edge.errors import ExportValidationError
 
@@ -39,22 +40,21 @@ def check_parity(torch_fn: Callable[[np.ndarray], np.ndarray], onnx_path: Path, 
     """Run torch and onnxruntime (CPU) on the same raw samples; batch 1 on each of the first
     samples, then batches of N over all of them.
 
+    The ONNX side is the runtime's own runner (one intra-op thread), so parity is measured on the
+    code path a device runs.
+
     Raises:
         ExportValidationError: any comparison failed (all failures named in one message).
     """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
     cases = []
-    for b in batches:
-        n = min(len(samples), max(b, 4) if b == 1 else len(samples))
-        for start in range(0, n - b + 1, b):
-            x = np.ascontiguousarray(samples[start:start + b], dtype=np.float32)
-            cases.append(compare_logits(torch_fn(x), sess.run(None, {name: x})[0],
-                                        f"batch {b} @ {start}", atol))
+    with OrtRunner(onnx_path, threads=1) as runner:
+        name, output = next(iter(runner.input_specs())), runner.output_names()[0]
+        for b in batches:
+            n = min(len(samples), max(b, 4) if b == 1 else len(samples))
+            for start in range(0, n - b + 1, b):
+                x = np.ascontiguousarray(samples[start:start + b], dtype=np.float32)
+                cases.append(compare_logits(torch_fn(x), runner.infer({name: x})[output],
+                                            f"batch {b} @ {start}", atol))
     failed = [c for c in cases if not c["ok"]]
     report = {"atol": atol, "samples": int(len(samples)), "batches": list(batches),
               "max_abs_diff": max((c.get("max_abs_diff", float("inf")) for c in cases), default=0.0),

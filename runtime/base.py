@@ -3,8 +3,13 @@
 A runner owns one loaded model on one backend. The base class does what every backend would
 otherwise repeat: the open/close state machine, the context manager, and input validation with
 messages that name the tensor and what was expected. Backends implement only ``_open`` (load the
-model and fill ``self._inputs`` / ``self._outputs``), ``_infer`` and ``_close``. Timing is not done
-here: it lives in ``profiler.py`` so every backend is measured the same way.
+model and fill ``self._inputs`` / ``self._outputs``), ``_infer`` and ``_close``, and may override
+``for_artifact``, the factory the Classifier calls to turn a bundle artifact into a runner (device
+name, caches, a rebuild). Timing is not done here: it lives in ``profiler.py`` so every backend is
+measured the same way.
+
+A runner loads a file, or (``from_memory``) a model the caller holds: export runs its quantized
+candidates and probe graphs through the same runners the device uses, without writing them out.
 
 ``infer`` must be safe to call from several threads at once once the runner is open; each backend
 documents how it achieves that.
@@ -16,11 +21,15 @@ import abc
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cmkd_edge.errors import InputMismatchError
+
+if TYPE_CHECKING:
+    from .bundle import Bundle
+    from .manifest import Artifact
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,36 @@ class Runner(abc.ABC):
         self.threads = threads
         self.options = options
         self.is_open = False
+        self.model: Any = None  # set by from_memory; None = load self.path
         self._inputs: dict[str, TensorSpec] = {}
         self._outputs: list[str] = []
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_memory(cls, model: Any, *, threads: int | None = None, label: str = "<in-memory model>",
+                    **options: Any) -> Runner:
+        """A runner over a model held in memory instead of a file.
+
+        Args:
+            model: serialized bytes (an ONNX model, a TensorRT plan) or the backend's own model
+                object (an ``openvino.Model``); each backend documents what it accepts.
+            label: stands in for the file name in messages.
+        """
+        runner = cls(label, threads=threads, **options)
+        runner.model = model
+        return runner
+
+    @classmethod
+    def for_artifact(cls, bundle: Bundle, artifact: Artifact, *, threads: int | None = None,
+                     device: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                     rebuild: bool = False) -> Runner:
+        """The runner (not yet open) for one artifact of a verified bundle: the Classifier's hook.
+
+        Default: the artifact's file with ``threads``. A backend overrides it where the artifact
+        alone does not say how to load it: a device name, a model cache, a precision hint, a
+        fingerprint check or a rebuild (``rebuild``: allowed to build a new engine on the device).
+        """
+        return cls(bundle.path(artifact.path), threads=threads)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> Runner:

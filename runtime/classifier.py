@@ -14,6 +14,10 @@ Choosing the artifact (``select_artifacts``, a pure function of the manifest and
 * a TensorRT plan whose fingerprint does not match the device is refused (explicit backend) or
   skipped (auto); with ``rebuild=True`` it is rebuilt from the bundle's ONNX into the cache.
 
+Nothing here knows a backend by name: "TensorRT" above is any backend declared ``needs_gpu``,
+"by building an engine" any of its ``build_formats``, the order is ``auto_rank``, and loading an
+artifact is the declared runner's ``for_artifact`` hook (``backends/spec.py``).
+
 ``predict`` is thread-safe: it holds no mutable state, and every runner's ``infer`` is thread-safe.
 """
 
@@ -22,28 +26,27 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError
 
-from .backends import AUTO_ORDER, BACKENDS, FORMATS, available_backends
+from .backends import AUTO_ORDER, BACKENDS, available_backends, backend_spec
 from .base import Runner
-from .bundle import Bundle, cache_root, open_bundle
+from .bundle import Bundle, open_bundle
 from .manifest import PRECISIONS, Artifact, Manifest
 from .validate import validate_input
 
 log = logging.getLogger("cmkd_edge.runtime")
 
 
-def _rank(a: Artifact, backend: str) -> int:
+def _rank(a: Artifact, on_gpu: bool) -> int:
     """Precision rank (lower is better); only the artifact's own gate counts for INT8."""
     if a.precision == "int8":
         return 0 if a.gate_passed is True else 4
     if a.precision == "fp16":
-        return 1 if backend == "tensorrt" else 3
+        return 1 if on_gpu else 3
     return 2
 
 
@@ -57,20 +60,24 @@ def select_artifacts(manifest: Manifest, backend: str = "auto", precision: str =
         raise ConfigError(f"unknown precision {precision!r}", f"choose auto or one of {PRECISIONS}")
     avail = available_backends() if backends is None else backends
     if backend != "auto" and backend not in avail:
+        spec = backend_spec(backend)
         raise BackendUnavailableError(
             f"backend {backend!r} is not available on this device",
-            f"available: {', '.join(avail) or 'none'}; install its extra"
-            + (" (TensorRT also needs an NVIDIA GPU)" if backend == "tensorrt" else ""))
+            f"available: {', '.join(avail) or 'none'}; install its extra ({spec.install_hint})"
+            + (" and it also needs an NVIDIA GPU" if spec.needs_gpu else ""))
     scored: list[tuple[tuple[int, int, int, int], str, Artifact]] = []
     for i, b in enumerate(AUTO_ORDER if backend == "auto" else (backend,)):
         if b not in avail:
             continue
+        spec = backend_spec(b)
         for a in manifest.artifacts:
-            native = a.backend == b and a.format in FORMATS[b]
-            foreign_onnx = a.format == "onnx" and not native and (b != "tensorrt" or rebuild)
+            native = a.backend == b and a.format in spec.formats
+            # any ONNX artifact may run elsewhere; a format the backend must build from only on rebuild
+            foreign_onnx = (a.format == "onnx" and not native and "onnx" in spec.formats
+                            and ("onnx" not in spec.build_formats or rebuild))
             if (native or foreign_onnx) and precision in ("auto", a.precision):
-                gpu_first = 0 if b == "tensorrt" else 1
-                scored.append(((gpu_first, _rank(a, b), 0 if native else 1, i), b, a))
+                gpu_first = 0 if spec.needs_gpu else 1
+                scored.append(((gpu_first, _rank(a, spec.needs_gpu), 0 if native else 1, i), b, a))
     out = [(b, a) for _, b, a in sorted(scored, key=lambda t: t[0])]
     if not out:
         have = sorted({f"{a.backend}/{a.precision}" for a in manifest.artifacts})
@@ -121,7 +128,8 @@ class Classifier:
         errors: list[str] = []
         for be, a in pairs:
             try:
-                runner = _make_runner(b, be, a, threads, rebuild, device, cache_dir)
+                runner = backend_spec(be).runner.for_artifact(
+                    b, a, threads=threads, device=device, cache_dir=cache_dir, rebuild=rebuild)
                 runner.open()
             except (BackendUnavailableError, BundleError) as exc:
                 if backend != "auto" or artifact is not None:
@@ -222,49 +230,3 @@ class Classifier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _make_runner(b: Bundle, backend: str, a: Artifact, threads: int | None, rebuild: bool,
-                 device: str | None, cache_dir: str | os.PathLike[str] | None) -> Runner:
-    cls = BACKENDS.get(backend)
-    if backend == "openvino":
-        hint = "f16" if a.precision == "fp16" and device not in (None, "CPU") else "f32"
-        return cls(b.path(a.path), threads=threads, device=device or "CPU", precision_hint=hint,
-                   cache_dir=None if cache_dir is None else Path(cache_dir) / "openvino")
-    if backend == "tensorrt":
-        return _tensorrt_runner(b, a, threads, rebuild, device, cache_dir)
-    return cls(b.path(a.path), threads=threads)
-
-
-def _tensorrt_runner(b: Bundle, a: Artifact, threads: int | None, rebuild: bool,
-                     device: str | None, cache_dir: str | os.PathLike[str] | None) -> Runner:
-    from .backends.tensorrt import TrtRunner, build_engine
-    from .fingerprint import check_fingerprint, device_fingerprint
-
-    gpu = int(device) if device and device.isdigit() else 0
-    here = device_fingerprint(gpu)
-    if a.format == "tensorrt-plan":
-        check = check_fingerprint(a.fingerprint, here)
-        for w in check.warnings:
-            log.warning("TensorRT engine %s: %s", a.id, w)
-        if check.ok:
-            return TrtRunner(b.path(a.path), threads=threads, device=gpu)
-        if not rebuild:
-            raise BundleError(f"TensorRT engine {a.id!r} does not match this device: "
-                              + "; ".join(check.errors), "open with rebuild=True (--rebuild) to "
-                              "rebuild it from the bundle's ONNX")
-        sources = [o for o in b.manifest.artifacts if o.format == "onnx"]
-        src = next((o for o in sources if o.precision == a.precision), None) or next(
-            (o for o in sources if o.precision == "fp32"), None)
-        if src is None:
-            raise BundleError(f"cannot rebuild {a.id!r}: the bundle has no ONNX artifact")
-    else:
-        src = a
-    onnx_sha = b.manifest.files[src.path]
-    key = f"{onnx_sha[:16]}-{a.precision}-trt{here['tensorrt']}-sm{here['compute_capability']}"
-    plan = cache_root(cache_dir).parent / "engines" / f"{key}.plan"
-    if not plan.exists():
-        log.warning("building a TensorRT engine for %s (one-off, cached at %s)", a.id, plan)
-        shape = tuple(int(d) for d in b.manifest.input.shape[1:])
-        build_engine(b.path(src.path), plan, a.precision, b.manifest.input.name, shape,  # type: ignore[arg-type]
-                     max_batch=a.max_batch, device=gpu, cache_dir=cache_dir)
-    return TrtRunner(plan, threads=threads, device=gpu)

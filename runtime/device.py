@@ -1,6 +1,7 @@
-"""What this device is: CPU model and the instruction-set flags that decide INT8 formats and speed.
+"""What this device is: CPU model and ISA flags (INT8 formats, speed), and the NVIDIA GPU probes.
 
-Every latency report and benchmark records these (design.md, latency report contract). Stdlib only.
+Every latency report and benchmark records the CPU part (design.md, latency report contract).
+Stdlib only at import; the GPU probes import tensorrt / cuda-python inside the call.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from functools import lru_cache
+from typing import Any
 
 # Flags that change what quantized kernels can do, grouped by the name users know them by.
 _FLAG_GROUPS: dict[str, tuple[str, ...]] = {
@@ -98,3 +100,50 @@ def package_versions(dists: tuple[str, ...]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+# -- NVIDIA GPU / TensorRT probes ---------------------------------------------------------------
+# The one home of every TensorRT device probe: the backend registry (availability), the runner,
+# the engine builder and the fingerprint check all import these, so none reaches into another's
+# private helpers. ``tensorrt`` and the CUDA bindings are imported only inside the functions.
+
+
+@lru_cache(maxsize=1)
+def has_nvidia_gpu() -> bool:
+    """Cheap probe for an NVIDIA GPU (device node or nvidia-smi), without importing CUDA."""
+    import shutil
+
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl-gpu") or bool(
+        shutil.which("nvidia-smi") and os.path.exists("/proc/driver/nvidia/version"))
+
+
+def cuda_runtime() -> Any:
+    """NVIDIA's cuda-python runtime bindings (``cudart``); ImportError when not installed."""
+    try:  # cuda-python >= 12.6 moved the bindings
+        from cuda.bindings import runtime as cudart
+    except ImportError:  # pragma: no cover - older cuda-python
+        from cuda import cudart  # type: ignore[no-redef]
+    return cudart
+
+
+def cuda_check(result: Any) -> Any:
+    """Unpack a cuda-python ``(err, *values)`` tuple, raising on a CUDA error."""
+    from cmkd_edge.errors import BackendUnavailableError
+
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendUnavailableError(f"CUDA call failed: {cuda_runtime().cudaGetErrorString(err)[1]!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def device_fingerprint(device: int = 0) -> dict[str, str]:
+    """This GPU's TensorRT fingerprint: TensorRT version, GPU name, compute capability.
+
+    Imports tensorrt and the CUDA bindings (GPU machines only; ImportError elsewhere).
+    """
+    import tensorrt as trt
+
+    props = cuda_check(cuda_runtime().cudaGetDeviceProperties(device))
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"tensorrt": trt.__version__, "gpu": name.strip("\x00 "),
+            "compute_capability": f"{props.major}.{props.minor}"}

@@ -30,13 +30,13 @@ class FingerprintCheck:
         return not self.errors
 
 
-def _trt_version(v: object) -> str:
+def trt_version(v: object) -> str:
     """'10.3.0.26' -> '10.3.0': plans are tied to major.minor.patch, not the build number."""
     parts = re.findall(r"\d+", str(v))
     return ".".join((parts + ["0", "0"])[:3]) if parts else ""
 
 
-def _cc(v: object) -> str:
+def compute_capability(v: object) -> str:
     """Normalise a compute capability: '8.7', (8, 7), '87', 'sm_87' -> '8.7'."""
     if isinstance(v, (tuple, list)) and len(v) == 2:
         return f"{int(v[0])}.{int(v[1])}"
@@ -58,12 +58,13 @@ def check_fingerprint(expected: Mapping[str, object] | None,
     if not expected:
         return FingerprintCheck(errors=("the engine has no fingerprint",))
     errors, warnings = [], []
-    want, have = _trt_version(expected.get("tensorrt", "")), _trt_version(actual.get("tensorrt", ""))
+    want, have = trt_version(expected.get("tensorrt", "")), trt_version(actual.get("tensorrt", ""))
     if not want:
         errors.append("the engine's TensorRT version is not recorded")
     elif want != have:
         errors.append(f"engine built with TensorRT {want}, this device has {have or 'none'}")
-    want_cc, have_cc = _cc(expected.get("compute_capability", "")), _cc(actual.get("compute_capability", ""))
+    want_cc = compute_capability(expected.get("compute_capability", ""))
+    have_cc = compute_capability(actual.get("compute_capability", ""))
     if not want_cc:
         errors.append("the engine's GPU compute capability is not recorded")
     elif want_cc != have_cc:
@@ -74,13 +75,19 @@ def check_fingerprint(expected: Mapping[str, object] | None,
     return FingerprintCheck(tuple(errors), tuple(warnings))
 
 
-def device_fingerprint(device: int = 0) -> dict[str, str]:
-    """This device's fingerprint (imports tensorrt and the CUDA bindings: GPU machines only)."""
-    import tensorrt as trt
+def fingerprint_key(fingerprint: Mapping[str, object]) -> str:
+    """A file-name-safe key of what a plan or timing cache is valid for: TensorRT + GPU arch.
 
-    from .backends.tensorrt import cuda_check, cudart
+    ``{"tensorrt": "10.3.0.30", "compute_capability": "8.7"}`` -> ``"trt10.3.0-sm8.7"``.
+    """
+    raw = (f"trt{trt_version(fingerprint.get('tensorrt', ''))}"
+           f"-sm{compute_capability(fingerprint.get('compute_capability', ''))}")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
 
-    props = cuda_check(cudart.cudaGetDeviceProperties(device))
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return {"tensorrt": trt.__version__, "gpu": name.strip("\x00 "),
-            "compute_capability": f"{props.major}.{props.minor}"}
+
+def engine_key(onnx_sha256: str, precision: str, fingerprint: Mapping[str, object]) -> str:
+    """File stem of a plan built on this device from the ONNX file with digest ``onnx_sha256``.
+
+    A rebuilt plan is reused only for the same model, precision, TensorRT version and GPU arch.
+    """
+    return f"{onnx_sha256[:16]}-{precision}-{fingerprint_key(fingerprint)}"

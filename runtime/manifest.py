@@ -58,9 +58,8 @@ TASKS = ("multiclass", "multilabel")
 MODALITIES = ("optical", "sar")
 UNITS = ("reflectance_x1e4", "db", "linear")
 ACTIVATIONS = ("softmax", "sigmoid")
-FORMATS = ("onnx", "openvino-ir", "tensorrt-plan")
+from .backends import ARTIFACT_FORMATS as FORMATS, BACKEND_NAMES  # noqa: E402, I001  (live, from backend declarations)
 PRECISIONS = ("fp32", "fp16", "int8")
-BACKEND_NAMES = ("onnxruntime", "openvino", "tensorrt")
 _MISSING = object()
 
 

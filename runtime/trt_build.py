@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from cmkd_edge.errors import BundleError, ConfigError
 from cmkd_edge.fsutil import atomic_write_bytes
+
+from .bundle import cache_root
+from .device import device_fingerprint
+from .fingerprint import engine_key, fingerprint_key
 
 log = logging.getLogger("cmkd_edge.runtime")
 
@@ -66,20 +69,16 @@ def batch_profile(min_batch: int | None = None, opt_batch: int | None = None,
     return mn, opt, mx
 
 
-def fingerprint_key(fingerprint: dict[str, Any]) -> str:
-    """A file-name-safe key of what a plan or timing cache is valid for: TensorRT + GPU arch."""
-    from .fingerprint import _cc, _trt_version
-
-    raw = f"trt{_trt_version(fingerprint.get('tensorrt', ''))}-sm{_cc(fingerprint.get('compute_capability', ''))}"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
-
-
 def default_timing_cache(fingerprint: dict[str, Any],
                          cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """``<cache root>/tensorrt/timing-<trt>-<sm>.cache`` (``$CMKD_EDGE_CACHE`` or ~/.cache/cmkd-edge)."""
-    from .bundle import cache_root
-
     return cache_root(cache_dir).parent / "tensorrt" / f"timing-{fingerprint_key(fingerprint)}.cache"
+
+
+def default_engine_path(onnx_sha256: str, precision: str, fingerprint: dict[str, Any],
+                        cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``<cache root>/engines/<engine_key>.plan``: where the runtime keeps a plan it rebuilt on the device."""
+    return cache_root(cache_dir).parent / "engines" / f"{engine_key(onnx_sha256, precision, fingerprint)}.plan"
 
 
 def _timing_cache(trt: Any, config: Any, path: Path | None) -> Any:
@@ -123,8 +122,6 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         BundleError: the parser or the builder failed (parser errors listed).
     """
     import tensorrt as trt
-
-    from .fingerprint import device_fingerprint
 
     flags = builder_flags(precision, strongly_typed)
     mn, opt, mx = batch_profile(min_batch, opt_batch, max_batch)

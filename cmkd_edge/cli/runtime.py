@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "tensorrt")
+from cmkd_edge.runtime.backends import BACKEND_CHOICES  # "auto" + the declared backends (stdlib-only import)
+
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
 

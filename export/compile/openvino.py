@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime.backends import backend_spec
 from cmkd_edge.runtime.manifest import Artifact
 
-from cmkd_edge.errors import BackendUnavailableError, ExportValidationError
+from cmkd_edge.errors import BackendUnavailableError, BundleError, ExportValidationError
 
 DEVICES = ("CPU", "GPU", "NPU")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -26,8 +27,7 @@ def convert(onnx_path: Path, xml: Path, fp16: bool) -> list[Path]:
     try:
         import openvino as ov
     except ImportError as exc:
-        raise BackendUnavailableError("openvino is not installed",
-                                      "pip install 'cmkd-edge[openvino]'") from exc
+        raise BackendUnavailableError("openvino is not installed", backend_spec("openvino").install_hint) from exc
     model = ov.convert_model(str(onnx_path))
     ov.save_model(model, str(xml), compress_to_fp16=fp16)
     return [xml, xml.with_suffix(".bin")]
@@ -39,23 +39,28 @@ def compile_check(xml: Path, sample: np.ndarray, cache_dir: Path | None = None) 
     Raises:
         ExportValidationError: the IR does not compile or gives non-finite or wrongly shaped output.
     """
-    import openvino as ov
+    from cmkd_edge.runtime.backends.openvino import OpenVinoRunner, core
 
-    core = ov.Core()
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        core.set_property({"CACHE_DIR": str(cache_dir)})
+    # the runtime's runner, as the gate has always compiled: CPU, one thread, no hints
+    runner = OpenVinoRunner(xml, threads=1, device="CPU", performance_hint=None, cache_dir=cache_dir)
     try:
-        compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": 1})
-        out = compiled(np.ascontiguousarray(sample, dtype=np.float32))[0]
+        with runner:
+            x = np.ascontiguousarray(sample, dtype=np.float32)
+            out = runner.infer({next(iter(runner.input_specs())): x})[runner.output_names()[0]]
+            version = runner.describe()["version"]
+    except BackendUnavailableError:
+        raise
     except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc, BundleError) and exc.__cause__ else exc
         raise ExportValidationError(f"OpenVINO could not compile {xml.name} on CPU: "
-                                    f"{str(exc).strip().splitlines()[0]}") from exc
+                                    f"{str(cause).strip().splitlines()[0]}") from exc
     if out.shape[0] != sample.shape[0] or not np.isfinite(out).all():
         raise ExportValidationError(f"{xml.name} gave output {out.shape} with non-finite values "
                                     f"for a batch of {sample.shape[0]}")
     return {"compiled_on": "CPU", "output_shape": list(out.shape),
-            "available_devices": list(core.available_devices), "openvino": ov.get_version()}
+            "available_devices": list(core().available_devices), "openvino": version}
 
 
 def compile_artifact(root: Path, src: Artifact, precision: str, *, sample: np.ndarray,

@@ -31,8 +31,9 @@ from cmkd_edge.errors import ConfigError, ExportValidationError
 def compile_hooks() -> dict[str, str]:
     """Compile targets by name -> ``"module:function"`` of their hook, from the backends'
     declarations (a backend without a hook is not a compile target)."""
-    return {"openvino": "cmkd_edge.export.compile.openvino:compile_artifact",
-            "tensorrt": "cmkd_edge.export.compile.tensorrt:compile_artifact"}
+    from cmkd_edge.runtime.backends import specs
+
+    return {s.name: s.compile_hook for s in specs() if s.compile_hook}
 
 
 def _hook(target: str) -> tuple[Callable[..., Artifact], tuple[str, ...]]:

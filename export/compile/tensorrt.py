@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cmkd_edge.runtime.backends import backend_spec
 from cmkd_edge.runtime.manifest import Artifact
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError, ExportValidationError
@@ -29,7 +30,7 @@ def available() -> tuple[bool, str]:
     except ImportError as exc:
         return False, f"tensorrt does not import ({exc})"
     try:
-        from cmkd_edge.runtime.fingerprint import device_fingerprint
+        from cmkd_edge.runtime.device import device_fingerprint
 
         device_fingerprint()
     except Exception as exc:  # no CUDA bindings, no driver, no GPU
@@ -54,7 +55,7 @@ def build_engine(onnx_path: Path, plan: Path, *, precision: str, input_shape: li
     ok, why = available()
     if not ok:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {why}",
-                                      "build on the target device with pip install 'cmkd-edge[tensorrt]'")
+                                      f"build on the target device with {backend_spec('tensorrt').install_hint}")
     from cmkd_edge.runtime import trt_build
 
     if precision not in PRECISIONS:

@@ -149,9 +149,12 @@ def sensitive_nodes(fp32: Path, qdq: Path, x: np.ndarray, k: int) -> list[dict[s
     For each Conv/Gemm, the noise-to-signal ratio (||q - f||^2 / ||f||^2) of its output in the QDQ
     model against FP32 is measured on calibration inputs, minus the ratio already present at its
     input: error that is only inherited from earlier layers is not blamed on this one.
+
+    Both models run in memory on the runtime's ONNX Runtime runner, one thread, with graph
+    optimisation off so every tapped tensor is the one the graph names (no fusion).
     """
     import onnx
-    import onnxruntime as ort
+    from cmkd_edge.runtime.backends.onnxruntime import OrtRunner
 
     model = onnx.load(str(fp32))
     ops = op_outputs(model)
@@ -164,12 +167,9 @@ def sensitive_nodes(fp32: Path, qdq: Path, x: np.ndarray, k: int) -> list[dict[s
         for t in tensors:
             if t not in have and t in produced:
                 m.graph.output.append(onnx.ValueInfoProto(name=t))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        got = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
+        with OrtRunner.from_memory(m.SerializeToString(), threads=1, optimize=False,
+                                   label=path.name) as runner:
+            got = runner.infer({next(iter(runner.input_specs())): x})
         return {t: got[t] for t in tensors if t in got}
 
     try:

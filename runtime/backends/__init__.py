@@ -1,54 +1,133 @@
-"""Runtime backends, registered by lazy import path so listing them imports no backend library.
+"""Runtime backends: one registration line each; every table is derived from their declarations.
 
-``BACKENDS.get(name)`` imports the runner class; a backend whose library is missing becomes a
-:class:`~cmkd_edge.errors.BackendUnavailableError`. ``available(name)`` answers "could this device
-run it?" without importing the library (``importlib.util.find_spec``), plus a GPU probe for TensorRT.
+A backend is one module ending in ``BACKEND = BackendSpec(...)`` (see ``spec.py``). It is registered
+here by import path, so listing the names imports nothing, and reading a declaration imports the
+backend's module but never its library (runners import it inside ``_open``). Everything the rest of
+cmkd-edge needs is derived from the declarations, on each use, so a backend registered later (a
+plugin, a test) is picked up everywhere:
+
+    BACKENDS              the registry: name -> BackendSpec (``BACKENDS.get(name)``)
+    backend_spec(name)    the declaration; unknown name -> UnknownNameError listing the valid ones
+    FORMATS[name]         artifact formats the backend loads
+    AUTO_ORDER            names in ``backend="auto"`` order (``auto_rank``)
+    BACKEND_NAMES         registered names (the manifest's ``artifacts[].backend`` values)
+    ARTIFACT_FORMATS      every format some backend loads (the manifest's ``artifacts[].format``)
+    available(name)       installed here (``find_spec``, no import), plus a GPU if it needs one
+    available_backends()  the available ones, in ``auto`` order
+    BACKEND_CHOICES       ``("auto", *names)`` at import time, for the CLI's ``--backend``
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-from functools import cache
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from cmkd_edge._registry import Registry
 
-BACKENDS: Registry = Registry("backend")
-BACKENDS.add("onnxruntime", "cmkd_edge.runtime.backends.onnxruntime:OrtRunner",
-             "ONNX Runtime, CPU execution provider (base install)")
-BACKENDS.add("openvino", "cmkd_edge.runtime.backends.openvino:OpenVinoRunner",
-             "OpenVINO runtime: ONNX or IR on CPU/GPU/NPU (extra: openvino)")
-BACKENDS.add("tensorrt", "cmkd_edge.runtime.backends.tensorrt:TrtRunner",
-             "TensorRT 10 engines on an NVIDIA GPU (extra: tensorrt)")
-
-# Which artifact formats each backend can load.
-FORMATS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("onnx",),
-    "openvino": ("onnx", "openvino-ir"),
-    "tensorrt": ("tensorrt-plan", "onnx"),
-}
-# Preference order of backend="auto" (fastest first where present).
-AUTO_ORDER = ("tensorrt", "openvino", "onnxruntime")
-_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+from .spec import BackendSpec
 
 
-@cache
-def has_nvidia_gpu() -> bool:
-    """Cheap probe for an NVIDIA GPU (device node or nvidia-smi), without importing CUDA."""
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl-gpu") or bool(
-        shutil.which("nvidia-smi") and os.path.exists("/proc/driver/nvidia/version"))
+class BackendRegistry(Registry[BackendSpec]):
+    """The backend registry: entries are :class:`BackendSpec` (or lazy paths to one).
+
+    ``help`` comes from the declaration's ``summary`` so it is written once, in the backend module.
+    """
+
+    def get(self, name: str) -> BackendSpec:
+        spec = super().get(name)
+        if not isinstance(spec, BackendSpec) or spec.name != name:
+            raise TypeError(f"backend entry {name!r} is not a BackendSpec named {name!r}: {spec!r}")
+        return spec
+
+    def help(self, name: str) -> str:
+        return self.get(name).summary if name in self else ""
+
+    def register_spec(self, spec: BackendSpec) -> BackendSpec:
+        """Register an already imported declaration under its own name (plugins, tests)."""
+        self.add(spec.name, spec, spec.summary)
+        return spec
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plugin or test that registered a backend for a while)."""
+        self._entries.pop(name, None)
+        self._help.pop(name, None)
+
+
+BACKENDS = BackendRegistry("backend")
+BACKENDS.add("onnxruntime", "cmkd_edge.runtime.backends.onnxruntime:BACKEND")
+BACKENDS.add("openvino", "cmkd_edge.runtime.backends.openvino:BACKEND")
+BACKENDS.add("tensorrt", "cmkd_edge.runtime.backends.tensorrt:BACKEND")
+
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKENDS.names())
+
+
+def backend_spec(name: str) -> BackendSpec:
+    """The declaration of backend ``name`` (UnknownNameError lists the valid names)."""
+    return BACKENDS.get(name)
+
+
+def specs() -> list[BackendSpec]:
+    """Every registered declaration, in ``auto`` order (``auto_rank``, then name)."""
+    return sorted((BACKENDS.get(n) for n in BACKENDS.names()), key=lambda s: (s.auto_rank, s.name))
 
 
 def available(name: str) -> bool:
-    """True when backend ``name`` is installed (and, for TensorRT, a GPU is present)."""
-    try:
-        found = importlib.util.find_spec(_MODULES[name]) is not None
-    except (KeyError, ValueError, ImportError):
-        return False
-    return found and (name != "tensorrt" or has_nvidia_gpu())
+    """True when backend ``name`` is installed (and, if it needs one, an NVIDIA GPU is present)."""
+    return name in BACKENDS and BACKENDS.get(name).available()
 
 
 def available_backends() -> list[str]:
     """Installed backends, in ``auto`` preference order."""
-    return [b for b in AUTO_ORDER if available(b)]
+    return [s.name for s in specs() if s.available()]
+
+
+class _Names(Sequence[str]):
+    """A read-only tuple-like view, recomputed from the declarations on every use."""
+
+    def __init__(self, compute: Callable[[], tuple[str, ...]]) -> None:
+        self._compute = compute
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._compute()[i]
+
+    def __len__(self) -> int:
+        return len(self._compute())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._compute())
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (tuple, list, _Names)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a tuple that changes: not hashable
+
+    def __repr__(self) -> str:
+        return repr(self._compute())
+
+
+class _Formats(Mapping[str, tuple[str, ...]]):
+    """``FORMATS[name]``: the formats backend ``name`` loads, read from its declaration."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        if name not in BACKENDS:
+            raise KeyError(name)
+        return BACKENDS.get(name).formats
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(BACKENDS.names())
+
+    def __len__(self) -> int:
+        return len(BACKENDS.names())
+
+
+def _artifact_formats() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(f for n in BACKENDS.names() for f in BACKENDS.get(n).formats))
+
+
+FORMATS: Mapping[str, tuple[str, ...]] = _Formats()
+AUTO_ORDER: Sequence[str] = _Names(lambda: tuple(s.name for s in specs()))
+BACKEND_NAMES: Sequence[str] = _Names(lambda: tuple(BACKENDS.names()))
+ARTIFACT_FORMATS: Sequence[str] = _Names(_artifact_formats)
+
+__all__ = ["ARTIFACT_FORMATS", "AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "BACKEND_NAMES", "FORMATS",
+           "BackendRegistry", "BackendSpec", "available", "available_backends", "backend_spec", "specs"]

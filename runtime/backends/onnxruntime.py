@@ -3,18 +3,27 @@
 CPU execution provider only: it ships with the base install and runs everywhere; GPU users get
 TensorRT. Thread safety: ``InferenceSession.run`` is documented as safe to call concurrently, so one
 session serves every thread.
+
+Export runs its models through this runner too (parity, the accuracy gate, layer sensitivity,
+load checks): ``OrtRunner.from_memory(onnx_bytes)`` runs a model that is not on disk, and the
+``optimize=False`` option keeps the graph as written so every intermediate tensor a probe asks
+for is the one the graph names. ``onnxruntime`` is imported when a runner opens, not with this
+module, so reading the declaration at the end stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
 from cmkd_edge.errors import BundleError
 
 from ..base import Runner, TensorSpec
+from .spec import BackendSpec
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 _DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -24,14 +33,27 @@ _DTYPES = {
 }
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+def _ort() -> Any:
+    """The onnxruntime module; a missing install is a one-line error naming how to get it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BACKEND.unavailable(exc) from exc
+    return onnxruntime
+
+
+def session_options(threads: int | None = None, optimize: bool = True) -> ort.SessionOptions:
     """Options used for every session: full graph optimisation, sequential, ``threads`` intra-op.
 
     Sequential execution with one inter-op thread: the student is a chain of ops, parallel branches
     gain nothing and extra pools would compete for the cores the intra-op pool uses.
+    ``optimize=False`` disables graph optimisation (no fusion, no constant folding): for probes that
+    read intermediate tensors and must see them as the graph computes them.
     """
+    ort = _ort()
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.inter_op_num_threads = 1
     if threads:
@@ -41,14 +63,20 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
 
 class OrtRunner(Runner):
-    """Run an ONNX model with ONNX Runtime on the CPU."""
+    """Run an ONNX model with ONNX Runtime on the CPU.
+
+    Options: ``optimize`` (default True, see :func:`session_options`). ``from_memory`` takes the
+    serialized model bytes.
+    """
 
     name = "onnxruntime"
 
     def _open(self) -> None:
+        ort = _ort()
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=session_options(self.threads),
+                str(self.path) if self.model is None else self.model,
+                sess_options=session_options(self.threads, self.options.get("optimize", True)),
                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BundleError(f"ONNX Runtime cannot load {self.path.name} ({exc})".splitlines()[0],
@@ -66,4 +94,10 @@ class OrtRunner(Runner):
         del self.session
 
     def describe(self) -> dict[str, Any]:
-        return {"providers": self.session.get_providers(), "version": ort.__version__}
+        return {"providers": self.session.get_providers(), "version": _ort().__version__}
+
+
+BACKEND = BackendSpec(
+    name="onnxruntime", summary="ONNX Runtime, CPU execution provider (base install)",
+    library="onnxruntime", extra=None, needs_gpu=False, formats=("onnx",), native_format="onnx",
+    auto_rank=30, runner=OrtRunner)

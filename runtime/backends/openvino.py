@@ -4,10 +4,16 @@ Options (``OpenVinoRunner(path, threads=..., device=..., cache_dir=..., precisio
 performance_hint=...)``):
 
 * ``device``: "CPU" (default), "GPU", "NPU", "AUTO" - any name ``Core().available_devices`` knows.
-* ``cache_dir``: OpenVINO's model cache, makes a second load much faster (CACHE_DIR).
+* ``cache_dir``: OpenVINO's model cache, makes a second load much faster (CACHE_DIR, set for this
+  compile only, so one runner's cache never applies to another's).
 * ``precision_hint``: INFERENCE_PRECISION_HINT, e.g. "f32". Set it explicitly for FP32 artifacts:
   on CPUs with AMX/AVX512-BF16 OpenVINO otherwise runs FP32 models in bf16, which changes accuracy.
-* ``threads``: INFERENCE_NUM_THREADS. ``performance_hint``: "LATENCY" (default) or "THROUGHPUT".
+* ``threads``: INFERENCE_NUM_THREADS. ``performance_hint``: "LATENCY" (default) or "THROUGHPUT";
+  None leaves OpenVINO's own default (export's gate compiles this way, as it always has).
+
+``OpenVinoRunner.from_memory(model)`` compiles an ``openvino.Model`` the caller holds (e.g. an
+NNCF result) without saving it first. ``openvino`` is imported when a runner opens, not with this
+module, so reading the declaration at the end stays cheap.
 
 Thread safety: a compiled model is shared; InferRequests are not. Each ``infer`` call borrows a
 request from a pool (creating one when all are busy) and returns it, so N threads use N requests
@@ -16,31 +22,48 @@ and never share one. Outputs are copied out before the request goes back to the 
 
 from __future__ import annotations
 
+import os
 import queue
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import openvino as ov
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError
 
 from ..base import Runner, TensorSpec
+from .spec import BackendSpec
 
-_CORE: ov.Core | None = None
+if TYPE_CHECKING:
+    import openvino as ov
+
+    from ..bundle import Bundle
+    from ..manifest import Artifact
+
+_CORE: Any = None
+
+
+def _ov() -> Any:
+    """The openvino module; a missing install is a one-line error naming the extra."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BACKEND.unavailable(exc) from exc
+    return openvino
 
 
 def core() -> ov.Core:
     """One process-wide Core (creating one loads plugins, which is slow)."""
     global _CORE
     if _CORE is None:
-        _CORE = ov.Core()
+        _CORE = _ov().Core()
     return _CORE
 
 
 def compile_config(threads: int | None, precision_hint: str | None,
-                   performance_hint: str = "LATENCY") -> dict[str, Any]:
+                   performance_hint: str | None = "LATENCY") -> dict[str, Any]:
     """The compile properties, shared with the benchmark that replays them in benchmark_app."""
-    cfg: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+    cfg: dict[str, Any] = {} if performance_hint is None else {"PERFORMANCE_HINT": performance_hint}
     if threads:
         cfg["INFERENCE_NUM_THREADS"] = int(threads)
     if precision_hint:
@@ -53,18 +76,29 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
 
+    @classmethod
+    def for_artifact(cls, bundle: Bundle, artifact: Artifact, *, threads: int | None = None,
+                     device: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                     rebuild: bool = False) -> Runner:
+        """Pin the precision (FP32 stays f32 even where the CPU would run it in bf16; FP16 runs in
+        f16 on a GPU/NPU) and keep OpenVINO's model cache under ``<cache_dir>/openvino``."""
+        hint = "f16" if artifact.precision == "fp16" and device not in (None, "CPU") else "f32"
+        return cls(bundle.path(artifact.path), threads=threads, device=device or "CPU",
+                   precision_hint=hint, cache_dir=None if cache_dir is None else Path(cache_dir) / "openvino")
+
     def _open(self) -> None:
         device = self.options.get("device", "CPU")
         c = core()
         if device.split(":")[0] not in ("AUTO", "HETERO", "MULTI") and device not in c.available_devices:
             raise BackendUnavailableError(
                 f"OpenVINO device {device!r} is not present", f"available: {c.available_devices}")
-        if self.options.get("cache_dir"):
-            c.set_property({"CACHE_DIR": str(self.options["cache_dir"])})
         cfg = compile_config(self.threads, self.options.get("precision_hint"),
                              self.options.get("performance_hint", "LATENCY"))
+        if self.options.get("cache_dir"):  # per compile, not on the shared Core: no leak to others
+            cfg["CACHE_DIR"] = str(self.options["cache_dir"])
         try:
-            self.compiled = c.compile_model(str(self.path), device, cfg)
+            self.compiled = c.compile_model(str(self.path) if self.model is None else self.model,
+                                            device, cfg)
         except RuntimeError as exc:
             raise BundleError(f"OpenVINO cannot compile {self.path.name} ({str(exc).splitlines()[0]})",
                               "check the IR/ONNX version against the installed openvino") from exc
@@ -102,4 +136,11 @@ class OpenVinoRunner(Runner):
                 props[key] = str(self.compiled.get_property(key))
             except RuntimeError:
                 pass
-        return {"device": self.options.get("device", "CPU"), "version": ov.get_version(), **props}
+        return {"device": self.options.get("device", "CPU"), "version": _ov().get_version(), **props}
+
+
+BACKEND = BackendSpec(
+    name="openvino", summary="OpenVINO runtime: ONNX or IR on CPU/GPU/NPU (extra: openvino)",
+    library="openvino", extra="openvino", needs_gpu=False, formats=("onnx", "openvino-ir"),
+    native_format="openvino-ir", auto_rank=20, runner=OpenVinoRunner,
+    compile_hook="cmkd_edge.export.compile.openvino:compile_artifact")

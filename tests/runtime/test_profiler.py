@@ -62,16 +62,21 @@ def test_single_profile_uses_auto_choice(int8_bundle: Path) -> None:
 def test_single_profile_loads_the_model_once_per_report(int8_bundle: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The reported cold start must be the first load, not a warm reload after choosing."""
-    from cmkd_edge.runtime import classifier
+    from cmkd_edge.runtime.backends import specs
 
     loads: list[str] = []
-    real = classifier._make_runner
 
-    def counting(b, backend, a, *args, **kwargs):
-        loads.append(f"{backend}:{a.id}")
-        return real(b, backend, a, *args, **kwargs)
+    def counting(spec):  # wraps the declared runner factory hook of one backend
+        real = spec.runner.for_artifact
 
-    monkeypatch.setattr(classifier, "_make_runner", counting)
+        def hook(b, a, *args, **kwargs):
+            loads.append(f"{spec.name}:{a.id}")
+            return real(b, a, *args, **kwargs)
+
+        return classmethod(lambda cls, *args, **kwargs: hook(*args, **kwargs))
+
+    for spec in specs():
+        monkeypatch.setattr(spec.runner, "for_artifact", counting(spec))
     reports = profiler.profile_bundle(int8_bundle, batches=(1, 2), warmup=1, iterations=2)
     assert [r.batch for r in reports] == [1, 2]
     assert len(loads) == 2 and loads[0] == loads[1] == f"{reports[0].backend}:{reports[0].artifact}"
