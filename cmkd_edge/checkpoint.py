@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.errors import BundleError, CheckpointError
+from cmkd_edge.errors import CheckpointError
 from cmkd_edge.fsutil import atomic_open
-from cmkd_edge.runtime.manifest import PreprocessSpec
 
 FORMAT = "cmkd-edge/checkpoint"
 VERSION = 1
@@ -72,23 +71,6 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
         raise CheckpointError(f"{p} lacks checkpoint fields: {', '.join(missing)}")
     ckpt["_path"] = str(p)
     return ckpt
-
-
-def preprocess_spec(ckpt: dict[str, Any]) -> PreprocessSpec:
-    """The checkpoint's deploy preprocessing as the typed spec export and the runtime share.
-
-    Raises:
-        CheckpointError: the stored spec is incomplete or inconsistent (names the field).
-    """
-    try:
-        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-    except BundleError as exc:
-        raise CheckpointError(f"{ckpt.get('_path', 'checkpoint')}: {exc.message}",
-                              "re-save the checkpoint with a current cmkd-edge trainer") from None
-    if not spec.has_stats:
-        raise CheckpointError(f"{ckpt.get('_path', 'checkpoint')}: the preprocessing spec has no "
-                              "band statistics", "re-save the checkpoint with a current trainer")
-    return spec
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]):
