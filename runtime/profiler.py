@@ -392,12 +392,22 @@ def write_csv(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Non
     atomic_write_text(path, buf.getvalue())
 
 
+def top1_percent(acc: dict[str, Any] | None) -> float | None:
+    """The recorded top-1 in percent, or None. quantize and compile record percent (their drops are
+    points); a value <= 1 is read as a fraction (hand-written or older manifests)."""
+    v = (acc or {}).get("top1")
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    return float(v) * 100.0 if v <= 1.0 else float(v)
+
+
 def accuracy_label(acc: dict[str, Any] | None) -> str:
-    """``top1 0.912 (val, n=40)``; ``not measured`` when the manifest records none for the artifact."""
-    if not acc or not isinstance(acc.get("top1"), (int, float)):
+    """``top1 91.2% (val, n=40)``; ``not measured`` when the manifest records none for the artifact."""
+    pct = top1_percent(acc)
+    if pct is None:
         return "not measured"
-    n = acc.get("n")
-    return f"top1 {acc['top1']:.3f} ({acc.get('split', '?')}, n={n if n is not None else '?'})"
+    n = acc.get("n")  # type: ignore[union-attr]
+    return f"top1 {pct:.1f}% ({acc.get('split', '?')}, n={n if n is not None else '?'})"  # type: ignore[union-attr]
 
 
 def render_table(reports: list[LatencyReport]) -> Any:
@@ -472,21 +482,21 @@ def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> 
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     missing, splits = [], set()
     for r in (r for r in reports if r.batch == smallest):
-        acc = r.accuracy or {}
-        if not isinstance(acc.get("top1"), (int, float)):
+        acc, pct = r.accuracy or {}, top1_percent(r.accuracy)
+        if pct is None:
             missing.append(f"{r.backend} {r.artifact}")
             continue
         splits.add((acc.get("split", "?"), acc.get("n")))
         by = acc.get("backend")
         note = f" (scored on {by})" if by and by != r.backend else ""
         # a legend, not text labels: artifacts of equal accuracy would print on top of each other
-        ax.scatter(r.end_to_end["p50_ms"] / r.batch, acc["top1"], marker=markers.get(r.precision, "o"),
+        ax.scatter(r.end_to_end["p50_ms"] / r.batch, pct, marker=markers.get(r.precision, "o"),
                    s=60, alpha=0.8, label=f"{r.backend} {r.artifact}{note}")
     if ax.collections:
         ax.legend(fontsize=7, loc="best")
     where = "; ".join(f"{sp} split, n={n if n is not None else '?'}" for sp, n in sorted(splits, key=str))
     ax.set_xlabel(f"p50 end-to-end latency per image at batch {smallest} (ms)")
-    ax.set_ylabel(f"top-1 accuracy ({where}, recorded in the manifest)" if where
+    ax.set_ylabel(f"top-1 accuracy, % ({where}; recorded in the manifest)" if where
                   else "top-1 accuracy (none recorded in the manifest)")
     ax.set_title("accuracy vs latency")
     if missing:
