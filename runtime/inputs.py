@@ -99,8 +99,10 @@ def read_input(path: Path, spec: InputSpec) -> Patch | Path:
         try:
             indexes = _band_indexes(src, spec.band_names, path)
         except InputMismatchError as exc:
-            raise InputMismatchError(exc.message + kind, "give the model's bands as a GeoTIFF or .npy"
-                                     if kind else exc.hint) from exc
+            if not kind:
+                raise
+            raise InputMismatchError(exc.message.replace(path.name, path.name + kind, 1),
+                                     "give the model's bands as a GeoTIFF or .npy") from exc
         if src.height < ph or src.width < pw:
             raise InputMismatchError(
                 f"{path.name}{kind} is {src.height}x{src.width} pixels, smaller than the model's "

@@ -45,7 +45,7 @@ def installed(module: str) -> bool:
 
 
 def _error(what: str, modules: list[str], extra: str) -> BackendUnavailableError:
-    names = " and ".join(modules)
+    names = modules[0] if len(modules) == 1 else f"{', '.join(modules[:-1])} and {modules[-1]}"
     verb = "is" if len(modules) == 1 else "are"
     return BackendUnavailableError(f"{what} needs {names}, which {verb} not installed "
                                    f"(the [{extra}] extra)", INSTALL[extra])

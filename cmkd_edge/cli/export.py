@@ -74,14 +74,16 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
     (stdout); now the table is the one report and this is the one progress display (gone when done,
     and silent when stderr is not a terminal, so logs hold the table only).
     """
-    if not enabled:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal):
         yield lambda _msg: None
         return
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("quantize: {task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console, transient=True) as bar:
         task = bar.add_task("loading calibration and validation data", total=None)
         yield lambda msg: bar.update(task, description=msg.strip()) if msg.startswith("rung") else None
 

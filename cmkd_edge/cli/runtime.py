@@ -21,6 +21,14 @@ def _command_line() -> str:
     return shlex.join(["cmkd-edge", *sys.argv[1:]])
 
 
+def _require_backend(command: str, backend: str) -> None:
+    """An explicitly chosen backend whose package is missing: name the extra before opening anything."""
+    from cmkd_edge.cli._extras import require
+
+    if backend in ("openvino", "tensorrt"):
+        require(f"{command} --backend {backend}", modules=[backend])
+
+
 def _route_warnings() -> None:
     """Print runtime warnings (e.g. wrong units) as one 'warning:' line instead of python's format."""
     import warnings
@@ -58,6 +66,7 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
       cmkd-edge classify bundle/ patch.tif other.npy
       cmkd-edge classify bundle.tar.gz scene.tif --out classes.tif --stride 32
     """
+    _require_backend("classify", backend)
     from cmkd_edge.runtime.classifier import Classifier
     from cmkd_edge.runtime.inputs import classify_inputs
 
@@ -122,6 +131,7 @@ def profile(bundle: Path, backend: str, precision: str, batches: str, warmup: in
         raise ConfigError(f"--batch {batches!r} needs positive integers, e.g. 1,8,32")
     from cmkd_edge.cli._extras import require
 
+    _require_backend("profile", backend)
     if plot_out is not None:  # before profiling, not after it
         require("profile --plot", "plot")
     from cmkd_edge.cli._options import table_console
