@@ -217,8 +217,8 @@ def recorded_accuracy(bundle: Bundle, artifact_id: str) -> dict[str, Any] | None
     out = dict(acc)
     if out.get("n") is None:
         for rec in (bundle.manifest.quantization or {}).values():
-            gate = (rec or {}).get("gate") or {}
-            if gate.get("split") == out.get("split") and gate.get("n") is not None:
+            gate = (rec.get("gate") if isinstance(rec, dict) else None) or {}
+            if isinstance(gate, dict) and gate.get("split") == out.get("split") and gate.get("n") is not None:
                 out["n"] = gate["n"]
                 break
     return out
@@ -407,7 +407,8 @@ def accuracy_label(acc: dict[str, Any] | None) -> str:
     if pct is None:
         return "not measured"
     n = acc.get("n")  # type: ignore[union-attr]
-    return f"top1 {pct:.1f}% ({acc.get('split', '?')}, n={n if n is not None else '?'})"  # type: ignore[union-attr]
+    where = f"{acc.get('split', 'split not recorded')}, " + (f"n={n}" if n is not None else "n not recorded")  # type: ignore[union-attr]
+    return f"top1 {pct:.1f}% ({where})"
 
 
 def render_table(reports: list[LatencyReport]) -> Any:
@@ -445,25 +446,19 @@ def _import_pyplot() -> Any:
     return plt
 
 
-def plot_available() -> bool:
-    """True when :func:`plot_reports` can draw (checked before profiling, not after)."""
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
-
-
 def _per_image(r: LatencyReport) -> np.ndarray:
     s = r.end_to_end_samples if r.end_to_end_samples is not None else np.array([r.end_to_end["p50_ms"]])
     return np.asarray(s, dtype=np.float64) / r.batch
 
 
-def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Path:
+def latency_figure(reports: list[LatencyReport]) -> Any:
     """One panel per batch size (end-to-end latency per image) and one of accuracy vs latency.
 
     Each panel shows one thing: a box plot never mixes batch sizes (a batch-8 call is not comparable
     with a batch-1 call), every latency is per image, and the accuracy panel has one point per
     artifact x backend at the smallest batch, at that artifact's own recorded accuracy; artifacts
     without a recorded accuracy are named in the panel as not measured instead of being dropped.
+    Returns the matplotlib Figure (the caller saves and closes it).
     """
     plt = _import_pyplot()
     batches = sorted({r.batch for r in reports})
@@ -475,7 +470,7 @@ def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> 
         ax.set_xticks(range(1, len(rows) + 1), [f"{r.backend}\n{r.artifact}" for r in rows],
                       fontsize=7, rotation=40, ha="right")
         ax.set_ylabel("end-to-end latency per image (ms)")
-        ax.set_title(f"batch {n}: {rows[0].iterations} calls each")
+        ax.set_title(f"batch {n} ({rows[0].iterations} timed calls per box)")
         ax.set_ylim(bottom=0)
     ax = axes[0][-1]
     smallest = batches[0]
@@ -494,7 +489,8 @@ def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> 
                    s=60, alpha=0.8, label=f"{r.backend} {r.artifact}{note}")
     if ax.collections:
         ax.legend(fontsize=7, loc="best")
-    where = "; ".join(f"{sp} split, n={n if n is not None else '?'}" for sp, n in sorted(splits, key=str))
+    where = "; ".join(f"{sp} split, " + (f"n={n}" if n is not None else "n not recorded")
+                      for sp, n in sorted(splits, key=str))
     ax.set_xlabel(f"p50 end-to-end latency per image at batch {smallest} (ms)")
     ax.set_ylabel(f"top-1 accuracy, % ({where}; recorded in the manifest)" if where
                   else "top-1 accuracy (none recorded in the manifest)")
@@ -503,14 +499,23 @@ def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> 
         ax.text(0.02, 0.02, "accuracy not measured:\n" + "\n".join(missing), transform=ax.transAxes,
                 fontsize=7, va="bottom", ha="left", color="0.35")
     fig.tight_layout()
+    return fig
+
+
+def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`latency_figure` as a PNG, atomically (a failed save leaves no truncated file)."""
     from cmkd_edge.fsutil import atomic_open
 
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, dpi=120, format="png")
-    plt.close(fig)
+    plt = _import_pyplot()
+    fig = latency_figure(reports)
+    try:
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
 __all__ = ["LatencyReport", "profile_bundle", "profile_one", "runnable", "not_runnable", "latency_stats",
            "peak_rss_mb", "rss_now_mb", "recorded_accuracy", "report_document", "write_json", "write_csv",
-           "render_table", "plot_reports", "plot_available", "available"]
+           "render_table", "latency_figure", "plot_reports", "available"]
