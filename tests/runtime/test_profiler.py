@@ -106,9 +106,9 @@ def test_rss_is_measured_per_row_not_as_the_process_peak(bundle_dir: Path) -> No
 
 def test_plot_panels_show_one_thing_each(bundle_dir: Path) -> None:
     pytest.importorskip("matplotlib")
-    import matplotlib.pyplot as plt
-
     import dataclasses
+
+    import matplotlib.pyplot as plt
 
     reports = profiler.profile_bundle(bundle_dir, batches=(1, 3), warmup=1, iterations=4, compare=True)
     # an artifact the manifest records no accuracy for (a compiled FP32 IR, typically): the first row
