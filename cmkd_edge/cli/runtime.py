@@ -22,10 +22,13 @@ def _command_line() -> str:
 
 
 def _require_backend(command: str, backend: str) -> None:
-    """An explicitly chosen backend whose package is missing: name the extra before opening anything."""
+    """An explicitly chosen OpenVINO backend that is not installed: name the extra before opening anything.
+
+    (TensorRT also needs a GPU, so the classifier's own "not available on this device" stays its message.)
+    """
     from cmkd_edge.cli._extras import require
 
-    if backend in ("openvino", "tensorrt"):
+    if backend == "openvino":
         require(f"{command} --backend {backend}", modules=[backend])
 
 
