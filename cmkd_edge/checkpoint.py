@@ -32,6 +32,10 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> None:
         fh.write(buf.getbuffer())
 
 
+#: file names of what export/compile/bundle write, never a training checkpoint
+_DEPLOYED = (".tar.gz", ".tgz", ".zip", ".onnx", ".xml", ".plan")
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -46,6 +50,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     import torch
 
     p = Path(path)
+    if p.is_dir() and (p / "manifest.json").is_file() or p.name.lower().endswith(_DEPLOYED):
+        # why before torch.load: torch's answer is about weights_only unpickling, which misleads
+        raise CheckpointError(f"{p} is a deployment bundle or model, not a training checkpoint",
+                              "give the run's best.pt (or run directory) it was exported from; "
+                              "`cmkd-edge bundle BUNDLE --inspect` shows its provenance")
     if p.is_dir():
         p = p / "best.pt"
     if not p.is_file():
