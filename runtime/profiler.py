@@ -63,23 +63,24 @@ def peak_rss_mb() -> float:
     the *parent's* peak for a process started from a big one (a benchmark driver, a test runner).
     Elsewhere ``resource.getrusage`` (KiB on Linux, bytes on macOS).
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
 
 def rss_now_mb() -> float | None:
     """Current resident set size in MiB (``VmRSS``), or None where /proc is absent."""
+    return _proc_status_mb("VmRSS")
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A kB field of /proc/self/status in MiB, or None where /proc is absent."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
