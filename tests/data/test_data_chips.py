@@ -247,3 +247,27 @@ def test_real_mstar_chips_in_the_chip_layout(tmp_path: Path) -> None:
     assert ds.class_names[0] == "2S1" and len(ds) == 2 and ds.describe()["layout"] == "chips"
     x = ds.view_arrays(0)["chip:crop=88,scale=db"]
     assert x.shape == (1, 88, 88) and 0 < float(np.median(x)) < 48.2
+
+
+def test_gain_augmentation_is_one_gain_per_sample_shared_by_views(chips: Path) -> None:
+    from cmkd_edge.data.augment import GAIN_RANGE
+
+    ds = open_dataset(chips, views=["chip:crop=24,aug=crop+gain", "chip:aug=gain"], split="train",
+                      augment=True)
+    full = open_dataset(chips, views=["chip"], split="train").view_arrays(2)["chip"][0]
+    gains = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        out = ds.view_arrays(2)
+        whole, crop = out["chip:aug=gain"][0], out["chip:crop=24,aug=crop+gain"][0]
+        ok = (full > 0) & (whole < 255)
+        ratio = whole[ok] / full[ok]
+        g = float(np.median(ratio))
+        assert GAIN_RANGE[0] <= g <= GAIN_RANGE[1] and np.allclose(ratio, g, rtol=1e-5)
+        assert any(np.array_equal(whole[t:t + 24, left:left + 24], crop)
+                   for t in range(9) for left in range(9))  # the same gain in both views
+        gains.add(round(g, 4))
+    assert len(gains) == 4
+    # evaluation never sees a gain or a random crop
+    assert np.array_equal(open_dataset(chips, views=["chip:aug=gain"], split="train").view_arrays(2)
+                          ["chip:aug=gain"][0], full)
