@@ -56,7 +56,12 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TASKS = ("multiclass", "multilabel")
 MODALITIES = ("optical", "sar")
-UNITS = ("reflectance_x1e4", "db", "linear")
+#: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR
+#: magnitude (amplitude) chips quantised to 8 bits (MSTAR-style JPEG/PNG chips: 0-255, neither dB
+#: nor power; squaring gives a quantity proportional to power, up to the product's unknown scale).
+UNITS = ("reflectance_x1e4", "db", "linear", "magnitude_u8")
+#: Units that are an amplitude (dB = 20 log10) rather than a power (dB = 10 log10).
+AMPLITUDE_UNITS = ("magnitude_u8",)
 ACTIVATIONS = ("softmax", "sigmoid")
 from .backends import ARTIFACT_FORMATS as FORMATS, BACKEND_NAMES  # noqa: E402, I001  (live, from backend declarations)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -187,8 +192,9 @@ class InputSpec:
         return _plain(self)
 
 
-#: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = radar).
-MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar"}
+#: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = Sentinel-1
+#: radar, ``chip`` = a radar image chip without geo-referencing, e.g. MSTAR).
+MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar", "chip": "sar"}
 DB_FLOOR = 1e-10  # linear power floor before log10: a zero pixel must not become -inf
 
 
@@ -207,7 +213,12 @@ class PreprocessSpec:
         source: raw source the deployed model reads (``s2`` optical, ``s1`` radar).
         source_bands: raw input bands in file order; source_units: their units.
         select: indices into ``source_bands`` of the network's input channels, in order.
-        to_db: linear power -> dB (``10 log10(max(x, DB_FLOOR))``) after selection.
+        to_db: to dB after selection: ``10 log10(max(x, DB_FLOOR))`` for power units, ``20 log10``
+            for amplitude units (``magnitude_u8``), see :attr:`db_factor`.
+        to_log: ``log(1 + x)`` after selection (a log scale that keeps a zero pixel finite and
+            needs no floor); exclusive with ``to_db``.
+        crop: ``(h, w)`` centre crop after selection (A-ConvNets' 88x88 of a 128x128 chip): the
+            device feeds the whole chip, the network sees its centre; None = no crop.
         clip: ``(lo, hi)`` applied before normalisation, or None.
         mean, std: per selected band, from the training split (empty until the trainer sets them).
         in_graph: the ops are inside the model file (always, for bundles this tool writes).
@@ -222,10 +233,21 @@ class PreprocessSpec:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     in_graph: bool = True
+    to_log: bool = False
+    crop: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _typed(self.source, "preprocess.source", "str")
+        if not isinstance(self.to_log, bool):
+            raise BundleError("manifest field 'preprocess.to_log' must be true or false")
+        if self.to_log and self.to_db:
+            raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.to_log' are both "
+                              "true (choose one log scale)")
+        if self.crop is not None and not (isinstance(self.crop, tuple) and len(self.crop) == 2
+                                          and all(_is_int(v) and v > 0 for v in self.crop)):
+            raise BundleError(f"manifest field 'preprocess.crop' must be [h, w] (positive ints) or "
+                              f"null, got {self.crop!r}")
         _strs(self.source_bands, "preprocess.source_bands")
         _choice(self.source_units, UNITS, "preprocess.source_units")
         if not isinstance(self.to_db, bool) or not isinstance(self.in_graph, bool):
@@ -252,8 +274,29 @@ class PreprocessSpec:
 
     @property
     def units(self) -> str:
-        """Units of the network's input channels (after ``to_db``)."""
-        return "db" if self.to_db else self.source_units
+        """Units of the network's input channels (after ``to_db`` / ``to_log``)."""
+        if self.to_db:
+            return "db"
+        return f"log1p_{self.source_units}" if self.to_log else self.source_units
+
+    @property
+    def db_factor(self) -> float:
+        """10 for power units, 20 for amplitude units: the same dB either way."""
+        return 20.0 if self.source_units in AMPLITUDE_UNITS else 10.0
+
+    def network_hw(self, hw: Sequence[int]) -> tuple[int, int]:
+        """Spatial size the network sees for a raw input of ``hw`` (after the crop).
+
+        Raises:
+            BundleError: the crop is larger than the input.
+        """
+        h, w = int(hw[0]), int(hw[1])
+        if self.crop is None:
+            return h, w
+        if self.crop[0] > h or self.crop[1] > w:
+            raise BundleError(f"preprocess crop {self.crop[0]}x{self.crop[1]} is larger than the "
+                              f"input {h}x{w}")
+        return self.crop
 
     @property
     def modality(self) -> str:
@@ -284,7 +327,7 @@ class PreprocessSpec:
             x: raw sensor values (N, len(source_bands), H, W).
             normalise: also apply ``(x - mean) / std`` (the network's InputNorm).
         Returns:
-            (N, len(select), H, W) float32.
+            (N, len(select), H, W) float32 (``crop`` sized when a crop is set).
         """
         import numpy as np
 
@@ -292,8 +335,11 @@ class PreprocessSpec:
         if x.ndim != 4 or x.shape[1] != len(self.source_bands):
             raise ValueError(f"expected (N, {len(self.source_bands)}, H, W), got {x.shape}")
         y = x[:, list(self.select)]
-        if self.to_db:
-            y = np.float32(10.0) * np.log10(np.maximum(y, np.float32(DB_FLOOR)))
+        if self.crop is not None:
+            ch, cw = self.network_hw(y.shape[-2:])
+            top, left = centre_offset(y.shape[-2], ch), centre_offset(y.shape[-1], cw)
+            y = y[..., top:top + ch, left:left + cw]
+        y = log_scale(y, self.to_db, self.to_log, self.db_factor)
         if self.clip is not None:
             y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
         if normalise:
@@ -315,10 +361,39 @@ class PreprocessSpec:
                    select=_tuple(_get(d, "select", where)), to_db=_get(d, "to_db", where, False),
                    clip=_floats(_get(d, "clip", where, None)),
                    mean=_floats(_get(d, "mean", where, [])), std=_floats(_get(d, "std", where, [])),
-                   in_graph=_get(d, "in_graph", where, True), extra=_extra(d, cls))
+                   in_graph=_get(d, "in_graph", where, True),
+                   to_log=_get(d, "to_log", where, False), crop=_ints(_get(d, "crop", where, None)),
+                   extra=_extra(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
+
+
+def log_scale(y: Any, to_db: bool, to_log: bool, db_factor: float = 10.0) -> Any:
+    """``db_factor * log10(max(y, DB_FLOOR))`` (to_db), ``log(1 + max(y, 0))`` (to_log), or ``y``.
+
+    One definition for the numpy reference and the data layer's chip views, so a view's training
+    values and the deployed graph's agree to the last bit the float32 ops allow.
+    """
+    import numpy as np
+
+    if to_db:
+        return np.float32(db_factor) * np.log10(np.maximum(y, np.float32(DB_FLOOR)))
+    if to_log:
+        return np.log1p(np.maximum(y, np.float32(0.0)))
+    return y
+
+
+def centre_offset(size: int, crop: int) -> int:
+    """Start of a centred window of ``crop`` in ``size`` (the extra pixel of an odd margin goes to
+    the end): the one definition the numpy reference, the ONNX graph and the data layer share."""
+    return (int(size) - int(crop)) // 2
+
+
+def _ints(value: Any) -> Any:
+    value = _tuple(value)
+    return tuple(int(v) for v in value) if isinstance(value, tuple) and all(
+        _is_int(v) for v in value) else value
 
 
 def _floats(value: Any) -> Any:
