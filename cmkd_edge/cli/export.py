@@ -103,12 +103,25 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
               default="minmax", show_default=True)
 @click.option("--val-data", default=None, help="Dataset for the gate (default: --calib-data).")
 @click.option("--max-drop", default=1.0, show_default=True, help="Allowed top-1 drop, points.")
-@click.option("--max-class-drop", type=float, default=None, help="Per class (default 3x max-drop).")
+@click.option("--max-class-drop", type=float, default=None,
+              help="Per class, where the class has samples enough to tell (default 3x max-drop).")
+@click.option("--out", default=None, type=click.Path(),
+              help="Write the result here (a .tar.gz/.zip or a directory). Default: a directory "
+                   "bundle is updated in place; an archive is never rewritten, the result goes "
+                   "to <name>-<backend>-<precision>.tar.gz beside it.")
+@click.option("--strict", is_flag=True,
+              help="Exit non-zero when the request ends on a lower rung than asked (e.g. FP16 "
+                   "for --precision int8).")
 @click.option("--json", "as_json", is_flag=True, help="Print the quantization record as JSON.")
 def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, calib_split: str,
              calib_size: int, calib_method: str, val_data: str | None, max_drop: float,
-             max_class_drop: float | None, as_json: bool) -> None:
+             max_class_drop: float | None, out: str | None, strict: bool, as_json: bool) -> None:
     """Quantize BUNDLE (dir or .tar.gz/.zip) behind an accuracy gate with fallbacks.
+
+    The gate decides on paired outcomes (the candidate and FP32 on the same validation inputs)
+    with a 95 % interval, then on agreement with FP32 over the training split outside the
+    calibration sample; when neither can resolve --max-drop it says so and judges on the point
+    estimate. The last line says what was accepted and why.
 
     \b
     Example:
@@ -126,23 +139,41 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
         rec = quantize_bundle(bundle, backend=backend, precision=precision, calib_data=calib_data,
                               calib_split=calib_split, calib_size=calib_size,
                               calib_method=calib_method, val_data=val_data, max_drop=max_drop,
-                              max_class_drop=max_class_drop, progress=say)
+                              max_class_drop=max_class_drop, out=out, progress=say)
     if as_json:
         _echo_json(rec)
     else:
-        click.echo(f"{'rung':28s} {'top1':>7s} {'drop':>7s} {'worst class':>20s}  result")
-        for r in rec["rungs"]:
-            if "error" in r:
-                click.echo(f"{r['rung']:28s} {'':>7s} {'':>7s} {'':>20s}  error: {r['error']}")
-                continue
-            click.echo(f"{r['rung']:28s} {r['top1']:7.2f} {r['drop']:+7.2f} "
-                       f"{r['worst_class'] + ' ' + format(r['worst_class_drop'], '+.1f'):>20s}  "
-                       f"{'PASS' if r['passed'] else 'fail'}")
-        click.echo(f"accepted: {rec['accepted']} ({backend})")
+        print_rungs(rec)
     if not rec["passed"]:
         raise QuantizationError(
             f"no {precision} rung passed the accuracy gate (max drop {max_drop} points); "
             "FP32 kept", "see manifest quantization.rungs; relax --max-drop or add calibration data")
+    if rec["ended_lower"] and strict:
+        raise QuantizationError(f"--strict: {rec['outcome']}",
+                                "relax --max-drop, gate on more data, or drop --strict")
+
+
+def print_rungs(rec: dict[str, Any]) -> None:
+    """The rung table, what was removed and why, then the outcome as the last line."""
+    gate = rec["gate"]
+    click.echo(f"gate: {gate['metric']} on {gate['split']} (n={gate['n']}), FP32 "
+               f"{gate['fp32_score']:.2f}; --max-drop {gate['max_drop']:g}, 95% paired interval")
+    click.echo(f"{'rung':28s} {gate['metric']:>8s} {'drop':>7s} {'95% interval':>15s}  result  why")
+    for r in rec["rungs"]:
+        if "error" in r:
+            click.echo(f"{r['rung']:28s} {'':>8s} {'':>7s} {'':>15s}  error   {r['error']}")
+            continue
+        iv = f"[{r['drop_lo']:+.1f}, {r['drop_hi']:+.1f}]"
+        click.echo(f"{r['rung']:28s} {r['score']:8.2f} {r['drop']:+7.2f} {iv:>15s}  "
+                   f"{'PASS' if r['passed'] else 'fail':6s}  {r['reason']}")
+    for gone in rec.get("replaced") or []:
+        click.echo(f"removed {gone['id']}"
+                   f"{' (it had passed its gate)' if gone.get('gate_passed') else ''}: {gone['why']}")
+    if rec.get("bundle"):
+        click.echo(f"wrote {rec['bundle']}")
+    if gate.get("unresolved_note"):
+        click.echo(f"unresolved: {gate['unresolved_note']}")
+    click.echo(rec["outcome"])
 
 
 @click.command("compile")
