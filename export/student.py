@@ -144,10 +144,36 @@ def data_provenance(ckpt: dict[str, Any], root: Path) -> dict[str, Any]:
     return out
 
 
+def existing_bundle(out: str | os.PathLike[str]) -> list[str] | None:
+    """What ``export --out`` would replace: the artifact ids (and other files) of a bundle there,
+    None when ``out`` is free (missing or an empty directory).
+
+    Raises:
+        BundleError: ``out`` exists and is not a bundle (a file, or a directory of other things):
+            export replaces a bundle whole, so it never takes over someone else's directory.
+    """
+    from cmkd_edge.runtime.manifest import read_manifest
+
+    from cmkd_edge.errors import BundleError
+
+    p = Path(out)
+    if not p.exists() or (p.is_dir() and not any(p.iterdir())):
+        return None
+    if not (p.is_dir() and (p / "manifest.json").is_file()):
+        raise BundleError(f"{p} exists and is not a bundle; export writes a whole bundle directory",
+                          "choose a new or empty --out")
+    try:
+        m = read_manifest(p)
+        return [a.id for a in m.artifacts]
+    except BundleError:
+        return sorted(q.relative_to(p).as_posix() for q in p.rglob("*") if q.is_file())
+
+
 def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[str], *,
                       opset: int = DEFAULT_OPSET, exporter: str = "auto", data: str | None = None,
                       samples: int = 16, batch: int = 8, max_batch: int | None = None,
-                      seed: int = 0, hw: tuple[int, int] | None = None) -> Path:
+                      seed: int = 0, hw: tuple[int, int] | None = None,
+                      force: bool = False) -> Path:
     """Export a checkpoint (file or run dir) into the bundle directory ``out``.
 
     Args:
@@ -157,6 +183,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         samples, batch: parity on ``samples`` validation samples, at batch 1 and ``batch``.
         max_batch: largest batch the bundle promises (recorded; TensorRT profiles use it).
         hw: input height/width, only for checkpoints without ``input_hw`` (older trainers).
+        force: replace a bundle already at ``out``. Without it export refuses and names what would
+            be replaced (issue 9: re-exporting silently dropped the INT8 model and the IRs).
     Returns:
         The bundle directory.
     Raises:
@@ -165,7 +193,14 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
     import torch
 
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
+    from cmkd_edge.errors import BundleError
 
+    there = existing_bundle(out)
+    if there is not None and not force:
+        raise BundleError(f"{out} already holds a bundle; export would replace it and its "
+                          f"{len(there)} artifact(s): {', '.join(there)}",
+                          "pass --force to replace it (quantize/compile again afterwards), or "
+                          "export to another --out")
     ckpt = load_checkpoint(ckpt_path)
     spec = preprocess_spec(ckpt)
     net = model_from_checkpoint(ckpt)

@@ -31,9 +31,13 @@ def _echo_json(obj: Any) -> None:
 @click.option("--samples", default=16, show_default=True, help="Validation samples for parity.")
 @click.option("--input-hw", default=None, metavar="H,W",
               help="Input size, only for checkpoints saved before input_hw was recorded.")
+@click.option("--force", is_flag=True,
+              help="Replace a bundle already at --out (without it, export refuses and lists what "
+                   "would be replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
 def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | None,
-           max_batch: int | None, samples: int, input_hw: str | None, as_json: bool) -> None:
+           max_batch: int | None, samples: int, input_hw: str | None, force: bool,
+           as_json: bool) -> None:
     """Export a student CHECKPOINT (file or run dir) to a bundle with preprocessing in the graph.
 
     \b
@@ -54,13 +58,18 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
         except ValueError:
             raise click.BadParameter(f"{input_hw!r} is not H,W", param_hint="--input-hw") from None
         hw = (h, w)
+    from cmkd_edge.export.student import existing_bundle
+
+    replaced = existing_bundle(out)
     path = export_checkpoint(checkpoint, out, opset=opset, exporter=exporter, data=data,
-                             max_batch=max_batch, samples=samples, hw=hw)
+                             max_batch=max_batch, samples=samples, hw=hw, force=force)
     m = read_manifest(path).to_dict()
     rec = m["provenance"]["export"]
     if as_json:
-        _echo_json({"bundle": str(path), **rec})
+        _echo_json({"bundle": str(path), "replaced": replaced, **rec})
         return
+    if replaced:
+        click.echo(f"replaced the bundle at {path} (--force): {', '.join(replaced)}")
     par = rec["parity"]
     click.echo(f"wrote {path}: opset {rec['opset']}, IR {rec['ir_version']} ({rec['exporter']} "
                f"exporter); parity max |diff| {par['max_abs_diff']:.2e}, top-1 identical "
@@ -191,11 +200,15 @@ def print_rungs(rec: dict[str, Any]) -> None:
 @click.option("--timing-cache", default=None,
               help="TensorRT timing cache file (default: per user and device, in the cache dir).")
 @click.option("--strongly-typed", is_flag=True, help="TensorRT STRONGLY_TYPED network.")
+@click.option("--out", default=None, type=click.Path(),
+              help="Write the result here (.tar.gz/.zip or a directory). Default: a directory "
+                   "bundle in place; an archive is never rewritten (<name>-<target>.tar.gz beside it).")
 @click.option("--json", "as_json", is_flag=True)
 def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: str,
                 cache_dir: str | None, min_batch: int | None, opt_batch: int | None,
                 max_batch: int | None,
-                timing_cache: str | None, strongly_typed: bool, as_json: bool) -> None:
+                timing_cache: str | None, strongly_typed: bool, out: str | None,
+                as_json: bool) -> None:
     """Compile BUNDLE for OpenVINO (IR) or TensorRT (plan + fingerprint).
 
     \b
@@ -209,12 +222,21 @@ def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: s
     arts = compile_bundle(bundle, target=target, precisions=precisions, device=device,
                           cache_dir=cache_dir, min_batch=min_batch, opt_batch=opt_batch,
                           max_batch=max_batch, timing_cache=timing_cache,
-                          strongly_typed=strongly_typed)
+                          strongly_typed=strongly_typed, out=out)
     if as_json:
         _echo_json(arts)
         return
     for a in arts:
-        click.echo(f"added {a['id']}: {', '.join(a['files'])} (from {a['source']})")
+        gate = a.get("extra", {}).get("gate") or {}
+        word = {True: "pass", False: "FAIL", None: "not run"}[a.get("gate_passed")]
+        verdict = ("" if a.get("gate_passed") is None and not gate else
+                   f"; gate {word}" + (f" ({gate['why']})" if gate.get("why") else ""))
+        click.echo(f"added {a['id']}: {', '.join(a['files'])} (from {a['source']}){verdict}")
+        for r in a["replaced"]:
+            click.echo(f"removed {r['id']}{' (it had passed its gate)' if r['gate_passed'] else ''}: "
+                       f"{r['why']}")
+    if arts:
+        click.echo(f"wrote {arts[0]['bundle']}")
 
 
 @click.command("bundle")
