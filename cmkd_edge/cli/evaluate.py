@@ -55,7 +55,7 @@ def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, ba
     from cmkd_edge.cli._extras import require
 
     if not _is_bundle(checkpoint):
-        require("evaluate CHECKPOINT", modules=["torch"])
+        require("evaluate", modules=["torch"])
         from cmkd_edge.distill.evaluation import evaluate_checkpoint
 
         report = evaluate_checkpoint(checkpoint, check_data_path(data), split, view, batch_size, device)
