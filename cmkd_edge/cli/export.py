@@ -157,9 +157,9 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
         raise QuantizationError(
             f"no {precision} rung passed the accuracy gate (max drop {max_drop} points); "
             "FP32 kept", "see manifest quantization.rungs; relax --max-drop or add calibration data")
-    if rec["ended_lower"] and strict:
-        raise QuantizationError(f"--strict: {rec['outcome']}",
-                                "relax --max-drop, gate on more data, or drop --strict")
+    from cmkd_edge.export.quantize.ladder import check_strict
+
+    check_strict(rec, strict)
 
 
 def print_rungs(rec: dict[str, Any]) -> None:

@@ -205,3 +205,14 @@ def _outcome(backend: str, precision: str, rung: dict[str, Any], verdict: dict[s
         return (f"{head}; requested {precision}, ended on a LOWER rung ({rung['precision']}): every "
                 f"{precision} rung failed (last: {why})")
     return f"{head}; {verdict['reason']}"
+
+
+def check_strict(record: dict[str, Any], strict: bool) -> None:
+    """``--strict``: a request that ended on a lower rung than asked is an error (non-zero exit).
+
+    Raises:
+        QuantizationError: ``strict`` and the record's accepted precision is not the requested one.
+    """
+    if strict and record.get("ended_lower"):
+        raise QuantizationError(f"--strict: {record['outcome']}",
+                                "relax --max-drop, gate on more labelled data, or drop --strict")
