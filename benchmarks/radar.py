@@ -234,8 +234,8 @@ def pct(v: float) -> str:
 
 
 def ci(p: dict[str, Any]) -> str:
-    verdict = "" if p["measurable"] else " (no measurable difference)"
-    return (f"{p['diff'] * 100:+.2f} [{p['lo'] * 100:+.2f}, {p['hi'] * 100:+.2f}]{verdict}")
+    verdict = "" if p["resolved_sign"] else " (no measurable difference)"
+    return (f"{p['difference'] * 100:+.2f} [{p['lo'] * 100:+.2f}, {p['hi'] * 100:+.2f}]{verdict}")
 
 
 def mean_std(values: list[float]) -> str:

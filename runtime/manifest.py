@@ -36,6 +36,8 @@ batch an artifact accepts, e.g. a TensorRT profile's max; the runtime splits big
 ``precision="auto"`` the runtime ranks TensorRT candidates before CPU ones and, within those, INT8
 with ``gate_passed`` true first, then FP16 on TensorRT, FP32, FP16 on a CPU backend, and INT8
 without a passed gate (false or absent) last (``cmkd_edge.runtime.classifier.select_artifacts``).
+``OutputSpec.thresholds`` (multi-label: per-class decision thresholds chosen on the validation
+split at export, one per class in [0, 1]; ``classify`` and ``evaluate`` apply them).
 Unknown keys are kept in ``extra`` so a newer writer's additions survive a read/write round trip.
 """
 
@@ -408,16 +410,34 @@ class OutputSpec:
 
     name: str = "logits"
     activation: str = "softmax"
+    #: multi-label only: per-class decision thresholds on the sigmoid probabilities, one per class,
+    #: chosen on the validation split at export (how: ``provenance.thresholds``); None = 0.5 each
+    thresholds: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _choice(self.activation, ACTIVATIONS, "output.activation")
         _typed(self.name, "output.name", "str")
+        if self.thresholds is not None and not (
+                isinstance(self.thresholds, tuple) and self.thresholds
+                and all(_is_num(t) and 0.0 <= t <= 1.0 for t in self.thresholds)):
+            raise BundleError("manifest field 'output.thresholds' must be a list of numbers in "
+                              "[0, 1] (one per class) or null")
+        if self.thresholds is not None and self.activation != "sigmoid":
+            raise BundleError("manifest field 'output.thresholds' is only for multi-label "
+                              "(sigmoid) outputs")
+
+    def threshold_array(self, k: int) -> Any:
+        """The (K,) thresholds as float32 (0.5 each when none are recorded)."""
+        import numpy as np
+
+        return np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, np.float32)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutputSpec:
         return cls(name=_get(d, "name", "output", "logits"),
-                   activation=_get(d, "activation", "output"), extra=_extra(d, cls))
+                   activation=_get(d, "activation", "output"),
+                   thresholds=_floats(_get(d, "thresholds", "output", None)), extra=_extra(d, cls))
 
 
 @dataclass(frozen=True)
@@ -516,6 +536,9 @@ class Manifest:
             raise BundleError("manifest field 'files' must be an object")
         if not self.class_names:
             raise BundleError("manifest field 'class_names' is empty")
+        if self.output.thresholds is not None and len(self.output.thresholds) != len(self.class_names):
+            raise BundleError(f"manifest field 'output.thresholds' has {len(self.output.thresholds)} "
+                              f"values for {len(self.class_names)} classes")
         if not self.artifacts:
             raise BundleError("manifest field 'artifacts' is empty", "the bundle has no model")
         ids = [a.id for a in self.artifacts]

@@ -57,9 +57,12 @@ def _route_warnings() -> None:
               help="Patches with NaN/Inf/nodata: output nodata (mask) or fail (reject).")
 @click.option("--rebuild", is_flag=True, help="Rebuild a TensorRT engine that does not match this GPU.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Multi-label: one decision threshold for every class (default: the bundle's "
+                   "per-class thresholds, chosen on the validation split).")
 def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: str, threads: int | None,
              out: Path | None, as_json: bool, stride: int | None, batch: int, probabilities: bool,
-             nodata_policy: str, rebuild: bool, no_progress: bool) -> None:
+             nodata_policy: str, rebuild: bool, no_progress: bool, threshold: float | None) -> None:
     """Classify patches (.npy or GeoTIFF) or whole scenes with a BUNDLE.
 
     A patch the size of the model input prints its class and probability. A GeoTIFF larger than
@@ -79,7 +82,7 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
                          rebuild=rebuild) as clf:
         run = classify_inputs(clf, list(inputs), out=out, stride=stride, batch=batch,
                               probabilities=probabilities, nodata_policy=nodata_policy,
-                              progress=not (no_progress or as_json))
+                              progress=not (no_progress or as_json), threshold=threshold)
     for notice in run.notices:
         click.echo(f"warning: {notice}", err=True)
     if as_json:
@@ -92,6 +95,9 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
                        f" [{r['pixels_per_s']:,} px/s]")
         elif r["class"] is None:
             click.echo(f"{r['input']}: nodata")
+        elif "labels" in r:  # multi-label: every class at or above its threshold
+            shown = ", ".join(f"{c} ({r['probabilities'][c]:.2f})" for c in r["labels"]) or "none"
+            click.echo(f"{r['input']}: {len(r['labels'])} labels: {shown}")
         else:
             click.echo(f"{r['input']}: {r['class']} ({r['probability']:.3f})")
 

@@ -21,20 +21,20 @@ def test_paired_difference_counts_and_direction() -> None:
     b[:3] = False          # three items only A gets right
     b[90:98] = True        # eight items only B gets right
     r = paired_difference(a, b)
-    assert (r["n"], r["a_only"], r["b_only"]) == (100, 3, 8)
-    assert r["acc_a"] == 0.90 and r["acc_b"] == 0.95 and r["diff"] == pytest.approx(0.05)
-    assert r["lo"] < r["diff"] < r["hi"]
+    assert (r["n"], r["lost"], r["gained"]) == (100, 3, 8)
+    assert r["acc_a"] == 0.90 and r["acc_b"] == 0.95 and r["difference"] == pytest.approx(0.05)
+    assert r["lo"] < r["difference"] < r["hi"]
     # McNemar exact: 2 * P(X <= 3 | 11, 1/2) = 2 * (1 + 11 + 55 + 165) / 2048
     assert r["p_value"] == pytest.approx(2 * 232 / 2048)
     flipped = paired_difference(b, a)
-    assert flipped["diff"] == pytest.approx(-0.05)
+    assert flipped["difference"] == pytest.approx(-0.05)
     assert flipped["lo"] == pytest.approx(-r["hi"]) and flipped["hi"] == pytest.approx(-r["lo"])
 
 
 def test_paired_difference_without_discordant_items_is_not_degenerate() -> None:
     a = np.array([1] * 2400 + [0] * 25, bool)
     r = paired_difference(a, a)
-    assert r["diff"] == 0 and r["lo"] < 0 < r["hi"] and not r["measurable"] and r["p_value"] == 1.0
+    assert r["difference"] == 0 and r["lo"] < 0 < r["hi"] and not r["resolved_sign"] and r["p_value"] == 1.0
     assert r["hi"] < 0.003  # 2,425 identical outcomes pin the difference to a fraction of a point
 
 
@@ -44,7 +44,7 @@ def test_paired_difference_detects_a_real_difference() -> None:
     b = a.copy()
     b[np.flatnonzero(a)[:30]] = False  # B loses 30 items (1.2 points), gains none
     r = paired_difference(a, b)
-    assert r["measurable"] and r["hi"] < 0 and r["p_value"] < 1e-8
+    assert r["resolved_sign"] and r["hi"] < 0 and r["p_value"] < 1e-8
 
 
 def test_paired_interval_coverage_is_near_nominal() -> None:
