@@ -101,3 +101,24 @@ def test_probe_is_torch_free(int8_bundle: Path, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["how"] == "measured"
+
+
+def test_classify_json_says_which_artifact_ran_and_why(int8_bundle: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    from click.testing import CliRunner
+
+    from cmkd_edge.cli import main
+
+    monkeypatch.setenv("CMKD_EDGE_CACHE", str(tmp_path / "cache"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 5000, (13, 16, 16)).astype(np.float32))
+    res = CliRunner().invoke(main, ["classify", str(int8_bundle), str(tmp_path / "x.npy"), "--json",
+                                    "--backend", "onnxruntime"])
+    assert res.exit_code == 0, res.output
+    sel = json.loads(res.stdout)["selection"]
+    assert sel["how"] == "measured" and sel["chosen"] == f"onnxruntime:{json.loads(res.stdout)['artifact']}"
+    assert min(sel["ms_p50_batch1"], key=sel["ms_p50_batch1"].get) == sel["chosen"]
+    res = CliRunner().invoke(main, ["classify", str(int8_bundle), str(tmp_path / "x.npy"), "--json",
+                                    "--backend", "onnxruntime", "--no-speed-probe"])
+    sel = json.loads(res.stdout)["selection"]
+    assert sel["how"] == "fixed order" and json.loads(res.stdout)["artifact"] == "onnx-int8"
