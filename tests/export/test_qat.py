@@ -96,3 +96,21 @@ def test_fake_quant_keeps_preprocessing_float_and_quantizes_layers():
     with pytest.raises(QuantizationError, match="qat-epochs"):
         QatConfig(epochs=0)
     _ = QatPlan  # resolve() is exercised through quantize_bundle above
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rung", "int8-bogus"], "unknown rung(s) int8-bogus"),
+    (["--checkpoint", "/nonexistent/student.pt", "--rung", "int8-qat"], "--checkpoint /nonexistent"),
+])
+def test_quantize_cli_bad_qat_input_is_one_line(qat_case, tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from cmkd_edge.cli import main
+
+    _, bundle = qat_case
+    b = _copy(bundle, tmp_path)
+    res = CliRunner().invoke(main, ["quantize", str(b), "--calib-size", "16", *args])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in res.output
