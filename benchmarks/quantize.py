@@ -324,6 +324,34 @@ def main() -> None:
               f"- OpenVINO accuracy control alone: {rung_line(q_acc)}.",
               f"- PTQ minmax alone (kept for the table with a 100-point gate): "
               f"{rung_line(ptq_ort_rec)}."]
+    r = results["rows"]
+
+    def sp(key: str) -> float | None:
+        return r[key]["speedup"] if key in r else None
+
+    qo, qv, ac = (sp("onnxruntime:INT8 QAT (QDQ)"), sp("openvino:INT8 QAT IR (same QDQ ONNX)"),
+                  sp("openvino:INT8 NNCF accuracy control IR"))
+    met = qo is not None and qv is not None and qo >= 1.7 and qv >= 1.7
+    lines += ["", "Speed, side by side in this run: QAT INT8 "
+              f"{qo if qo is None else f'{qo:.2f}x'} (ONNX Runtime) and "
+              f"{qv if qv is None else f'{qv:.2f}x'} (OpenVINO) over FP32; NNCF accuracy control "
+              f"{ac if ac is None else f'{ac:.2f}x'}. Target >= 1.7x on both: "
+              f"**{'met' if met else 'not met'}** on this machine."]
+    if qat.get("epochs"):
+        lines.append("QAT losses per epoch (total / CE / KD): " + ", ".join(
+            f"{e['epoch']}: {e['total']:.3f}/{e['ce']:.3f}/{e['kd']:.3f}" for e in qat["epochs"]) + ".")
+    from cmkd_edge.runtime.classifier import Classifier
+
+    with Classifier.open(main_b, threads=args.threads) as clf:
+        sel = clf.selection or {}
+    lines.append(f"`precision=auto` on this device (runtime speed probe, threads={args.threads}): runs "
+                 f"`{sel.get('chosen')}` — {sel.get('why')}.")
+    lines += ["", "MSTAR column (the radar chips reader from issue 10 must be on the branch):",
+              "`python benchmarks/quantize.py --data ../shared/data/mstar_soc --workdir "
+              "runs/bench-quantize-mstar --teacher-view chip:crop=88,scale=db --student-view "
+              "chip:crop=88,scale=db --teacher-arch aconv --arch mobilenetv2 --epochs-teacher 30 "
+              "--epochs-student 30 --qat-epochs 3`"]
+    results["auto_selection"] = sel
     text = "\n".join(header + lines)
     print(text, flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
