@@ -121,10 +121,19 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 @click.option("--strict", is_flag=True,
               help="Exit non-zero when the request ends on a lower rung than asked (e.g. FP16 "
                    "for --precision int8).")
+@click.option("--checkpoint", default=None, type=click.Path(),
+              help="Student checkpoint for the int8-qat rung (default: found beside the training "
+                   "run's split.csv and checked against the bundle's recorded sha256).")
+@click.option("--qat-epochs", default=3, show_default=True, type=click.IntRange(0),
+              help="QAT fine-tuning epochs of the int8-qat rung (0: leave the rung out).")
+@click.option("--rung", "only_rungs", multiple=True,
+              help="Try only these INT8 rungs (repeatable), e.g. --rung int8-qat; FP16/FP32 still "
+                   "close the ladder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the quantization record as JSON.")
 def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, calib_split: str,
              calib_size: int, calib_method: str, val_data: str | None, max_drop: float,
-             max_class_drop: float | None, out: str | None, strict: bool, as_json: bool) -> None:
+             max_class_drop: float | None, out: str | None, strict: bool, checkpoint: str | None,
+             qat_epochs: int, only_rungs: tuple[str, ...], as_json: bool) -> None:
     """Quantize BUNDLE (dir or .tar.gz/.zip) behind an accuracy gate with fallbacks.
 
     The gate decides on paired outcomes (the candidate and FP32 on the same validation inputs)
@@ -136,6 +145,7 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
     Example:
       cmkd-edge quantize bundles/sar-student --backend onnxruntime --precision int8 \\
           --calib-data ../shared/data/eurosat_ms_200 --max-drop 1.0
+      cmkd-edge quantize bundles/s --rung int8-qat --checkpoint runs/student/best.pt
     """
     from cmkd_edge.cli._extras import require
 
@@ -148,10 +158,14 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
         rec = quantize_bundle(bundle, backend=backend, precision=precision, calib_data=calib_data,
                               calib_split=calib_split, calib_size=calib_size,
                               calib_method=calib_method, val_data=val_data, max_drop=max_drop,
-                              max_class_drop=max_class_drop, out=out, progress=say)
+                              max_class_drop=max_class_drop, out=out, progress=say,
+                              checkpoint=checkpoint, qat_epochs=qat_epochs,
+                              only_rungs=list(only_rungs) or None)
     if as_json:
         _echo_json(rec)
     else:
+        if rec.get("qat_not_offered") and precision == "int8":
+            click.echo(f"note: int8-qat not tried: {rec['qat_not_offered']}")
         print_rungs(rec)
     if not rec["passed"]:
         raise QuantizationError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
                     max_class_drop: float | None = None, seed: int = 0,
                     agreement_data: Any = "auto", agreement_size: int = 2000,
                     out: str | os.PathLike[str] | None = None,
-                    progress: Any = None) -> dict[str, Any]:
+                    progress: Any = None, checkpoint: str | None = None, qat_epochs: int = 3,
+                    only_rungs: Sequence[str] | None = None) -> dict[str, Any]:
     """Quantize a bundle's FP32 ONNX for ``backend`` behind the accuracy gate.
 
     Args:
@@ -49,6 +51,10 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
         out: where the result goes when ``bundle`` is an archive (default: a new archive beside
             it, ``<name>-<backend>-<precision>.tar.gz``); a directory bundle is edited in place.
         progress: optional callable(str) told about each rung.
+        checkpoint: the student checkpoint for the ``int8-qat`` rung (default: found beside the
+            training run's split file and checked against ``provenance.student_checkpoint_sha256``).
+        qat_epochs: QAT fine-tuning epochs; 0 leaves the rung out.
+        only_rungs: INT8 rungs to try (e.g. ``["int8-qat"]`` alone); FP16/FP32 still close the ladder.
     Returns:
         The backend's quantization record (also written to the manifest), plus ``bundle`` (where
         the result was written) and ``replaced`` (artifacts this run removed, each with why).
@@ -94,12 +100,31 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
             src = calib_data if isinstance(agreement_data, str) and agreement_data == "auto" \
                 else agreement_data
             extra_x = calib_mod.load_agreement(manifest, src, calib, agreement_size, seed, recorded)
-        q = targets[backend](root / fp32_art.path, Path(scratch_dir), calib, val, gate.max_drop)
+        qat_plan, qat_note = None, ("--qat-epochs 0" if precision == "int8" and qat_epochs <= 0
+                                    else None)
+        if precision == "int8" and qat_epochs > 0:
+            from cmkd_edge.export.quantize.qat import QatConfig, QatPlan
+
+            qat_plan = QatPlan.resolve(manifest, root, checkpoint, calib_data,
+                                       QatConfig(epochs=qat_epochs, seed=seed))
+            if qat_plan.missing:  # offered only when asked for by name; else a note in the record
+                say(f"note: {qat_plan.missing}")
+                qat_note, qat_plan = qat_plan.missing, (
+                    qat_plan if only_rungs and "int8-qat" in only_rungs else None)
+        q = targets[backend](root / fp32_art.path, Path(scratch_dir), calib, val, gate.max_drop,
+                             qat=qat_plan)
+        ladder = q.rungs(precision, calib_method)
+        if only_rungs:
+            unknown = sorted(set(only_rungs) - {r["rung"] for r in ladder})
+            if unknown:
+                raise QuantizationError(f"unknown rung(s) {', '.join(unknown)} for {backend} {precision}",
+                                        "choose from " + ", ".join(r["rung"] for r in ladder))
+            ladder = [r for r in ladder if r["rung"] in only_rungs or r["precision"] != "int8"]
         ref = q.reference()
         ref_extra = q.run(root / fp32_art.path, extra_x.x) if extra_x is not None else None
         thresholds = manifest.output.thresholds
         rungs, accepted = [], None
-        for rung in q.rungs(precision, calib_method):
+        for rung in ladder:
             say(f"rung {rung['rung']}")
             try:
                 files, logits, info = q.build(rung)
@@ -167,6 +192,7 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
                          k: extra_x.info.get(k) for k in ("data", "split", "n", "excluded")},
                      "resolved": None if verdict is None else verdict["resolved"],
                      "unresolved_note": verdict["reason"] if unresolved else None},
+            "qat_not_offered": qat_note,
             "rungs": rungs, "accepted": rung["rung"], "accepted_precision": rung["precision"],
             "passed": accepted is not None and rung["precision"] != "fp32",
             "ended_lower": lower,
