@@ -194,6 +194,7 @@ def process_scene(job: SceneJob) -> dict[str, Any]:
     must instead finish the other scenes and list what failed.
     """
     from .cog import stale_temporaries
+    from .profiler import peak_rss_mb
     from .scene import classify_scene
 
     rec: dict[str, Any] = {"scene": job.scene_id, "input": job.scene, "status": "failed", "run_key": job.run_key,
@@ -217,7 +218,8 @@ def process_scene(job: SceneJob) -> dict[str, Any]:
                    masked_patches=r.masked, nodata_pixels=r.nodata_pixels,
                    histogram=dict(zip(clf.class_names, r.histogram, strict=True)),
                    outputs={k: str(v) for k, v in outs.items() if v is not None and k != "record"},
-                   seconds=round(time.perf_counter() - t0, 3), finished=time.time())
+                   seconds=round(time.perf_counter() - t0, 3), finished=time.time(),
+                   peak_rss_mb=round(peak_rss_mb(), 1))
         atomic_write_json(outs["record"], rec)  # type: ignore[arg-type]
     except CmkdError as exc:
         rec.update(error=exc.one_line(), seconds=round(time.perf_counter() - t0, 3))
@@ -345,8 +347,8 @@ def _run_distributed(todo: list[SceneJob], run: ArchiveRun, workers: int | None,
                 cluster.close()
 
 
-SUMMARY_COLUMNS = ("scene", "status", "seconds", "backend", "artifact", "precision", "worker_pid", "height",
-                   "width", "nodata_pixels", "classes", "error")
+SUMMARY_COLUMNS = ("scene", "status", "seconds", "backend", "artifact", "precision", "worker_pid", "peak_rss_mb",
+                   "height", "width", "nodata_pixels", "classes", "error")
 
 
 def write_summary(out_dir: Path, run: ArchiveRun) -> tuple[Path, Path]:

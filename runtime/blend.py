@@ -69,8 +69,8 @@ class RowAccumulator:
         n = until - self.top
         w = self.wsum[:n]
         seen = w > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            probs = np.where(seen, self.acc[:, :n] / np.where(seen, w, 1), np.nan).astype(np.float32)
+        probs = self.acc[:, :n] / np.where(seen, w, 1)  # one (K, n, W) array: memory matters at 8192 px wide
+        probs[:, ~seen] = np.nan
         first, size = self.top, self.wsum.shape[0]
         if n < size:  # shift the unfinished rows up (copy: the slices overlap)
             self.acc[:, :size - n] = self.acc[:, n:].copy()

@@ -258,7 +258,8 @@ def _classify_scene(clf: Any, path: Path, out: Path, stride: int | None, batch: 
                     bar(len(chunk))
                 until = r1 if blend == "none" else (rows[i_row + 1][0] if i_row + 1 < len(rows) else height)
                 first, p, seen = acc.flush(until)
-                cls = np.where(seen, np.nan_to_num(p, nan=-1.0).argmax(axis=0), cls_nodata).astype(cls_dtype)
+                cls = p.argmax(axis=0).astype(cls_dtype)  # unseen pixels are all-NaN: set to nodata next
+                cls[~seen] = cls_nodata
                 hist += np.bincount(cls[seen].ravel(), minlength=len(names))[:len(names)]
                 win = Window(0, first, width, until - first)
                 dst.write(cls, 1, window=win)
@@ -266,8 +267,7 @@ def _classify_scene(clf: Any, path: Path, out: Path, stride: int | None, batch: 
                     if d is None:
                         continue
                     if values is None:
-                        with np.errstate(invalid="ignore"):
-                            values = np.where(seen, np.nan_to_num(p, nan=0.0).max(axis=0), np.nan)[None]
+                        values = p.max(axis=0)[None]  # NaN where unseen (max propagates NaN)
                     if prob_dtype == "uint8":
                         values = np.where(np.isnan(values), 255, np.rint(np.nan_to_num(values) * 254)).astype(np.uint8)
                     d.write(values.astype(prob_dtype, copy=False), window=win)
