@@ -150,3 +150,13 @@ def test_killed_archive_run_resumes_without_redoing_or_leaving_partials(bundle_d
     for i in range(5):
         with rasterio.open(out / f"s{i}_classes.tif") as o:
             assert o.shape == (320, 320) and (o.read(1) < 4).all()
+
+
+def test_existing_scheduler_by_address(bundle_dir: Path, scenes: Path, tmp_path: Path) -> None:
+    """--scheduler: a cluster someone else started (here an in-process one, to stay fast) runs the scenes."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+        run = run_archive(bundle_dir, [scenes / "scene_0.tif", scenes / "scene_1.tif"], tmp_path / "m",
+                          SceneSettings(backend="onnxruntime"), scheduler=lc.scheduler_address)
+    assert [r["status"] for r in run.records] == ["done", "done"]
+    assert (tmp_path / "m" / "scene_1_classes.tif").exists()
