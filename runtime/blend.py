@@ -17,12 +17,14 @@ The 2-D weight is the outer product of the row and column windows. ``none`` give
 
 :class:`RowAccumulator` holds the running sums for one band of ``patch`` rows across the scene's
 width: after all patches of a patch row are added, the rows above the next patch row's origin can
-receive nothing more and are flushed. Memory is ``classes x patch x width`` float32, whatever the
-scene's height.
+receive nothing more; they are read out a column chunk at a time (:meth:`RowAccumulator.finished`)
+and dropped (:meth:`RowAccumulator.advance`). Memory is ``classes x patch x width`` float32 whatever
+the scene's height, plus one chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,24 +63,32 @@ class RowAccumulator:
         self.acc[:, r:r + h, col:col + w] += probs[:, None, None] * weight
         self.wsum[r:r + h, col:col + w] += weight
 
-    def flush(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """Finish the rows ``[top, until)``: (first row, probabilities (K, n, W) NaN where unseen, seen mask).
+    def finished(self, until: int, chunk: int = 1024) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """The blend of rows ``[top, until)``, ``chunk`` columns at a time: (first column, probabilities
+        (K, n, c) NaN where no window reached, reached mask (n, c)).
 
-        The accumulator then starts at ``until``; nothing may be added above it any more.
+        Why chunks: a (K, n, width) array per flush would make memory grow with the scene's width
+        again; then call :meth:`advance`.
         """
         n = until - self.top
-        w = self.wsum[:n]
-        seen = w > 0
-        probs = self.acc[:, :n] / np.where(seen, w, 1)  # one (K, n, W) array: memory matters at 8192 px wide
-        probs[:, ~seen] = np.nan
-        first, size = self.top, self.wsum.shape[0]
-        if n < size:  # shift the unfinished rows up (copy: the slices overlap)
-            self.acc[:, :size - n] = self.acc[:, n:].copy()
-            self.wsum[:size - n] = self.wsum[n:].copy()
-        self.acc[:, size - n:] = 0
-        self.wsum[size - n:] = 0
+        for c0 in range(0, self.wsum.shape[1], chunk):
+            w = self.wsum[:n, c0:c0 + chunk]
+            seen = w > 0
+            probs = self.acc[:, :n, c0:c0 + chunk] / np.where(seen, w, 1)
+            probs[:, ~seen] = np.nan
+            yield c0, probs, seen
+
+    def advance(self, until: int, chunk: int = 1024) -> None:
+        """Drop the finished rows above ``until``; nothing may be added above it any more."""
+        n, size = until - self.top, self.wsum.shape[0]
+        for c0 in range(0, self.wsum.shape[1], chunk):
+            cols = slice(c0, c0 + chunk)
+            if n < size:  # shift the unfinished rows up (copy: the slices overlap)
+                self.acc[:, :size - n, cols] = self.acc[:, n:, cols].copy()
+                self.wsum[:size - n, cols] = self.wsum[n:, cols].copy()
+            self.acc[:, size - n:, cols] = 0
+            self.wsum[size - n:, cols] = 0
         self.top = until
-        return first, probs, seen
 
 
 @dataclass(frozen=True)

@@ -257,20 +257,22 @@ def _classify_scene(clf: Any, path: Path, out: Path, stride: int | None, batch: 
                             acc.add(probs[i], w2d, r, c)
                     bar(len(chunk))
                 until = r1 if blend == "none" else (rows[i_row + 1][0] if i_row + 1 < len(rows) else height)
-                first, p, seen = acc.flush(until)
-                cls = p.argmax(axis=0).astype(cls_dtype)  # unseen pixels are all-NaN: set to nodata next
-                cls[~seen] = cls_nodata
-                hist += np.bincount(cls[seen].ravel(), minlength=len(names))[:len(names)]
-                win = Window(0, first, width, until - first)
-                dst.write(cls, 1, window=win)
-                for d, values in ((pdst, p), (cdst, None)):
-                    if d is None:
-                        continue
-                    if values is None:
-                        values = p.max(axis=0)[None]  # NaN where unseen (max propagates NaN)
-                    if prob_dtype == "uint8":
-                        values = np.where(np.isnan(values), 255, np.rint(np.nan_to_num(values) * 254)).astype(np.uint8)
-                    d.write(values.astype(prob_dtype, copy=False), window=win)
+                for c0, p, seen in acc.finished(until):
+                    cls = p.argmax(axis=0).astype(cls_dtype)  # unseen pixels are all-NaN: set to nodata next
+                    cls[~seen] = cls_nodata
+                    hist += np.bincount(cls[seen].ravel(), minlength=len(names))[:len(names)]
+                    win = Window(c0, acc.top, p.shape[2], until - acc.top)
+                    dst.write(cls, 1, window=win)
+                    for d, values in ((pdst, p), (cdst, None)):
+                        if d is None:
+                            continue
+                        if values is None:
+                            values = p.max(axis=0)[None]  # NaN where unseen (max propagates NaN)
+                        if prob_dtype == "uint8":
+                            values = np.where(np.isnan(values), 255, np.rint(np.nan_to_num(values) * 254)
+                                              ).astype(np.uint8)
+                        d.write(values.astype(prob_dtype, copy=False), window=win)
+                acc.advance(until)
             for d in (dst, pdst, cdst):
                 if d is not None:
                     d.update_tags(**tags)

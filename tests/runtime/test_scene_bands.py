@@ -93,7 +93,7 @@ def test_stac_folder_and_stacked_give_the_same_map(product: dict, clf: Classifie
     src.close()
     maps = {}
     for name, path in (("stac", product["item"]), ("folder", product["item"].parent), ("stacked", stacked)):
-        r = classify_scene(clf, path, tmp_path / f"{name}.tif", stride=12, progress=False)
+        r = classify_scene(clf, path, tmp_path / f"{name}.tif", stride=16, progress=False)
         with rasterio.open(r.out) as o:
             maps[name] = o.read(1)
             assert o.crs == "EPSG:32632" and o.transform.a == 10.0

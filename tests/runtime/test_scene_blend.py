@@ -45,9 +45,11 @@ def test_accumulator_streams_what_a_whole_scene_sum_gives() -> None:
     for i, (r, _, _) in enumerate(rows):
         for c, _, _ in cols:
             acc.add(probs[(r, c)], w2, r, c)
-        first, out, seen = acc.flush(rows[i + 1][0] if i + 1 < len(rows) else h)
-        assert seen.all()
-        got[:, first:first + out.shape[1]] = out
+        until = rows[i + 1][0] if i + 1 < len(rows) else h
+        for c0, out, seen in acc.finished(until, chunk=10):  # chunks that do not divide the width
+            assert seen.all() and out.shape[1:] == (until - acc.top, min(10, w - c0))
+            got[:, acc.top:until, c0:c0 + out.shape[2]] = out
+        acc.advance(until, chunk=7)
     np.testing.assert_allclose(got, num / den, rtol=1e-5)
 
 
