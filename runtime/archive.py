@@ -122,7 +122,7 @@ def expand_inputs(inputs: list[Path], band_names: tuple[str, ...]) -> list[Path]
             raise DataError(f"input {p} does not exist")
         elif p.is_dir() and not is_band_folder(p, band_names):
             found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
-                           and q.suffix.lower() in (".tif", ".tiff", ".json"))
+                           and (q.suffix.lower() in (".tif", ".tiff") or _is_stac_item(q)))
             if not found:
                 raise DataError(f"folder {p} holds no scene (*.tif, *.tiff, STAC *.json) and is not a "
                                 f"per-band product (a file per band {','.join(band_names)})")
@@ -130,6 +130,17 @@ def expand_inputs(inputs: list[Path], band_names: tuple[str, ...]) -> list[Path]
         else:
             scenes.append(p)
     return list(dict.fromkeys(scenes))
+
+
+def _is_stac_item(path: Path) -> bool:
+    """A ``.json`` file that is a STAC Item (not, say, the summary of an earlier run in the same folder)."""
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("type") == "Feature" and "assets" in doc
 
 
 def run_key(bundle_hash: str, settings: SceneSettings) -> str:
@@ -253,9 +264,10 @@ def plan(bundle: Path, inputs: list[Path], out_dir: Path, settings: SceneSetting
                             "classify them into different --out-dir directories")
         ids[sid] = s
     key = run_key(bundle_hash, settings)
-    # why str(b.root): a packed bundle is extracted to a cache once here; workers open that directory
-    jobs = [SceneJob(str(s.resolve()), sid, str(b.root), bundle_hash, key, str(out_dir.resolve()), settings)
-            for sid, s in ids.items()]
+    # why the path as given, not the extracted cache: a worker on another machine extracts a packed
+    # bundle into its own cache; the manifest hash then proves it is the same bundle
+    jobs = [SceneJob(str(s.resolve()), sid, str(bundle.resolve()), bundle_hash, key, str(out_dir.resolve()),
+                     settings) for sid, s in ids.items()]
     return jobs, bundle_hash
 
 

@@ -42,6 +42,7 @@ def scenes(tmp_path: Path) -> Path:
 
 def test_expand_inputs(scenes: Path, tmp_path: Path) -> None:
     (scenes / "notes.txt").write_text("not a scene")
+    (scenes / "summary.json").write_text('{"run_key": "x", "records": []}')  # JSON, but no STAC item
     got = expand_inputs([scenes, Path(str(scenes / "scene_[12].tif")), scenes / "scene_0.tif"], S2_BANDS)
     assert [p.name for p in got] == [f"scene_{i}.tif" for i in range(4)]  # deduplicated, order kept
     with pytest.raises(DataError, match="matches no file"):
