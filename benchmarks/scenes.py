@@ -283,8 +283,12 @@ def report(args, one: dict, one_all: dict, two: dict, big: dict, identical: bool
         s = seam[name]
         lines.append(f"| {name} | {s['border_rate']:.4f} | {s['interior_rate']:.4f} | {s['ratio']:.2f} |")
     cog = seam["cog"]
-    lines += ["", "Rates are class changes per neighbouring-pixel pair, on window-border lines vs all other lines; "
-              "1.0 = no seams, inf = every change on a border.", "",
+    lines += ["", "Rates are class changes per neighbouring-pixel pair, on window-border lines (every window's "
+              "first and last pixel edge) vs all other lines; 1 = borders like anywhere else, far above 1 = seams. "
+              "Hard tiles change class only on window borders (each window is one class). Blended, the border "
+              "rate falls below the interior rate: on a window's border its weight is ~0 and the window centred "
+              "there dominates, so classes change where two neighbouring windows weigh equally - between "
+              "window centres, off the window grid.", "",
               f"Blended class map, `rio_cogeo.cogeo.cog_validate`: valid={cog['valid']}, errors={cog['errors']}, "
               f"warnings={cog['warnings']}; overviews {cog['overviews']}, internal tiles {cog['blocks']}, "
               f"colour table of {cog['colormap_entries']} entries, band tag class_names={cog['class_names']}.", "",

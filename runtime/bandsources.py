@@ -71,8 +71,6 @@ class StackedSource:
     def __init__(self, path: Path, band_names: tuple[str, ...]) -> None:
         import rasterio
 
-        from .scene import _band_indexes
-
         try:
             self._src = rasterio.open(path)
         except (rasterio.errors.RasterioIOError, OSError) as exc:
@@ -158,6 +156,17 @@ class BandFileSource:
 
     def close(self) -> None:
         self._stack.close()
+
+
+def _band_indexes(src: object, band_names: tuple[str, ...], path: Path) -> list[int]:
+    """1-based band indexes in the model's order: by band description when all are named."""
+    count, desc = src.count, src.descriptions  # type: ignore[attr-defined]
+    if all(desc) and set(band_names) <= set(desc):
+        return [desc.index(n) + 1 for n in band_names]
+    if count != len(band_names):
+        raise InputMismatchError(f"{path.name} has {count} bands, the model expects {len(band_names)} "
+                                 f"({','.join(band_names)})")
+    return list(range(1, count + 1))
 
 
 def _quiet_open(href: str) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from cmkd_edge.errors import DataError
 from cmkd_edge.fsutil import _mode_for, atomic_write_bytes, atomic_write_text
 
 #: class colours (RGB), by class index; a 20-colour qualitative table, then a deterministic spread
@@ -80,8 +82,6 @@ def cog_output(path: Path, resampling: str, **profile: Any) -> Iterator[Any]:
     import rasterio
     import rasterio.shutil
 
-    from .scene import _verify_written
-
     path.parent.mkdir(parents=True, exist_ok=True)
     temps = []
     for kind in ("part", "cog"):
@@ -105,6 +105,29 @@ def cog_output(path: Path, resampling: str, **profile: Any) -> Iterator[Any]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(t)
         raise
+
+
+def _verify_written(tmp: Path, path: Path) -> None:
+    """Read every block of a just-written GeoTIFF back before it may replace ``path``.
+
+    Why: GDAL reports a failed write (e.g. a full disk) only on stderr and rasterio's ``close``
+    does not raise, so without this a truncated file would silently replace the previous output.
+    """
+    import rasterio
+
+    try:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        with rasterio.open(tmp) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    except (rasterio.errors.RasterioIOError, OSError) as exc:
+        free = shutil.disk_usage(tmp.parent).free
+        why = f"{free} bytes free on that disk" if free < (1 << 20) else \
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"writing {path} failed: the output could not be written completely ({why})",
+                        "free some space or write elsewhere; the previous file (if any) is unchanged"
+                        ) from exc
 
 
 def describe_class_map(dst: Any, class_names: tuple[str, ...], nodata: int) -> None:

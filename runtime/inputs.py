@@ -29,9 +29,10 @@ import numpy as np
 
 from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
 
+from .bandsources import _band_indexes
 from .classifier import Classifier
 from .manifest import InputSpec
-from .scene import _band_indexes, classify_scene
+from .scene import classify_scene
 
 _TIFF_DRIVERS = ("GTiff", "COG")
 

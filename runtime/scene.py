@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
+from cmkd_edge.errors import ConfigError, InputMismatchError
 
 NODATA_CLASS = 255
 
@@ -112,40 +111,6 @@ class SceneResult:
     @property
     def pixels_per_s(self) -> float:
         return self.height * self.width / self.seconds if self.seconds else float("nan")
-
-
-def _verify_written(tmp: Path, path: Path) -> None:
-    """Read every block of a just-written GeoTIFF back before it may replace ``path``.
-
-    Why: GDAL reports a failed write (e.g. a full disk) only on stderr and rasterio's ``close``
-    does not raise, so without this a truncated file would silently replace the previous output.
-    """
-    import rasterio
-
-    try:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        with rasterio.open(tmp) as src:
-            for _, window in src.block_windows(1):
-                src.read(window=window)
-    except (rasterio.errors.RasterioIOError, OSError) as exc:
-        free = shutil.disk_usage(tmp.parent).free
-        why = f"{free} bytes free on that disk" if free < (1 << 20) else \
-            (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"writing {path} failed: the output could not be written completely ({why})",
-                        "free some space or write elsewhere; the previous file (if any) is unchanged"
-                        ) from exc
-
-
-def _band_indexes(src: object, band_names: tuple[str, ...], path: Path) -> list[int]:
-    """1-based band indexes in the model's order: by band description when all are named."""
-    count, desc = src.count, src.descriptions  # type: ignore[attr-defined]
-    if all(desc) and set(band_names) <= set(desc):
-        return [desc.index(n) + 1 for n in band_names]
-    if count != len(band_names):
-        raise InputMismatchError(f"{path.name} has {count} bands, the model expects {len(band_names)} "
-                                 f"({','.join(band_names)})")
-    return list(range(1, count + 1))
 
 
 def output_paths(out: Path, probabilities: bool | str = False, confidence: bool = False,

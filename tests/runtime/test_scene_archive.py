@@ -161,3 +161,23 @@ def test_existing_scheduler_by_address(bundle_dir: Path, scenes: Path, tmp_path:
                           SceneSettings(backend="onnxruntime"), scheduler=lc.scheduler_address)
     assert [r["status"] for r in run.records] == ["done", "done"]
     assert (tmp_path / "m" / "scene_1_classes.tif").exists()
+
+
+def test_without_the_extras_each_option_names_its_extra(bundle_dir: Path, scenes: Path, tmp_path: Path) -> None:
+    """On an install without [stac] / [cluster]: one line naming the extra, exit 2 (a device never needs them)."""
+    item = tmp_path / "item.json"
+    item.write_text('{"type": "Feature", "id": "x", "assets": {}}')
+    cases = {"stac": ["classify", str(bundle_dir), str(item), "--out", str(tmp_path / "o.tif")],
+             "cluster": ["classify", str(bundle_dir), str(scenes), "--out-dir", str(tmp_path / "d"), "--workers", "2"]}
+    code = ("import json, sys\n"
+            "for m in ('pystac', 'dask', 'distributed'): sys.modules[m] = None\n"
+            "from click.testing import CliRunner\nfrom cmkd_edge.cli import main\n"
+            f"cases = {cases!r}\n"
+            "print(json.dumps({k: [CliRunner().invoke(main, a).exit_code, CliRunner().invoke(main, a).stderr]"
+            " for k, a in cases.items()}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, extra in (("stac", "[stac]"), ("cluster", "[cluster]")):
+        code_, err = got[key]
+        assert code_ == 2 and err.startswith("error: ") and extra in err and len(err.strip().splitlines()) == 1, got
