@@ -240,7 +240,8 @@ def folder_bands(folder: Path, band_names: tuple[str, ...]) -> tuple[dict[str, B
     """(model band -> file, validity mask) of a folder of per-band files; finest file per band."""
     cands: dict[str, list[Path]] = {}
     for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() not in RASTER_SUFFIXES or p.name.startswith("."):
+        # why MSK_: a SAFE's QI_DATA holds per-band quality masks (MSK_DETFOO_B04.jp2) named by band too
+        if p.suffix.lower() not in RASTER_SUFFIXES or p.name.startswith((".", "MSK_")):
             continue
         for tok in _BAND_TOKEN.findall(p.stem):
             cands.setdefault(normalize_band(tok), []).append(p)

@@ -81,6 +81,7 @@ def cog_output(path: Path, resampling: str, **profile: Any) -> Iterator[Any]:
     """
     import rasterio
     import rasterio.shutil
+    from rasterio._err import CPLE_BaseError  # why private: rasterio.errors does not re-export the base
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temps = []
@@ -94,8 +95,12 @@ def cog_output(path: Path, resampling: str, **profile: Any) -> Iterator[Any]:
         with rasterio.open(part, "w", driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
                            compress="zstd", zstd_level=1, BIGTIFF="IF_SAFER", **profile) as dst:
             yield dst
-        rasterio.shutil.copy(part, cog, driver="COG", BLOCKSIZE=256, COMPRESS="DEFLATE", OVERVIEWS="AUTO",
-                             RESAMPLING=resampling, BIGTIFF="IF_SAFER")
+        _verify_written(part, path)  # GDAL only prints write errors (a full disk): read it back first
+        try:
+            rasterio.shutil.copy(part, cog, driver="COG", BLOCKSIZE=256, COMPRESS="DEFLATE", OVERVIEWS="AUTO",
+                                 RESAMPLING=resampling, BIGTIFF="IF_SAFER")
+        except (rasterio.errors.RasterioError, CPLE_BaseError, OSError) as exc:
+            raise _write_failed(cog, path, exc) from exc
         os.unlink(part)
         _verify_written(cog, path)
         os.chmod(cog, _mode_for(path))  # mkstemp made it 0600; give it a normal file's mode
@@ -122,12 +127,16 @@ def _verify_written(tmp: Path, path: Path) -> None:
             for _, window in src.block_windows(1):
                 src.read(window=window)
     except (rasterio.errors.RasterioIOError, OSError) as exc:
-        free = shutil.disk_usage(tmp.parent).free
-        why = f"{free} bytes free on that disk" if free < (1 << 20) else \
-            (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"writing {path} failed: the output could not be written completely ({why})",
-                        "free some space or write elsewhere; the previous file (if any) is unchanged"
-                        ) from exc
+        raise _write_failed(tmp, path, exc) from exc
+
+
+def _write_failed(tmp: Path, path: Path, exc: BaseException) -> DataError:
+    """The one error for an output GDAL could not write (most often a full disk), naming the target."""
+    free = shutil.disk_usage(tmp.parent).free
+    why = f"{free} bytes free on that disk" if free < (1 << 20) else \
+        (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(f"writing {path} failed: the output could not be written completely ({why})",
+                     "free some space or write elsewhere; the previous file (if any) is unchanged")
 
 
 def describe_class_map(dst: Any, class_names: tuple[str, ...], nodata: int) -> None:
