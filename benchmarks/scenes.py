@@ -195,8 +195,8 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--big", type=int, default=8192)
-    ap.add_argument("--width", type=int, default=32, help="synthetic bundle: conv width")
-    ap.add_argument("--depth", type=int, default=4, help="synthetic bundle: conv layers")
+    ap.add_argument("--width", type=int, default=64, help="synthetic bundle: conv width (as benchmarks/runtime.py)")
+    ap.add_argument("--depth", type=int, default=5, help="synthetic bundle: conv layers")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cmkd_scenes_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def main() -> None:
         bf = _load("bundle_factory")
         bundle = args.bundle
         if bundle is None:
-            bundle = work / "bundle"
+            bundle = work / f"bundle_w{args.width}_d{args.depth}"
             if not (bundle / "manifest.json").exists():
                 bf.make_bundle(bundle, size=64, width=args.width, depth=args.depth, classes=10, openvino=False)
         scenes = []
