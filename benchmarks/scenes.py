@@ -195,8 +195,8 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--big", type=int, default=8192)
-    ap.add_argument("--width", type=int, default=32, help="synthetic bundle: conv width")
-    ap.add_argument("--depth", type=int, default=4, help="synthetic bundle: conv layers")
+    ap.add_argument("--width", type=int, default=64, help="synthetic bundle: conv width (as benchmarks/runtime.py)")
+    ap.add_argument("--depth", type=int, default=5, help="synthetic bundle: conv layers")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cmkd_scenes_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def main() -> None:
         bf = _load("bundle_factory")
         bundle = args.bundle
         if bundle is None:
-            bundle = work / "bundle"
+            bundle = work / f"bundle_w{args.width}_d{args.depth}"
             if not (bundle / "manifest.json").exists():
                 bf.make_bundle(bundle, size=64, width=args.width, depth=args.depth, classes=10, openvino=False)
         scenes = []
@@ -243,6 +243,14 @@ def main() -> None:
     report(args, one, one_all, two, big, identical, seam, res, total)
 
 
+def cpu(side: dict) -> float:
+    return sum(r.get("cpu_seconds", 0.0) for r in side["records"])
+
+
+def scene_wall(side: dict) -> float:
+    return sum(r["seconds"] for r in side["records"])
+
+
 def report(args, one: dict, one_all: dict, two: dict, big: dict, identical: bool, seam: dict, res: dict,
            total: float) -> None:
     speedup, speedup_all = one["wall"] / two["wall"], one_all["wall"] / two["wall"]
@@ -269,6 +277,13 @@ def report(args, one: dict, one_all: dict, two: dict, big: dict, identical: bool
         "cores: above the core count, other processes held cores during the run and the speed-up is "
         "depressed. Class maps byte-identical between the three runs (sha256 of all "
         f"{n} COGs): **{'yes' if identical else 'NO'}**.", "",
+        "CPU seconds the scenes took (sum of each scene's process CPU time, bundle open included; not wall "
+        f"clock, so less sensitive to the load): 1 process, 1 thread {cpu(one):.1f} s over {scene_wall(one):.1f} s "
+        f"of scene wall time; 1 process, default threads {cpu(one_all):.1f} s over {scene_wall(one_all):.1f} s; "
+        f"2 workers {cpu(two):.1f} s over {scene_wall(two):.1f} s (both workers together). A CPU/wall ratio well "
+        "below 1 for the single-threaded process means it was waiting for a core the other users held; on "
+        f"an idle machine the 2-worker run is bounded by {cpu(two):.1f} / 2 s of scene work plus the cluster's "
+        f"start-up against {cpu(one):.1f} s.", "",
         f"### Peak RSS per worker, {args.size}^2 vs {args.big}^2 scenes (target flat, < 1.3x)", "",
         "| scenes | per-worker peak RSS MiB (VmHWM) |", "|---|---|",
         f"| {n} x {args.size}^2 | {', '.join(f'{v:.0f}' for v in small_peak.values())} |",
