@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.errors import BundleError, CheckpointError
+from cmkd_edge.errors import CheckpointError
 from cmkd_edge.fsutil import atomic_open
-from cmkd_edge.runtime.manifest import PreprocessSpec
 
 FORMAT = "cmkd-edge/checkpoint"
 VERSION = 1
@@ -33,6 +32,10 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> None:
         fh.write(buf.getbuffer())
 
 
+#: file names of what export/compile/bundle write, never a training checkpoint
+_DEPLOYED = (".tar.gz", ".tgz", ".zip", ".onnx", ".xml", ".plan")
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -47,6 +50,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     import torch
 
     p = Path(path)
+    if p.is_dir() and (p / "manifest.json").is_file() or p.name.lower().endswith(_DEPLOYED):
+        # why before torch.load: torch's answer is about weights_only unpickling, which misleads
+        raise CheckpointError(f"{p} is a deployment bundle or model, not a training checkpoint",
+                              "give the run's best.pt (or run directory) it was exported from; "
+                              "`cmkd-edge bundle BUNDLE --inspect` shows its provenance")
     if p.is_dir():
         p = p / "best.pt"
     if not p.is_file():
@@ -72,23 +80,6 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
         raise CheckpointError(f"{p} lacks checkpoint fields: {', '.join(missing)}")
     ckpt["_path"] = str(p)
     return ckpt
-
-
-def preprocess_spec(ckpt: dict[str, Any]) -> PreprocessSpec:
-    """The checkpoint's deploy preprocessing as the typed spec export and the runtime share.
-
-    Raises:
-        CheckpointError: the stored spec is incomplete or inconsistent (names the field).
-    """
-    try:
-        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-    except BundleError as exc:
-        raise CheckpointError(f"{ckpt.get('_path', 'checkpoint')}: {exc.message}",
-                              "re-save the checkpoint with a current cmkd-edge trainer") from None
-    if not spec.has_stats:
-        raise CheckpointError(f"{ckpt.get('_path', 'checkpoint')}: the preprocessing spec has no "
-                              "band statistics", "re-save the checkpoint with a current trainer")
-    return spec
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]):

@@ -40,6 +40,27 @@ EXPORT_TOOLS = ("cmkd-edge", "torch", "onnx", "onnxscript", "onnxslim", "onnxrun
                 "nncf", "tensorrt")
 
 
+def preprocess_spec(ckpt: dict[str, Any]) -> PreprocessSpec:
+    """The checkpoint's deploy preprocessing as the typed spec the bundle will carry.
+
+    Raises:
+        CheckpointError: the stored spec is incomplete or inconsistent (names the field), or has
+            no band statistics.
+    """
+    from cmkd_edge.errors import BundleError, CheckpointError
+
+    where = ckpt.get("_path", "checkpoint")
+    try:
+        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    except BundleError as exc:
+        raise CheckpointError(f"{where}: {exc.message}",
+                              "re-save the checkpoint with a current cmkd-edge trainer") from None
+    if not spec.has_stats:
+        raise CheckpointError(f"{where}: the preprocessing spec has no band statistics",
+                              "re-save the checkpoint with a current cmkd-edge trainer")
+    return spec
+
+
 def run_split_file(ckpt: dict[str, Any]) -> Path | None:
     """The training run's drawn split (``split.csv`` beside the checkpoint), if it has one."""
     split_file = Path(ckpt["_path"]).parent / "split.csv"
@@ -143,7 +164,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
     """
     import torch
 
-    from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_spec
+    from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     spec = preprocess_spec(ckpt)

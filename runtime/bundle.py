@@ -119,7 +119,9 @@ def open_bundle(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[st
     elif is_archive(src):
         root = _extract_cached(src, cache_root(cache_dir))
     else:
-        raise BundleError(f"{src} is not a bundle (expected a directory, {', '.join(ARCHIVE_SUFFIXES)})")
+        raise BundleError(f"{src} is not a bundle (expected a directory, {', '.join(ARCHIVE_SUFFIXES)})",
+                          "a bundle is what `cmkd-edge export CHECKPOINT --out DIR` writes; run `cmkd-edge "
+                          "export` first")
     manifest = read_manifest(root)
     if verify:
         verify_bundle(root, manifest)

@@ -10,10 +10,20 @@ What is timed, and why apart (users' top complaint is tools disagreeing on laten
 * ``end_to_end``: ``Classifier.predict`` on raw input: validation + dtype cast + backend call +
   softmax/sigmoid, i.e. what an application sees.
 
-Both timed phases run ``warmup`` untimed calls first, then ``iterations`` timed calls with
-``time.perf_counter_ns``. Percentiles use numpy's linear interpolation. ``peak_rss_mb`` is the
-process's peak resident set so far (``VmHWM`` / ``resource.getrusage``; stdlib, no psutil), which
-is monotonic: in ``--compare`` runs it includes everything profiled before.
+Both are timed in one loop, from the same calls: ``warmup`` untimed ``predict`` calls, then
+``iterations`` timed ones, each timed whole (end-to-end) while a probe around the classifier's own
+model call inside it times that call (model-only). Why nested rather than two loops one after the
+other: two loops see different cache, clock and thermal states, and end-to-end p50 came out *below*
+model-only p50 (OpenVINO FP32 batch 8: 2.373 vs 2.568 ms); nested, a call's model part can never
+exceed the call. Percentiles use numpy's linear interpolation; ``time.perf_counter_ns``.
+
+Memory, per row (per artifact x backend x batch): ``rss.baseline_mb`` is the resident set just
+before the row opens its model, ``rss.peak_mb`` the peak while the row runs and ``rss.added_mb`` the
+difference: what this artifact costs on top of what the process already held. On Linux the kernel's
+peak counter is reset at the start of each row (``/proc/self/clear_refs``), so the peak is the row's
+own; where that is not possible ``rss.method`` says so and ``added_mb`` is None (not measured)
+instead of a process-wide peak that only grows down a ``--compare`` table. ``peak_rss_mb`` (kept for
+readers of schema 1) is ``rss.peak_mb``.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import resource
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +44,11 @@ import numpy as np
 
 from cmkd_edge.errors import ConfigError
 
-from .backends import FORMATS, available, available_backends
+from .backends import FORMATS, available, available_backends, backend_spec
 from .bundle import Bundle, open_bundle
 from .classifier import Classifier
-from .device import device_info
+from .device import device_info, package_versions
+from .units import synthetic_batch
 
 SCHEMA = "cmkd-edge/latency-report"
 SCHEMA_VERSION = 1
@@ -51,15 +63,54 @@ def peak_rss_mb() -> float:
     the *parent's* peak for a process started from a big one (a benchmark driver, a test runner).
     Elsewhere ``resource.getrusage`` (KiB on Linux, bytes on macOS).
     """
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+def rss_now_mb() -> float | None:
+    """Current resident set size in MiB (``VmRSS``), or None where /proc is absent."""
+    return _proc_status_mb("VmRSS")
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A kB field of /proc/self/status in MiB, or None where /proc is absent."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS counter (Linux >= 4.0: write 5 to clear_refs); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RowMemory:
+    """Peak RSS of one profile row over the RSS it started with (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.per_row = reset_peak_rss()
+        self.baseline = rss_now_mb()
+
+    def result(self) -> dict[str, Any]:
+        peak = peak_rss_mb()
+        if self.per_row and self.baseline is not None:
+            return {"baseline_mb": self.baseline, "peak_mb": peak, "added_mb": max(0.0, peak - self.baseline),
+                    "method": "row peak (VmHWM reset at row start) minus RSS at row start"}
+        return {"baseline_mb": self.baseline, "peak_mb": peak, "added_mb": None,
+                "method": "process peak so far (this OS cannot reset it); per-row RSS not measured"}
 
 
 def latency_stats(samples_ms: np.ndarray, batch: int) -> dict[str, float]:
@@ -94,6 +145,7 @@ class LatencyReport:
     versions: dict[str, str]
     bundle: str
     runner: dict[str, Any] = field(default_factory=dict)
+    rss: dict[str, Any] = field(default_factory=dict)
     model_only_samples: np.ndarray | None = field(default=None, repr=False)
     end_to_end_samples: np.ndarray | None = field(default=None, repr=False)
 
@@ -106,35 +158,74 @@ class LatencyReport:
 def synthetic_input(clf: Classifier, batch: int, seed: int = 0) -> np.ndarray:
     """Raw input of the manifest's shape, uniform within ``expected_range`` (no units warning)."""
     spec = clf.manifest.input
-    lo, hi = spec.expected_range or (0.0, 1.0)
-    if spec.units == "reflectance_x1e4" and hi <= 1.5:
-        hi = 10000.0
-    shape = (batch, spec.channels, int(spec.shape[2] or 64), int(spec.shape[3] or 64))
-    return np.random.default_rng(seed).uniform(lo, hi, size=shape).astype(np.float32)
+    return synthetic_batch(spec.units, spec.channels, (int(spec.shape[2] or 64), int(spec.shape[3] or 64)),
+                           batch, seed, expected_range=spec.expected_range or (0.0, 1.0))
 
 
-def _time(fn: Any, arg: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
-    for _ in range(warmup):
-        fn(arg)
-    out = np.empty(iterations, dtype=np.float64)
+def _time_nested(clf: Classifier, x: np.ndarray, warmup: int, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-call ms of ``clf.predict(x)`` (end-to-end) and of the model call inside each of them.
+
+    The probe is an instance attribute over ``infer_logits`` (the call ``predict`` makes after
+    validation), so the real model call runs, timed where it happens. If ``predict`` ever stops
+    going through ``infer_logits`` the probe sees no call and model-only is timed right after each
+    end-to-end call instead, in the same loop.
+    """
     clock = time.perf_counter_ns
-    for i in range(iterations):
+    inner = clf.infer_logits
+    spent: list[int] = []
+
+    def probe(v: np.ndarray) -> np.ndarray:
         t = clock()
-        fn(arg)
-        out[i] = (clock() - t) / 1e6
+        try:
+            return inner(v)
+        finally:
+            spent.append(clock() - t)
+
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    e2e = np.empty(iterations, dtype=np.float64)
+    model = np.empty(iterations, dtype=np.float64)
+    clf.infer_logits = probe  # type: ignore[method-assign]
+    try:
+        for _ in range(warmup):
+            clf.predict(x)
+        for i in range(iterations):
+            spent.clear()
+            t = clock()
+            clf.predict(x)
+            e2e[i] = (clock() - t) / 1e6
+            if spent:
+                model[i] = sum(spent) / 1e6
+            else:  # predict did not use the probe: time the model call on its own, next to it
+                t = clock()
+                inner(x32)
+                model[i] = (clock() - t) / 1e6
+    finally:
+        del clf.infer_logits  # back to the class's method
+    return model, e2e
+
+
+def recorded_accuracy(bundle: Bundle, artifact_id: str) -> dict[str, Any] | None:
+    """The artifact's accuracy as the manifest records it, with the split and n it was measured on.
+
+    ``n`` comes from the quantization gate record of that split (every gate of a bundle scores the
+    same recorded validation samples); None when the manifest does not say.
+    """
+    acc = bundle.manifest.artifact(artifact_id).accuracy
+    if not acc:
+        return None
+    out = dict(acc)
+    if out.get("n") is None:
+        for rec in (bundle.manifest.quantization or {}).values():
+            gate = (rec.get("gate") if isinstance(rec, dict) else None) or {}
+            if isinstance(gate, dict) and gate.get("split") == out.get("split") and gate.get("n") is not None:
+                out["n"] = gate["n"]
+                break
     return out
 
 
 def _versions(backend: str) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0], "numpy": np.__version__}
-    for dist in ("cmkd-edge", backend):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return {"python": sys.version.split()[0], "numpy": np.__version__,
+            **package_versions(("cmkd-edge", backend_spec(backend).library))}
 
 
 def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, *,
@@ -150,6 +241,7 @@ def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, 
     """
     if warmup < 0 or iterations < 1 or batch < 1:
         raise ConfigError(f"need warmup >= 0, iterations >= 1, batch >= 1 (got {warmup}, {iterations}, {batch})")
+    memory = RowMemory()
     t0 = time.perf_counter_ns()
     clf = Classifier.open(bundle, backend=backend, precision=precision, threads=threads,
                           rebuild=rebuild, artifact=artifact)
@@ -159,9 +251,8 @@ def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, 
         t1 = time.perf_counter_ns()
         clf.predict(x)
         first_ms = (time.perf_counter_ns() - t1) / 1e6
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-        model = _time(clf.infer_logits, x32, warmup, iterations)
-        e2e = _time(clf.predict, x, warmup, iterations)
+        model, e2e = _time_nested(clf, x, warmup, iterations)
+        rss = memory.result()
         a = clf.artifact
         return LatencyReport(
             backend=clf.backend, precision=a.precision, artifact=a.id, format=a.format,
@@ -169,9 +260,10 @@ def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, 
             cold_start={"verify_ms": verify_ms, "load_ms": load_ms, "first_inference_ms": first_ms,
                         "total_ms": load_ms + first_ms},
             warmup=warmup, iterations=iterations, model_only=latency_stats(model, batch),
-            end_to_end=latency_stats(e2e, batch), peak_rss_mb=peak_rss_mb(), accuracy=a.accuracy,
+            end_to_end=latency_stats(e2e, batch), peak_rss_mb=rss["peak_mb"],
+            accuracy=recorded_accuracy(bundle, a.id),
             device=device_info(), command=command or shlex.join(sys.argv), versions=_versions(clf.backend),
-            bundle=str(bundle.source), runner=clf.describe(), model_only_samples=model,
+            bundle=str(bundle.source), runner=clf.describe(), rss=rss, model_only_samples=model,
             end_to_end_samples=e2e)
 
 
@@ -180,16 +272,49 @@ def runnable(bundle: Bundle) -> list[tuple[str, str]]:
     out = []
     for a in bundle.manifest.artifacts:
         for b in available_backends():
-            if a.format in FORMATS[b] and (b != "tensorrt" or a.format == "tensorrt-plan"):
+            if a.format in FORMATS[b] and a.format not in backend_spec(b).build_formats:
                 out.append((b, a.id))
+    return out
+
+
+def _why_not(name: str) -> str:
+    """Why backend ``name`` cannot run here, and what would make it run (from its declaration)."""
+    spec = backend_spec(name)
+    if spec.installed() and spec.needs_gpu:
+        return f"there is no NVIDIA GPU here; run it on a GPU machine ({spec.install_hint})"
+    where = "; run it on a GPU machine with " if spec.needs_gpu else "; "
+    return f"{spec.library} is not installed{where}{spec.install_hint}"
+
+
+def not_runnable(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> list[dict[str, str]]:
+    """The artifact x backend pairs ``--compare`` leaves out on this device, each with the reason.
+
+    Why: a base install runs only the ONNX artifacts on ONNX Runtime; a comparison that silently
+    had 4 rows instead of 12 looked complete.
+    """
+    out = []
+    for a in bundle.manifest.artifacts:
+        if precision != "auto" and a.precision != precision:
+            continue
+        for b in FORMATS:
+            if (backend not in ("auto", b) or a.format not in FORMATS[b] or available(b)
+                    or a.format in backend_spec(b).build_formats):
+                continue
+            out.append({"artifact": a.id, "backend": b, "why": _why_not(b)})
     return out
 
 
 def profile_bundle(bundle: str | os.PathLike[str] | Bundle, backend: str = "auto",
                    precision: str = "auto", batches: tuple[int, ...] = (1,), warmup: int = 10,
                    iterations: int = 200, threads: int | None = None, compare: bool = False,
-                   rebuild: bool = False, command: str | None = None) -> list[LatencyReport]:
-    """Profile the artifact ``Classifier.open`` would pick, or (``compare``) every runnable one."""
+                   rebuild: bool = False, command: str | None = None,
+                   on_skip: Callable[[list[dict[str, str]]], None] | None = None) -> list[LatencyReport]:
+    """Profile the artifact ``Classifier.open`` would pick, or (``compare``) every runnable one.
+
+    Args:
+        on_skip: with ``compare``, called once before profiling starts with :func:`not_runnable`'s
+            list when it is not empty (the CLI prints it; the JSON report carries it).
+    """
     t0 = time.perf_counter_ns()
     b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     verify_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -197,8 +322,12 @@ def profile_bundle(bundle: str | os.PathLike[str] | Bundle, backend: str = "auto
         pairs = [(be, aid) for be, aid in runnable(b)
                  if (backend == "auto" or be == backend)
                  and (precision == "auto" or b.manifest.artifact(aid).precision == precision)]
+        skipped = not_runnable(b, backend, precision)
+        if skipped and on_skip is not None:
+            on_skip(skipped)
         if not pairs:
-            raise ConfigError(f"no artifact runnable here for backend {backend!r} precision {precision!r}")
+            raise ConfigError(f"no artifact runnable here for backend {backend!r} precision {precision!r}",
+                              skipped[0]["why"] if skipped else None)
         return [profile_one(b, be, aid, n, warmup=warmup, iterations=iterations, threads=threads,
                             rebuild=rebuild, command=command, verify_ms=verify_ms)
                 for be, aid in pairs for n in batches]
@@ -214,16 +343,26 @@ def profile_bundle(bundle: str | os.PathLike[str] | Bundle, backend: str = "auto
 
 
 # -- writers -------------------------------------------------------------------------------------
-def write_json(reports: list[LatencyReport], path: str | os.PathLike[str]) -> None:
+def report_document(reports: list[LatencyReport], skipped: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The JSON document: schema, the reports, and (``--compare``) the pairs left out and why."""
+    doc: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+                           "reports": [r.to_dict() for r in reports]}
+    if skipped:
+        doc["skipped"] = skipped
+    return doc
+
+
+def write_json(reports: list[LatencyReport], path: str | os.PathLike[str],
+               skipped: list[dict[str, str]] | None = None) -> None:
     from cmkd_edge.fsutil import atomic_write_json
 
-    atomic_write_json(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-                             "reports": [r.to_dict() for r in reports]})
+    atomic_write_json(path, report_document(reports, skipped))
 
 
 CSV_COLUMNS = ["backend", "precision", "artifact", "format", "threads", "batch", "warmup",
                "iterations", "cold_start_ms", *(f"model_only_{k}" for k in STAT_KEYS),
-               *(f"end_to_end_{k}" for k in STAT_KEYS), "peak_rss_mb", "accuracy", "cpu", "command"]
+               *(f"end_to_end_{k}" for k in STAT_KEYS), "peak_rss_mb", "rss_baseline_mb", "rss_added_mb",
+               "accuracy", "cpu", "command"]
 
 
 def write_csv(reports: list[LatencyReport], path: str | os.PathLike[str]) -> None:
@@ -240,31 +379,56 @@ def write_csv(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Non
         row.update({f"model_only_{k}": r.model_only[k] for k in STAT_KEYS})
         row.update({f"end_to_end_{k}": r.end_to_end[k] for k in STAT_KEYS})
         row.update(cold_start_ms=r.cold_start["total_ms"], peak_rss_mb=r.peak_rss_mb,
+                   rss_baseline_mb=r.rss.get("baseline_mb"), rss_added_mb=r.rss.get("added_mb"),
                    accuracy=json.dumps(r.accuracy) if r.accuracy else "",
                    cpu=r.device["cpu"]["model"], command=r.command)
         w.writerow(row)
     atomic_write_text(path, buf.getvalue())
 
 
+def top1_percent(acc: dict[str, Any] | None) -> float | None:
+    """The recorded top-1 in percent, or None. quantize and compile record percent (their drops are
+    points); a value <= 1 is read as a fraction (hand-written or older manifests)."""
+    v = (acc or {}).get("top1")
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    return float(v) * 100.0 if v <= 1.0 else float(v)
+
+
+def accuracy_label(acc: dict[str, Any] | None) -> str:
+    """``top1 91.2% (val, n=40)``; ``not measured`` when the manifest records none for the artifact."""
+    pct = top1_percent(acc)
+    if pct is None:
+        return "not measured"
+    n = acc.get("n")  # type: ignore[union-attr]
+    where = f"{acc.get('split', 'split not recorded')}, " + (f"n={n}" if n is not None else "n not recorded")  # type: ignore[union-attr]
+    return f"top1 {pct:.1f}% ({where})"
+
+
 def render_table(reports: list[LatencyReport]) -> Any:
-    """A rich Table: one row per report, p50/p95/p99 model-only and end-to-end, items/s, accuracy."""
+    """A rich Table: one row per report; latencies per call in ms, RSS this row added, accuracy.
+
+    Cells fold rather than end in an ellipsis, so a narrow terminal wraps a name instead of hiding it.
+    """
     from rich.table import Table
 
-    t = Table(title="cmkd-edge latency (ms)")
-    for col in ("backend", "precision", "artifact", "batch", "cold", "model p50", "e2e p50",
-                "e2e p95", "e2e p99", "items/s", "RSS MiB", "accuracy"):
-        t.add_column(col, justify="right" if col not in ("backend", "precision", "artifact") else "left")
+    t = Table(title="cmkd-edge latency: ms per call (batch items per call); RSS added = row peak - row start")
+    for col in ("backend", "precision", "artifact", "batch", "cold ms", "model p50", "e2e p50",
+                "e2e p95", "e2e p99", "e2e ms/item", "items/s", "RSS added MiB", "accuracy (manifest)"):
+        t.add_column(col, justify="right" if col not in ("backend", "precision", "artifact", "accuracy (manifest)")
+                     else "left", overflow="fold")
     for r in reports:
-        acc = next((f"{k}={v:.3f}" for k, v in (r.accuracy or {}).items() if isinstance(v, float)), "-")
+        added = r.rss.get("added_mb")
         t.add_row(r.backend, r.precision, r.artifact, str(r.batch), f"{r.cold_start['total_ms']:.0f}",
                   f"{r.model_only['p50_ms']:.3f}", f"{r.end_to_end['p50_ms']:.3f}",
                   f"{r.end_to_end['p95_ms']:.3f}", f"{r.end_to_end['p99_ms']:.3f}",
-                  f"{r.end_to_end['throughput_items_per_s']:.0f}", f"{r.peak_rss_mb:.0f}", acc)
+                  f"{r.end_to_end['p50_ms'] / r.batch:.3f}",
+                  f"{r.end_to_end['throughput_items_per_s']:.0f}",
+                  "n/a" if added is None else f"{added:.0f}", accuracy_label(r.accuracy))
     return t
 
 
-def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Path:
-    """Latency distribution per backend/precision/batch (box plot) and accuracy vs p50 latency."""
+def _import_pyplot() -> Any:
     try:
         import matplotlib
 
@@ -272,36 +436,80 @@ def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> 
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ConfigError("--plot needs matplotlib, which is not installed",
-                          "pip install 'cmkd-edge[train]' or pip install matplotlib") from exc
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
-    labels = [f"{r.backend} {r.artifact} b{r.batch}" for r in reports]
-    data = [r.end_to_end_samples if r.end_to_end_samples is not None else [r.end_to_end["p50_ms"]]
-            for r in reports]
-    ax1.boxplot(data, showfliers=False)
-    # why rotated: one box per artifact x backend x batch; horizontal labels overlap beyond a few
-    ax1.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=40, ha="right")
-    ax1.set_ylabel("end-to-end latency per call (ms)")
-    ax1.set_title("latency distribution")
+                          "pip install 'cmkd-edge[plot]' (or just pip install matplotlib)") from exc
+    return plt
+
+
+def _per_image(r: LatencyReport) -> np.ndarray:
+    s = r.end_to_end_samples if r.end_to_end_samples is not None else np.array([r.end_to_end["p50_ms"]])
+    return np.asarray(s, dtype=np.float64) / r.batch
+
+
+def latency_figure(reports: list[LatencyReport]) -> Any:
+    """One panel per batch size (end-to-end latency per image) and one of accuracy vs latency.
+
+    Each panel shows one thing: a box plot never mixes batch sizes (a batch-8 call is not comparable
+    with a batch-1 call), every latency is per image, and the accuracy panel has one point per
+    artifact x backend at the smallest batch, at that artifact's own recorded accuracy; artifacts
+    without a recorded accuracy are named in the panel as not measured instead of being dropped.
+    Returns the matplotlib Figure (the caller saves and closes it).
+    """
+    plt = _import_pyplot()
+    batches = sorted({r.batch for r in reports})
+    fig, axes = plt.subplots(1, len(batches) + 1, figsize=(5.2 * (len(batches) + 1), 5.6), squeeze=False)
+    for ax, n in zip(axes[0][:-1], batches, strict=True):
+        rows = [r for r in reports if r.batch == n]
+        ax.boxplot([_per_image(r) for r in rows], showfliers=False)
+        # why rotated: one box per artifact x backend; horizontal labels overlap beyond a few
+        ax.set_xticks(range(1, len(rows) + 1), [f"{r.backend}\n{r.artifact}" for r in rows],
+                      fontsize=7, rotation=40, ha="right")
+        ax.set_ylabel("end-to-end latency per image (ms)")
+        ax.set_title(f"batch {n} ({rows[0].iterations} timed calls per box)")
+        ax.set_ylim(bottom=0)
+    ax = axes[0][-1]
+    smallest = batches[0]
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
-    for r in reports:
-        acc = next((v for v in (r.accuracy or {}).values() if isinstance(v, (int, float))), None)
-        if acc is not None:
-            # a legend, not text labels: artifacts of equal accuracy would print on top of each other
-            ax2.scatter(r.end_to_end["p50_ms"] / r.batch, acc, marker=markers.get(r.precision, "o"),
-                        label=f"{r.backend} {r.artifact} b{r.batch}")
-    if ax2.collections:
-        ax2.legend(fontsize=7, loc="best")
-    ax2.set_xlabel("p50 latency per item (ms)")
-    ax2.set_ylabel("accuracy (manifest)")
-    ax2.set_title("accuracy vs latency" + ("" if any(r.accuracy for r in reports) else " (no accuracy in manifest)"))
+    missing, splits = [], set()
+    for r in (r for r in reports if r.batch == smallest):
+        acc, pct = r.accuracy or {}, top1_percent(r.accuracy)
+        if pct is None:
+            missing.append(f"{r.backend} {r.artifact}")
+            continue
+        splits.add((acc.get("split", "?"), acc.get("n")))
+        by = acc.get("backend")
+        note = f" (scored on {by})" if by and by != r.backend else ""
+        # a legend, not text labels: artifacts of equal accuracy would print on top of each other
+        ax.scatter(r.end_to_end["p50_ms"] / r.batch, pct, marker=markers.get(r.precision, "o"),
+                   s=60, alpha=0.8, label=f"{r.backend} {r.artifact}{note}")
+    if ax.collections:
+        ax.legend(fontsize=7, loc="best")
+    where = "; ".join(f"{sp} split, " + (f"n={n}" if n is not None else "n not recorded")
+                      for sp, n in sorted(splits, key=str))
+    ax.set_xlabel(f"p50 end-to-end latency per image at batch {smallest} (ms)")
+    ax.set_ylabel(f"top-1 accuracy, % ({where}; recorded in the manifest)" if where
+                  else "top-1 accuracy (none recorded in the manifest)")
+    ax.set_title("accuracy vs latency")
+    if missing:
+        ax.text(0.02, 0.02, "accuracy not measured:\n" + "\n".join(missing), transform=ax.transAxes,
+                fontsize=7, va="bottom", ha="left", color="0.35")
     fig.tight_layout()
+    return fig
+
+
+def plot_reports(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`latency_figure` as a PNG, atomically (a failed save leaves no truncated file)."""
     from cmkd_edge.fsutil import atomic_open
 
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, dpi=120, format="png")
-    plt.close(fig)
+    plt = _import_pyplot()
+    fig = latency_figure(reports)
+    try:
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
-__all__ = ["LatencyReport", "profile_bundle", "profile_one", "runnable", "latency_stats",
-           "peak_rss_mb", "write_json", "write_csv", "render_table", "plot_reports", "available"]
+__all__ = ["LatencyReport", "profile_bundle", "profile_one", "runnable", "not_runnable", "latency_stats",
+           "peak_rss_mb", "rss_now_mb", "recorded_accuracy", "report_document", "write_json", "write_csv",
+           "render_table", "latency_figure", "plot_reports", "available"]

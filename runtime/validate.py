@@ -83,19 +83,28 @@ def validate_input(x: np.ndarray, spec: InputSpec, *, nodata_policy: str = "reje
     if nodata_policy not in POLICIES:
         raise ConfigError(f"unknown nodata policy {nodata_policy!r}", f"choose one of: {', '.join(POLICIES)}")
     x = np.asarray(x)
+    given = tuple(x.shape)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:
         raise InputMismatchError(f"{what} has shape {list(x.shape)}, expected (N, C, H, W) or (C, H, W)")
     if x.shape[1] != spec.channels:
+        if x.shape[3] == spec.channels:  # (N, H, W, C): the usual numpy/PIL/TF layout
+            raise InputMismatchError(
+                f"{what} has shape {given}, which looks channels-last (bands on the last axis); "
+                f"the model expects bands first, ({spec.channels}, H, W) or (N, {spec.channels}, H, W)",
+                "transpose it, e.g. np.moveaxis(x, -1, -3)")
         raise InputMismatchError(
             f"{what} has {x.shape[1]} bands, the model expects {spec.channels} "
             f"({','.join(spec.band_names)})", "select the bands in this order")
     h, w = spec.shape[2], spec.shape[3]
     if (h is not None and x.shape[2] != h) or (w is not None and x.shape[3] != w):
+        smaller = (h is not None and x.shape[2] < h) or (w is not None and x.shape[3] < w)
         raise InputMismatchError(
             f"{what} is {x.shape[2]}x{x.shape[3]} pixels, the model expects {h}x{w}",
-            "classify larger images as a scene (classify_scene / --out)")
+            f"resample or pad it to {h}x{w}; only larger images can be tiled as a scene" if smaller else
+            "classify a larger image as a scene: a GeoTIFF with --out (classify_scene), or crop it "
+            f"into {h}x{w} patches")
     if x.shape[0] == 0:
         raise InputMismatchError(f"{what} is an empty batch")
     x = np.ascontiguousarray(to_float32(x, what))

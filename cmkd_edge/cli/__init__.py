@@ -36,6 +36,24 @@ COMMANDS: dict[str, str] = {
     "profile": "cmkd_edge.cli.runtime:profile",
 }
 
+#: command -> import names it needs beyond the base install (the runtime: numpy, click, rich,
+#: onnxruntime, rasterio). Checked after the options are parsed (``--help`` works everywhere) and
+#: before any work; a need that depends on the options (``quantize --backend openvino``,
+#: ``profile --plot``) is checked by the command itself with :func:`cmkd_edge.cli._extras.require`.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "train-teacher": ("torch",),
+    "distill": ("torch",),
+    "evaluate": ("torch",),
+    "match": ("torch",),
+    "diagnose": ("torch",),
+    "mfh": ("torch",),
+    "export": ("torch", "onnx", "onnxslim"),
+    "quantize": ("torch", "onnx"),
+    "demo": ("torch", "onnx", "onnxscript", "onnxslim"),
+}
+
+DEBUG_HELP = "Show full tracebacks for errors (before or after the subcommand)."
+
 
 class LazyGroup(click.Group):
     """A click group that imports a subcommand's module only when that subcommand is invoked."""
@@ -48,7 +66,9 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        cmd = getattr(importlib.import_module(module_name), attr)
+        _prepare(cmd, REQUIRES.get(cmd_name, ()))
+        return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
         """Turn a :class:`CmkdError` into one line and its exit code, unless ``--debug``.
@@ -63,12 +83,61 @@ class LazyGroup(click.Group):
                 raise
             click.echo(f"error: {exc.one_line()}", err=True)
             sys.exit(exc.exit_code)
+        except ImportError as exc:  # a late import of an optional package the table did not foresee
+            from cmkd_edge.cli._extras import missing_extra_error
+
+            err = missing_extra_error(exc, ctx.invoked_subcommand or "this command")
+            if err is None or ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {err.one_line()}", err=True)
+            sys.exit(err.exit_code)
         except OSError as exc:
             line = environment_error(exc)
             if line is None or ctx.find_root().params.get("debug"):
                 raise
             click.echo(f"error: {line}", err=True)
             sys.exit(1)
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().params["debug"] = True
+
+
+def _prepare(cmd: click.Command, modules: tuple[str, ...]) -> None:
+    """Give ``cmd`` (and a group's subcommands) ``--debug`` and the check of ``modules``; once.
+
+    Why ``--debug`` on every subcommand: users type it at the end (``cmkd-edge classify ... --debug``)
+    and click answered ``No such option: --debug Did you mean --rebuild?``. Why the check wraps the
+    callback: it then runs after parsing, so ``--help`` and usage errors come first and work on a
+    runtime-only install, and before the body, so nothing starts that cannot finish.
+    """
+    if getattr(cmd, "_cmkd_prepared", False):
+        return
+    cmd._cmkd_prepared = True  # type: ignore[attr-defined]
+    if not any(p.name == "debug_flag" for p in cmd.params):
+        cmd.params.append(click.Option(["--debug", "debug_flag"], is_flag=True, expose_value=False,
+                                       is_eager=True, callback=_set_debug, help=DEBUG_HELP))
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _prepare(sub, modules)
+        return
+    if modules and cmd.callback is not None:
+        body = cmd.callback
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            from cmkd_edge.cli._extras import require
+
+            ctx = click.get_current_context()
+            names = []
+            while ctx.parent is not None:
+                names.append(ctx.info_name or "")
+                ctx = ctx.parent
+            require(" ".join(reversed(names)), modules=modules)
+            return body(*args, **kwargs)
+
+        checked.__doc__, checked.__name__ = body.__doc__, body.__name__
+        cmd.callback = checked
 
 
 #: errno values that mean "the machine refused the write/read", not "the program is wrong"
@@ -102,7 +171,7 @@ def environment_error(exc: OSError) -> str | None:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cmkd-edge")
-@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--debug", is_flag=True, help=DEBUG_HELP)
 def main(debug: bool) -> None:
     """Cross-modal knowledge distillation, from experiment to edge device.
 

@@ -1,4 +1,4 @@
-"""Options shared by the training commands, and the small parsing helpers behind them.
+"""Options shared by the commands, and the small parsing and printing helpers behind them.
 
 Click and stdlib only (``--help`` imports this module on a runtime-only device).
 """
@@ -111,3 +111,20 @@ def coerce_arch_options(options: dict[str, str]) -> dict[str, Any]:
         else:
             out[k] = {"true": True, "false": False}.get(v.lower(), v)
     return out
+
+
+#: width of a console that is not a terminal: wide enough that no table of ours is cut
+PIPE_WIDTH = 400
+
+
+def table_console() -> Any:
+    """A rich Console for tables that read whole anywhere.
+
+    A terminal keeps its width (our tables fold long cells onto more lines instead of cutting them);
+    a pipe, a file or CI gets :data:`PIPE_WIDTH` columns, because rich otherwise assumes 80 and cuts
+    cells to ``onnx-fp…``, which leaves rows that cannot be told apart in a log.
+    """
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    return console if console.is_terminal else Console(width=PIPE_WIDTH, soft_wrap=True)

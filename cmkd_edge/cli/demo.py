@@ -160,17 +160,18 @@ def run_demo(state: DemoState, steps: list[tuple[str, Step]] | None = None) -> D
 
 def print_table(state: DemoState) -> None:
     """The closing summary: one row per model, plus what the data was."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cmkd_edge.cli._options import table_console
 
     label = "SYNTHETIC data" if state.synthetic else f"data {state.data}"
     table = Table(title=f"cmkd-edge demo - {label} - test split")
     cols = list(state.rows[0]) if state.rows else []
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "arch", "view") else "right")
+        table.add_column(c, justify="left" if c in ("model", "arch", "view") else "right", overflow="fold")
     for row in state.rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
-    console = Console(soft_wrap=True)
+    console = table_console()
     console.print(table)
     print_artifacts(state, console)
     for note in state.notes:

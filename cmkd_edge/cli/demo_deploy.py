@@ -44,8 +44,13 @@ def step_quantize(state: DemoState) -> None:
 
 def step_compile(state: DemoState) -> None:
     """OpenVINO IR from the FP32 model and from the gated INT8 QDQ model, each compiled once on CPU."""
+    from cmkd_edge.cli._extras import INSTALL, installed
     from cmkd_edge.export.compile import compile_bundle
 
+    if not installed("openvino"):  # an optional stage: the rest of the demo runs without it
+        state.notes.append(f"compile step skipped: openvino is not installed ({INSTALL['openvino']})")
+        state.say("compile: skipped (openvino is not installed)")
+        return
     precisions = ["fp32"]
     if state.results.get("quantize", {}).get("accepted_precision") == "int8":
         precisions.append("int8")
@@ -158,7 +163,8 @@ def print_artifacts(state: DemoState, console) -> None:
         return
     table = Table(title="bundle artifacts - test split accuracy through the runtime, batch-1 latency")
     for c in rows[0]:
-        table.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate") else "right")
+        table.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate") else "right",
+                         overflow="fold")
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
     console.print(table)

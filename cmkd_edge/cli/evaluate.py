@@ -43,15 +43,16 @@ def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, ba
 
 def print_report(r: dict[str, Any]) -> None:
     """Rich tables: the scalar metrics, then per-class scores (and the confusion matrix)."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from cmkd_edge.cli._options import table_console
+
+    console = table_console()
     synth = " (SYNTHETIC data)" if r.get("synthetic") else ""
     console.print(f"{r.get('checkpoint')}: {r.get('arch')} on view {r.get('view')}, data {r.get('data')}, "
                   f"{r.get('split')} split, n={r['n']}{synth}", markup=False, soft_wrap=True)
     head = Table()
-    head.add_column("metric")
+    head.add_column("metric", overflow="fold")
     head.add_column("value", justify="right")
     keys = ("accuracy", "macro_f1", "ece") if r["task"] == "multiclass" else ("map", "micro_f1", "macro_f1")
     for k in keys:
@@ -60,14 +61,14 @@ def print_report(r: dict[str, Any]) -> None:
     per = r.get("per_class_accuracy") or r.get("per_class_ap") or {}
     label = "accuracy" if "per_class_accuracy" in r else "AP"
     cls = Table(title=f"per-class {label}")
-    cls.add_column("class")
+    cls.add_column("class", overflow="fold")
     cls.add_column(label, justify="right")
     for name, v in per.items():
         cls.add_row(name, "-" if v is None else f"{v:.3f}")
     console.print(cls)
     if "confusion_matrix" in r and len(r["class_names"]) <= 20:
         cm = Table(title="confusion matrix", caption="rows: true, columns: predicted")
-        cm.add_column("")
+        cm.add_column("", overflow="fold")
         for i in range(len(r["class_names"])):
             cm.add_column(str(i), justify="right")
         for i, (name, row) in enumerate(zip(r["class_names"], r["confusion_matrix"], strict=True)):

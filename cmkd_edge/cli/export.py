@@ -6,10 +6,14 @@ bodies (via the library functions), so ``cmkd-edge --help`` and the runtime comm
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+
+from cmkd_edge.runtime.backends import compile_targets, quantize_targets  # declarations only: no backend library
 
 
 def _echo_json(obj: Any) -> None:
@@ -36,6 +40,10 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
     Example:
       cmkd-edge export runs/student/best.pt --out bundles/sar-student
     """
+    from cmkd_edge.cli._extras import require
+
+    if exporter == "dynamo" or (exporter == "auto" and opset >= 18):  # torch's dynamo exporter
+        require(f"export --exporter {exporter} (opset {opset})", modules=["onnxscript"])
     from cmkd_edge.export.student import export_checkpoint
     from cmkd_edge.runtime.manifest import read_manifest
 
@@ -60,9 +68,31 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
                f"({par['samples_from'].get('data')})")
 
 
+@contextlib.contextmanager
+def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """One transient progress line on stderr naming the rung being built and scored.
+
+    Why: the rung lines used to be printed as they ran (stderr) and then again as the result table
+    (stdout); now the table is the one report and this is the one progress display (gone when done,
+    and silent when stderr is not a terminal, so logs hold the table only).
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal):
+        yield lambda _msg: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("quantize: {task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("loading calibration and validation data", total=None)
+        yield lambda msg: bar.update(task, description=msg.strip()) if msg.startswith("rung") else None
+
+
 @click.command("quantize")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+@click.option("--backend", type=click.Choice(quantize_targets()), default="onnxruntime",
               show_default=True)
 @click.option("--precision", type=click.Choice(["int8", "fp16"]), default="int8", show_default=True)
 @click.option("--calib-data", default=None,
@@ -85,14 +115,18 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
       cmkd-edge quantize bundles/sar-student --backend onnxruntime --precision int8 \\
           --calib-data ../shared/data/eurosat_ms_200 --max-drop 1.0
     """
+    from cmkd_edge.cli._extras import require
+
+    if backend == "openvino":
+        require("quantize --backend openvino", "openvino")
     from cmkd_edge.errors import QuantizationError
     from cmkd_edge.export.quantize import quantize_bundle
 
-    say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
-    rec = quantize_bundle(bundle, backend=backend, precision=precision, calib_data=calib_data,
-                          calib_split=calib_split, calib_size=calib_size,
-                          calib_method=calib_method, val_data=val_data, max_drop=max_drop,
-                          max_class_drop=max_class_drop, progress=say)
+    with _rung_progress(enabled=not as_json) as say:
+        rec = quantize_bundle(bundle, backend=backend, precision=precision, calib_data=calib_data,
+                              calib_split=calib_split, calib_size=calib_size,
+                              calib_method=calib_method, val_data=val_data, max_drop=max_drop,
+                              max_class_drop=max_class_drop, progress=say)
     if as_json:
         _echo_json(rec)
     else:
@@ -113,7 +147,7 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
 
 @click.command("compile")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--target", type=click.Choice(["openvino", "tensorrt"]), required=True)
+@click.option("--target", type=click.Choice(compile_targets()), required=True)
 @click.option("--precision", "precisions", multiple=True,
               type=click.Choice(["fp32", "fp16", "int8"]),
               help="Repeatable (default: fp32 for openvino, fp16 for tensorrt).")

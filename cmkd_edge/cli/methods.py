@@ -68,14 +68,14 @@ def mfh() -> None:
     "--experiment",
     type=click.Choice(["gamma", "alpha", "table2"]),
     required=True,
-    help="gamma = Fig. 2, alpha = Fig. 3, table2 = Table 2 (methods.md section 2).",
+    help="gamma = Fig. 2, alpha = Fig. 3, table2 = Table 2 (docs/methods.md, section 2).",
 )
 @click.option(
     "--teacher-mode",
     type=click.Choice(["gt", "alg1"]),
     default="gt",
     show_default=True,
-    help="table2: modality-general teacher from the true shared columns or Algorithm 1's top-k2.",
+    help="table2: modality-general (MG) teacher from the true shared columns or Algorithm 1's top-k2.",
 )
 @click.option("--seeds", default=20, show_default=True, type=click.IntRange(1), help="Seeds per sweep point.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
@@ -91,9 +91,10 @@ def synthetic(
     steps: int,
     threads: int | None,
 ) -> None:
-    """Run one synthetic Gaussian experiment of the MFH paper, exactly as methods.md specifies.
+    """Run one synthetic Gaussian experiment of the MFH paper, exactly as docs/methods.md section 2 specifies.
 
     Students are trained with the project's KD loss (LogitKD, T=1, reduction mean, weights 1,1).
+    "MG" in the table and plot = modality-general teacher (its student: MG-KD).
 
     \b
     Example:

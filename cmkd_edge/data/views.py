@@ -164,7 +164,9 @@ class View:
         if self.source not in source_band_names:
             raise DataError(
                 f"view {self.name!r} needs source {self.source!r}, which {where} lacks "
-                f"(has {', '.join(sorted(source_band_names)) or 'none'})"
+                f"(has {', '.join(sorted(source_band_names)) or 'none'})",
+                "use the view 'sar-sim' for SAR simulated from the optical bands (reported as synthetic)"
+                if self.source == "s1" and "s2" in source_band_names else None,
             )
         have = tuple(source_band_names[self.source])
         units = tuple(sorted((source_units or {}).items()))

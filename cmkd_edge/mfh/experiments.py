@@ -1,6 +1,6 @@
 """The MFH synthetic Gaussian experiments (Xue et al., ICLR 2023, arXiv 2206.06487, Figs. 2-3, Table 2).
 
-Implements methods.md section 2 exactly: numpy legacy global seeding and the draw order of the
+Implements docs/methods.md section 2 exactly: numpy legacy global seeding and the draw order of the
 authors' ``gauss/main.py`` / ``gauss/main_modify_gamma.py``, n_train 200, n_test 1000, one linear
 layer d -> 2, full-batch SGD lr 0.1 for 1000 steps, accuracy after the last step, KD weights (1, 1),
 T = 1, reduction ``mean`` (PyTorch ``KLDivLoss()``'s default, which the authors used).

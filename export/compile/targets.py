@@ -31,9 +31,9 @@ from cmkd_edge.errors import ConfigError, ExportValidationError
 def compile_hooks() -> dict[str, str]:
     """Compile targets by name -> ``"module:function"`` of their hook, from the backends'
     declarations (a backend without a hook is not a compile target)."""
-    from cmkd_edge.runtime.backends import specs
+    from cmkd_edge.runtime.backends import backend_spec, compile_targets
 
-    return {s.name: s.compile_hook for s in specs() if s.compile_hook}
+    return {name: str(backend_spec(name).compile_hook) for name in compile_targets()}
 
 
 def _hook(target: str) -> tuple[Callable[..., Artifact], tuple[str, ...]]:

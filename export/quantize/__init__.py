@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cmkd_edge._lazy import lazy_exports
 
-_LAZY = {"quantize_bundle": ".ladder", "QUANTIZERS": ".rungs"}
+_LAZY = {"quantize_bundle": ".ladder", "quantizers": ".rungs"}
 
 __getattr__ = lazy_exports(__name__, _LAZY)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.export.quantize.rungs import PRECISIONS, QUANTIZERS
+from cmkd_edge.export.quantize.rungs import PRECISIONS, quantizers
 
 from cmkd_edge.errors import QuantizationError
 
@@ -50,8 +50,9 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
     from cmkd_edge.export.quantize.calib import CALIB_METHODS
     from cmkd_edge.export.quantize.gate import Gate, judge, resolution
 
-    if backend not in QUANTIZERS:
-        raise QuantizationError(f"unknown backend {backend!r}", f"choose {' or '.join(QUANTIZERS)}")
+    targets = quantizers()
+    if backend not in targets:
+        raise QuantizationError(f"unknown backend {backend!r}", f"choose {' or '.join(targets)}")
     if precision not in PRECISIONS:
         raise QuantizationError(f"unknown precision {precision!r}", f"choose {' or '.join(PRECISIONS)}")
     if calib_method not in CALIB_METHODS:
@@ -77,7 +78,7 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
                                            recorded) if precision == "int8" else None
         val = calib_mod.load_validation(manifest, val_data if val_data is not None else calib_data,
                                         val_split, seed, recorded)
-        q = QUANTIZERS[backend](root / fp32_art.path, Path(scratch_dir), calib, val, gate.max_drop)
+        q = targets[backend](root / fp32_art.path, Path(scratch_dir), calib, val, gate.max_drop)
         ref = q.reference()
         rungs, accepted = [], None
         for rung in q.rungs(precision, calib_method):

@@ -10,7 +10,8 @@ happens only inside these functions (never on the CLI's or the runtime's import 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,30 @@ def preprocessing_ops(model: Any) -> list[str]:
     return sorted(seen)
 
 
+@contextlib.contextmanager
+def _nncf_quiet() -> Iterator[None]:
+    """Silence NNCF's own progress bar and INFO lines while it runs.
+
+    Why: NNCF draws its bar on rich's global console, i.e. on stdout, so a piped ``quantize`` report
+    got a second progress bar mixed into it; ``cmkd-edge quantize`` shows one bar of its own.
+    """
+    import logging
+
+    import nncf
+    import rich
+    from nncf.common.logging import nncf_logger
+
+    console = rich.get_console()
+    quiet, level = console.quiet, nncf_logger.level
+    console.quiet = True
+    nncf.set_log_level(logging.WARNING)
+    try:
+        yield
+    finally:
+        console.quiet = quiet
+        nncf.set_log_level(level)
+
+
 def _dataset(x: np.ndarray, batch: int = 1) -> Any:
     import nncf
 
@@ -54,9 +79,10 @@ def quantize_ptq(onnx_path: Path, calib_x: np.ndarray, ignored: list[str] | None
     model = ov.Core().read_model(str(onnx_path))
     keep = preprocessing_ops(model) + list(ignored or [])
     try:
-        return nncf.quantize(model, _dataset(calib_x), subset_size=len(calib_x),
-                             target_device=nncf.TargetDevice.CPU,
-                             ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
+        with _nncf_quiet():
+            return nncf.quantize(model, _dataset(calib_x), subset_size=len(calib_x),
+                                 target_device=nncf.TargetDevice.CPU,
+                                 ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
     except Exception as exc:
         raise QuantizationError(f"nncf.quantize failed: {str(exc).strip().splitlines()[0]}") from exc
 
@@ -77,11 +103,12 @@ def quantize_accuracy_control(onnx_path: Path, calib_x: np.ndarray, val_x: np.nd
         return accuracy(logits, np.asarray([y for _, y in items]))
 
     try:
-        return nncf.quantize_with_accuracy_control(
-            model, _dataset(calib_x), nncf.Dataset(val_items, lambda item: item[0]), validate,
-            max_drop=max_drop_points / 100.0, drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(calib_x), target_device=nncf.TargetDevice.CPU,
-            ignored_scope=nncf.IgnoredScope(names=preprocessing_ops(model), validate=False))
+        with _nncf_quiet():
+            return nncf.quantize_with_accuracy_control(
+                model, _dataset(calib_x), nncf.Dataset(val_items, lambda item: item[0]), validate,
+                max_drop=max_drop_points / 100.0, drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(calib_x), target_device=nncf.TargetDevice.CPU,
+                ignored_scope=nncf.IgnoredScope(names=preprocessing_ops(model), validate=False))
     except Exception as exc:
         raise QuantizationError("nncf.quantize_with_accuracy_control failed: "
                                 f"{str(exc).strip().splitlines()[0]}") from exc

@@ -201,5 +201,16 @@ class NncfQuantizer(Quantizer):
                         extra={"openvino": ov.get_version()})
 
 
-#: Quantizers by backend name (``--backend`` of ``cmkd-edge quantize``).
-QUANTIZERS: dict[str, type[Quantizer]] = {q.backend: q for q in (OrtQuantizer, NncfQuantizer)}
+def quantizers() -> dict[str, type[Quantizer]]:
+    """Quantizers by backend name (``--backend`` of ``cmkd-edge quantize``), from the backends'
+    declarations (``BackendSpec.quantizer``): a backend that declares none is not a target."""
+    import importlib
+
+    from cmkd_edge.runtime.backends import specs
+
+    out: dict[str, type[Quantizer]] = {}
+    for spec in specs():
+        if spec.quantizer:
+            module, _, name = spec.quantizer.partition(":")
+            out[spec.name] = getattr(importlib.import_module(module), name)
+    return out

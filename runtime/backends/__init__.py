@@ -71,6 +71,16 @@ def specs() -> list[BackendSpec]:
     return sorted((BACKENDS.get(n) for n in BACKENDS.names()), key=lambda s: (s.auto_rank, s.name))
 
 
+def quantize_targets() -> tuple[str, ...]:
+    """Backends ``cmkd-edge quantize`` can target (those declaring a ``quantizer``)."""
+    return tuple(s.name for s in specs() if s.quantizer)
+
+
+def compile_targets() -> tuple[str, ...]:
+    """Backends ``cmkd-edge compile`` can target (those declaring a ``compile_hook``)."""
+    return tuple(s.name for s in specs() if s.compile_hook)
+
+
 def available(name: str) -> bool:
     """True when backend ``name`` is installed (and, if it needs one, an NVIDIA GPU is present)."""
     return name in BACKENDS and BACKENDS.get(name).available()
@@ -130,4 +140,5 @@ BACKEND_NAMES: Sequence[str] = _Names(lambda: tuple(BACKENDS.names()))
 ARTIFACT_FORMATS: Sequence[str] = _Names(_artifact_formats)
 
 __all__ = ["ARTIFACT_FORMATS", "AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "BACKEND_NAMES", "FORMATS",
+           "compile_targets", "quantize_targets",
            "BackendRegistry", "BackendSpec", "available", "available_backends", "backend_spec", "specs"]

@@ -143,4 +143,5 @@ BACKEND = BackendSpec(
     name="openvino", summary="OpenVINO runtime: ONNX or IR on CPU/GPU/NPU (extra: openvino)",
     library="openvino", extra="openvino", needs_gpu=False, formats=("onnx", "openvino-ir"),
     native_format="openvino-ir", auto_rank=20, runner=OpenVinoRunner,
-    compile_hook="cmkd_edge.export.compile.openvino:compile_artifact")
+    compile_hook="cmkd_edge.export.compile.openvino:compile_artifact",
+    quantizer="cmkd_edge.export.quantize.rungs:NncfQuantizer")

@@ -42,6 +42,8 @@ class BackendSpec:
             device first (TensorRT from ONNX); the Classifier offers them only with ``rebuild=True``.
         compile_hook: ``"module:function"`` of the export-side compile step, resolved lazily by
             ``cmkd-edge compile`` (None: the backend runs the bundle's ONNX as it is).
+        quantizer: ``"module:Class"`` of the export-side quantization ladder for this backend,
+            resolved lazily by ``cmkd-edge quantize`` (None: quantize does not target it).
     """
 
     name: str
@@ -55,6 +57,7 @@ class BackendSpec:
     runner: type[Runner]
     build_formats: tuple[str, ...] = ()
     compile_hook: str | None = None
+    quantizer: str | None = None
 
     def __post_init__(self) -> None:
         if self.native_format not in self.formats:

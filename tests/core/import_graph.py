@@ -70,16 +70,27 @@ def _package_of(module: str, path: Path) -> str:
 
 
 def _imports(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
-    """Import statements with whether they sit inside a function (class bodies run at import time)."""
+    """Import statements with whether they sit inside a function (class bodies run at import time).
+
+    ``if TYPE_CHECKING:`` blocks are skipped: they never run, so they cannot form a cycle.
+    """
 
     def walk(node: ast.AST, local: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child.test):
+                yield from (x for c in child.orelse for x in walk(ast.Module([c], []), local))
+                continue
             if isinstance(child, ast.Import | ast.ImportFrom):
                 yield child, local
             inner = local or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
             yield from walk(child, inner)
 
     yield from walk(tree, False)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _targets(node: ast.Import | ast.ImportFrom, package: str, known: set[str]) -> Iterator[str]:

@@ -163,3 +163,24 @@ def test_every_registry_kind_resolves():
         assert get_registry(kind).names()
     with pytest.raises(UnknownNameError, match="unknown registry"):
         get_registry("nope")
+
+
+def test_bundle_is_not_a_checkpoint(tmp_path) -> None:
+    """evaluate/export/distill given a bundle or model: say what it is, not torch's weights_only text."""
+    from click.testing import CliRunner
+
+    from cmkd_edge.checkpoint import load_checkpoint
+    from cmkd_edge.cli import main
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    (tmp_path / "b.tar.gz").write_bytes(b"\x1f\x8b\x08\x00")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
+    for path in (bundle, tmp_path / "b.tar.gz", tmp_path / "model.onnx"):
+        with pytest.raises(CheckpointError, match="is a deployment bundle or model, not a training checkpoint"):
+            load_checkpoint(path)
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "b.tar.gz")])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert "weights" not in lines[0] and "best.pt" in lines[0]

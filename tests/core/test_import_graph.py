@@ -11,30 +11,10 @@ from pathlib import Path
 import pytest
 from import_graph import Edge, build_graph, cycles, layer, packages, report, rule_violations
 
-#: Violations that other engineers' parts of issue 14 remove. Delete this list when the branches merge:
-#: each entry is an xfail(strict) below, so an entry that no longer occurs fails until it is deleted.
-KNOWN_VIOLATIONS_FIXED_BY_BACKENDS_REFACTOR: tuple[tuple[str, ...], ...] = (
-    # runtime/backends/tensorrt -> trt_build ~> fingerprint ~> backends/tensorrt (the private _cc,
-    # _trt_version): the backends refactor makes each backend one self-contained module.
-    ("cycle", "cmkd_edge.runtime.backends.tensorrt", "cmkd_edge.runtime.fingerprint", "cmkd_edge.runtime.trt_build"),
-    # cli/demo.py <-> cli/demo_deploy.py at top level: the deploy-side CLI files, edited in that refactor.
-    ("cycle", "cmkd_edge.cli.demo", "cmkd_edge.cli.demo_deploy"),
-)
-REASON = "fixed by the backends refactor"
-
 
 @pytest.fixture(scope="module")
 def graph() -> tuple[dict[str, Path], list[Edge]]:
     return build_graph()
-
-
-def _known(kind: str) -> list[tuple[str, ...]]:
-    return [k[1:] for k in KNOWN_VIOLATIONS_FIXED_BY_BACKENDS_REFACTOR if k[0] == kind]
-
-
-def _new_cycles(found: list[list[str]]) -> list[list[str]]:
-    known = [sorted(k) for k in _known("cycle")]
-    return [c for c in found if c not in known]
 
 
 def test_graph_reads_every_layer_and_marks_local_imports(graph) -> None:
@@ -51,43 +31,28 @@ def test_graph_reads_every_layer_and_marks_local_imports(graph) -> None:
 def test_no_module_cycles_top_level(graph) -> None:
     modules, edges = graph
     found = cycles(modules, [(e.src, e.dst) for e in edges if not e.local and "/" not in e.src])
-    assert _new_cycles(found) == []
+    assert found == []
 
 
 def test_no_module_cycles_counting_function_local_imports(graph) -> None:
     """A cycle through a local import does not break importing, but it ties two modules both ways."""
     modules, edges = graph
     found = cycles(modules, [(e.src, e.dst) for e in edges if "/" not in e.src])
-    assert _new_cycles(found) == []
+    assert found == []
 
 
 def test_no_package_cycles(graph) -> None:
     """Between cmkd_edge's packages (data, models, distill, mfh, cli, export, runtime, the core) too."""
     modules, edges = graph
     pairs = {(layer(e.src), layer(e.dst)) for e in edges if "/" not in e.src and layer(e.src) != layer(e.dst)}
-    assert _new_cycles(cycles({layer(m) for m in modules}, pairs)) == []
+    assert cycles({layer(m) for m in modules}, pairs) == []
 
 
 def test_import_rules(graph) -> None:
     """runtime -> runtime + core only; export -> no distill/mfh/cli; core -> core; nobody -> cli; root modules low."""
     modules, edges = graph
-    known = set(_known("edge"))
-    bad = [f"[{rule}] {e}" for rule, e in rule_violations(edges, packages(modules)) if (e.src, e.dst) not in known]
+    bad = [f"[{rule}] {e}" for rule, e in rule_violations(edges, packages(modules))]
     assert bad == []
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [pytest.param(k, id="-".join(k), marks=pytest.mark.xfail(reason=REASON, strict=True))
-     for k in KNOWN_VIOLATIONS_FIXED_BY_BACKENDS_REFACTOR],
-)
-def test_known_violation_is_gone(graph, entry: tuple[str, ...]) -> None:
-    modules, edges = graph
-    if entry[0] == "cycle":
-        found = cycles(modules, [(e.src, e.dst) for e in edges if "/" not in e.src])
-        assert sorted(entry[1:]) not in found
-    else:
-        assert not any((e.src, e.dst) == entry[1:] for e in edges)
 
 
 def test_checker_finds_cycles_and_back_edges(tmp_path: Path) -> None:
@@ -106,6 +71,8 @@ def test_checker_finds_cycles_and_back_edges(tmp_path: Path) -> None:
         "benchmarks/run.py": "from cmkd_edge.cli.methods import table\n",
         "cmkd_edge/cli/__init__.py": "",
         "cmkd_edge/cli/methods.py": "",
+        # an import only a type checker runs forms no cycle (and breaks no rule)
+        "runtime/t.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cmkd_edge.distill import a\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,14 @@ def test_sar_view_needs_s1(eurosat_dir) -> None:
         open_dataset(eurosat_dir, views=["sar"])
 
 
+def test_sar_on_optical_data_suggests_sar_sim(eurosat_dir) -> None:
+    """The message says what to use instead: the data has optical bands, so sar-sim works."""
+    with pytest.raises(DataError) as info:
+        open_dataset(eurosat_dir, views=["sar"])
+    assert info.value.hint and "'sar-sim'" in info.value.hint and "synthetic" in info.value.hint
+    assert "sar-sim" in info.value.one_line()
+
+
 def test_rgb_is_bands_321_of_ms(tiny: str) -> None:
     ds = open_dataset(tiny, views=["ms", "rgb", "bands:B08,B02"], split="train")
     x, _ = ds[3]

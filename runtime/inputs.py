@@ -1,0 +1,188 @@
+"""Read what ``cmkd-edge classify`` is given and route each input: patches to ``predict``, scenes to tiling.
+
+Why a module of its own: the CLI body should only parse and print, and the rules here are the ones a
+user meets first (is this file a patch or a scene, is it laid out the way the model reads it, where
+does the class map go), so they are kept in one place with their messages and tested without click.
+numpy and rasterio only; never torch.
+
+Rules:
+
+* ``.npy``: an array (C, H, W) or (N, C, H, W), classified as it is (validation names a channels-last
+  array as such).
+* GeoTIFF (or any raster rasterio reads) of exactly the model's patch size: one patch, bands matched
+  by description when all are named, else by order; the file's nodata value goes to validation.
+* A larger raster is a scene: tiled into a class-map GeoTIFF at ``out`` (a directory when there are
+  several scenes, or when ``out`` has no .tif suffix). A raster smaller than the patch is an error.
+* ``out`` with patches only is reported in :attr:`ClassifyRun.notices` (nothing is written to it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
+
+from .classifier import Classifier
+from .manifest import InputSpec
+from .scene import _band_indexes, classify_scene
+
+_TIFF_DRIVERS = ("GTiff", "COG")
+
+
+@dataclass
+class Patch:
+    """Raw patch values as read (bands in model order) and the file's own nodata value (None if unset)."""
+
+    path: Path
+    x: np.ndarray
+    nodata: float | None = None
+
+
+@dataclass
+class ClassifyRun:
+    """What ``classify`` did: one result dict per patch or scene, and notices for the user."""
+
+    backend: str
+    artifact: str
+    precision: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "artifact": self.artifact, "precision": self.precision,
+                "results": self.results}
+
+
+def _raster(path: Path) -> Any:
+    """Open a raster quietly: a patch needs no georeferencing, so rasterio's warning about it is noise."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            return rasterio.open(path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise DataError(f"{path} is not a readable GeoTIFF ({exc})",
+                            "classify reads GeoTIFF patches and scenes, and .npy arrays") from exc
+
+
+def read_input(path: Path, spec: InputSpec) -> Patch | Path:
+    """A :class:`Patch` to classify, or ``path`` itself when it is a scene to tile.
+
+    Raises:
+        DataError: missing, a directory, unreadable or corrupt.
+        InputMismatchError: wrong layout, band count, or a raster smaller than the model's patch.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    if path.is_dir():
+        raise DataError(f"input {path} is a directory, not a patch or scene file",
+                        f"give the files in it, e.g. {path}/*.tif")
+    if not path.exists():
+        raise DataError(f"input {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path} is not a readable .npy array ({exc})") from exc
+        return Patch(path, x)
+    ph, pw = int(spec.shape[2]), int(spec.shape[3])
+    with _raster(path) as src:
+        kind = "" if src.driver in _TIFF_DRIVERS else f" (a {src.driver} file)"
+        try:
+            indexes = _band_indexes(src, spec.band_names, path)
+        except InputMismatchError as exc:
+            if not kind:
+                raise
+            raise InputMismatchError(exc.message.replace(path.name, path.name + kind, 1),
+                                     "give the model's bands as a GeoTIFF or .npy") from exc
+        if src.height < ph or src.width < pw:
+            raise InputMismatchError(
+                f"{path.name}{kind} is {src.height}x{src.width} pixels, smaller than the model's "
+                f"{ph}x{pw} patch", f"resample or pad it to {ph}x{pw}; only larger images are tiled as scenes")
+        if (src.height, src.width) != (ph, pw):
+            return path
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                return Patch(path, src.read(indexes), src.nodata)
+        except rasterio.errors.RasterioIOError as exc:  # header fine, pixel blocks truncated/corrupt
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"{path} is truncated or corrupt (reading its pixels failed: {first})") from exc
+
+
+def _patch_results(clf: Classifier, patch: Patch, nodata_policy: str) -> list[dict[str, Any]]:
+    probs = clf.predict(patch.x, nodata_policy=nodata_policy, nodata=patch.nodata)
+    out = []
+    for i, p in enumerate(probs):
+        name = patch.path.name if len(probs) == 1 else f"{patch.path.name}[{i}]"
+        if p.size and not np.isnan(p).any():
+            k = int(p.argmax())
+            out.append({"input": name, "class": clf.class_names[k], "index": k, "probability": float(p[k]),
+                        "probabilities": dict(zip(clf.class_names, map(float, p), strict=True))})
+        else:
+            out.append({"input": name, "class": None, "index": None, "probability": None, "nodata": True})
+    return out
+
+
+def scene_targets(scenes: list[Path], out: Path | None, patch_hw: tuple[int, int]) -> list[Path]:
+    """Where each scene's class map goes; checked before any scene is classified.
+
+    Raises:
+        ConfigError: scenes without ``out``, or ``out`` a file where a directory is needed.
+    """
+    if not scenes:
+        return []
+    if out is None:
+        ph, pw = patch_hw
+        raise ConfigError(f"{scenes[0].name} is larger than the model input ({ph}x{pw}): a scene",
+                          "pass --out PATH for the class-map GeoTIFF")
+    # --out is a directory for several scenes, an existing directory, or a path without .tif
+    out_is_dir = len(scenes) > 1 or out.is_dir() or out.suffix.lower() not in (".tif", ".tiff")
+    if out_is_dir and out.exists() and not out.is_dir():
+        if len(scenes) > 1:
+            raise ConfigError(f"--out {out} is a file, but {len(scenes)} scenes need --out to be "
+                              "a directory", "pass a directory (it is created if missing)")
+        raise ConfigError(f"--out {out} is a file without a .tif suffix, so it would be a directory",
+                          "pass a .tif path for the class map, or a directory")
+    return [out / f"{p.stem}_classes.tif" for p in scenes] if out_is_dir else [out]
+
+
+def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = None,
+                    stride: int | None = None, batch: int = 32, probabilities: bool = False,
+                    nodata_policy: str = "mask", progress: bool = True) -> ClassifyRun:
+    """Classify every input with an open classifier: patches first (printed), then scenes (written).
+
+    Every input is read and checked before the first scene is tiled, so a bad file late in the list
+    fails in seconds, not after an hour of tiling.
+    """
+    run = ClassifyRun(clf.backend, clf.artifact.id, clf.precision)
+    spec = clf.manifest.input
+    read = [read_input(Path(p), spec) for p in inputs]
+    scenes = [r for r in read if isinstance(r, Path)]
+    targets = scene_targets(scenes, out, (int(spec.shape[2]), int(spec.shape[3])))
+    for r in read:
+        if isinstance(r, Patch):
+            run.results.extend(_patch_results(clf, r, nodata_policy))
+    if out is not None and not scenes:
+        run.notices.append(f"--out {out} was not written: it is for the class maps of scenes (images larger "
+                           "than the model input), and every input was a patch; their classes are printed "
+                           "(--json for a file)")
+    for path, target in zip(scenes, targets, strict=True):
+        r = classify_scene(clf, path, target, stride=stride, batch=batch, probabilities=probabilities,
+                           nodata_policy=nodata_policy, progress=progress)
+        run.results.append({"input": path.name, "scene": True, "out": str(r.out),
+                            "probabilities_out": str(r.probabilities) if r.probabilities else None,
+                            "patches": r.patches, "masked_patches": r.masked,
+                            "seconds": round(r.seconds, 3), "pixels_per_s": round(r.pixels_per_s)})
+    return run
+
+
+__all__ = ["ClassifyRun", "Patch", "classify_inputs", "read_input", "scene_targets"]
