@@ -56,9 +56,25 @@ def log(msg: str) -> None:
 
 # -- training ------------------------------------------------------------------------------------
 
+def _wait_for_other(out: Path) -> None:
+    """Wait while another process trains in ``out`` (its pid in ``.lock``), e.g. a ``--run`` started
+    beside the main benchmark."""
+    lock = out / ".lock"
+    while lock.exists():
+        try:
+            os.kill(int(lock.read_text()), 0)
+        except (ValueError, ProcessLookupError):
+            lock.unlink(missing_ok=True)
+            return
+        except PermissionError:
+            pass
+        time.sleep(20)
+
+
 def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher: Path | None = None,
-              method: str = "none") -> dict[str, Any]:
+              method: str = "none", epochs: int | None = None) -> dict[str, Any]:
     """One training run (in-process, 2 torch threads); a finished run is read back, not redone."""
+    _wait_for_other(out)
     summary_path = out / "summary.json"
     if summary_path.exists():
         s = json.loads(summary_path.read_text())
@@ -73,13 +89,19 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
     torch.set_num_threads(2)
     resume = (out / "last.pt").exists()
     log(f"train {out.name}: view {view}, method {method}, seed {seed}" + (" (resume)" if resume else ""))
+    epochs = epochs or args.epochs
     cfg = TrainConfig(out=out, data=str(DATA), view=view, arch=args.arch, teacher=str(teacher) if teacher else None,
-                      method=method, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      weight_decay=args.weight_decay, warmup_epochs=min(1, args.epochs - 1), seed=seed, device="cpu",
+                      method=method, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, warmup_epochs=min(1, epochs - 1), seed=seed, device="cpu",
                       quiet=True, resume=resume, command=f"benchmarks/radar.py run {out.name}")
     t0 = time.perf_counter()
     load0 = os.getloadavg()[2]
-    s = train(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".lock").write_text(str(os.getpid()))
+    try:
+        s = train(cfg)
+    finally:
+        (out / ".lock").unlink(missing_ok=True)
     from cmkd_edge.fsutil import atomic_write_json
 
     # the machine is shared: keep the load it ran under next to the time it took
@@ -108,7 +130,9 @@ def test_correct(run: Path) -> np.ndarray:
         pred = np.concatenate([net(torch.from_numpy(x[i:i + 256])).argmax(1).numpy()
                                for i in range(0, len(x), 256)])
     correct = pred == np.asarray(ds.labels)
-    np.save(cache, correct)
+    tmp = run / f".test_correct.{os.getpid()}.npy"
+    np.save(tmp, correct)
+    os.replace(tmp, cache)  # atomic: several benchmark processes may report at once
     return correct
 
 
@@ -382,6 +406,8 @@ def part_gap(work: Path, seeds: list[int], chip_view: str, edge_view: str) -> li
                      f"{mins[0]:.1f} / {mins[1]:.1f} |")
     t = float(t_correct.mean())
     pending = [s for s in seeds if s not in done]
+    epochs = {m: finished(work / f"edge-{m}-s{done[0]}")["epochs_run"] for m in ("none", "kd")}  # type: ignore[index]
+    t_epochs = finished(teacher)["epochs_run"]  # type: ignore[index]
     return [
         "### Modality gap: full chip -> edge-radar view (SYNTHETIC degradation of real chips)", "",
         f"Teacher: the seed-{seeds[0]} radar student above, on the full-quality chip (`{chip_view}`), "
@@ -389,7 +415,9 @@ def part_gap(work: Path, seeds: list[int], chip_view: str, edge_view: str) -> li
         "intensity averaged over 2x2 blocks (half the resolution), times single-look Gamma speckle, "
         "re-quantised to 8 bits; derived from the real chips, seeded per (seed, chip) - trained from "
         "labels only (`none`) or distilled (`kd`, logit KD; the teacher sees the same crop and gain "
-        "of the full chip). none and kd share a seed: the same data order and the same test "
+        f"of the full chip), {epochs['none']} epochs each (the teacher: {t_epochs}; fewer for the "
+        "students only because the shared machine was saturated - the teacher - student rows mix the "
+        "view change with that). none and kd share a seed: the same data order and the same test "
         "realisations, so every difference is paired per chip.", "",
         *lines, "",
         f"Mean test top-1 (n={n_test}) over {len(done)} seed(s)"
@@ -420,6 +448,10 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: chain,gap")
     ap.add_argument("--data", default=str(SHARED_DATA / "mstar_soc"), help="chip data (default: MSTAR SOC)")
     ap.add_argument("--crop", type=int, default=88, help="centre/random crop size (A-ConvNets: 88)")
+    ap.add_argument("--edge-epochs", type=int, default=None,
+                    help="epochs of the edge-radar students (default --epochs)")
+    ap.add_argument("--run", default=None, metavar="NAME",
+                    help="train only this run (student-sN, edge-none-sN, edge-kd-sN) and exit")
     ap.add_argument("--chain-student", default=None, metavar="RUN_DIR",
                     help="run only the deployment chain, on this finished run (no training)")
     args = ap.parse_args()
@@ -447,6 +479,22 @@ def main() -> None:
     # most informative first, so a stopped run still reports: seed 0's student, its deployment
     # chain, one none/kd pair; then the remaining seeds
     teacher = work / f"student-s{seeds[0]}"
+    edge_epochs = args.edge_epochs or args.epochs
+
+    def edge(method: str, s: int) -> None:
+        train_run(work / f"edge-{method}-s{s}", edge_view, args, s, epochs=edge_epochs, method=method,
+                  teacher=teacher / "best.pt" if method == "kd" else None)
+
+    if args.run:
+        kind, _, seed = args.run.rpartition("-s")
+        if kind == "student":
+            train_run(work / args.run, chip_view, args, int(seed))
+        elif kind in ("edge-none", "edge-kd"):
+            edge(kind.split("-")[1], int(seed))
+        else:
+            sys.exit(f"error: unknown run {args.run!r} (student-sN, edge-none-sN, edge-kd-sN)")
+        report()
+        return
     if args.chain_student:
         skip |= {"gap", "train"}
     else:
@@ -469,8 +517,8 @@ def main() -> None:
             train_run(work / f"student-s{s}", chip_view, args, s)
             report()
         if "gap" not in skip:
-            train_run(work / f"edge-none-s{s}", edge_view, args, s)
-            train_run(work / f"edge-kd-s{s}", edge_view, args, s, teacher=teacher / "best.pt", method="kd")
+            edge("none", s)
+            edge("kd", s)
             report()
 
 
