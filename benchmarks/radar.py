@@ -149,7 +149,7 @@ def cli(*args: str) -> str:
 def chain(student: Path, work: Path, max_drop: float) -> tuple[Path, dict[str, Any]]:
     """export -> quantize (ORT INT8, OpenVINO INT8) -> compile OpenVINO -> pack; records kept."""
     bundle, archive = work / "bundle", work / "radar-student.tar.gz"
-    records: dict[str, Any] = {}
+    records: dict[str, Any] = {"student": str(student)}
     rec_path = work / "chain.json"
     if archive.exists() and rec_path.exists():
         return archive, json.loads(rec_path.read_text())
@@ -356,6 +356,7 @@ def part_chain(args: argparse.Namespace, n_val: int, rec: dict[str, Any], scored
     q, qov = rec["quantize_onnxruntime"], rec["quantize_openvino"]
     int8 = [r for r in scored if r["precision"] == "int8"]
     r0 = dev["result"]["results"][0]
+    student = Path(rec.get("student", student))  # the run the bundle was exported from
     st = finished(student) or {}
     return [
         f"### Deployment chain on a radar student (`{student.name}`)", "",
@@ -467,8 +468,11 @@ def main() -> None:
     edge_view = f"edge-radar:crop={args.crop}{opts},{args.edge}"
     print(machine_line())
     chain_part: list[str] = ["_Deployment chain: pending._", ""] if "chain" not in skip else []
+    chain_md = work / "chain_part.md"  # kept so every process's report shows the chain once measured
 
     def report() -> None:
+        if chain_md.exists():
+            chain_part[:] = chain_md.read_text().split("\n")
         body = part_student(work, args, seeds, chip_view) + chain_part
         if "gap" not in skip:
             body += part_gap(work, seeds, chip_view, edge_view)
@@ -496,19 +500,22 @@ def main() -> None:
         report()
         return
     if args.chain_student:
-        skip |= {"gap", "train"}
+        skip |= {"train"}
     else:
         train_run(teacher, chip_view, args, seeds[0])
         report()
-    if "chain" not in skip:
+    if "chain" not in skip and not (chain_md.exists() and not args.chain_student):
         student = Path(args.chain_student) if args.chain_student else teacher
         archive, rec = chain(student, work, args.max_drop)
         log("scoring every artifact through Classifier")
         scored = score_bundle(archive, args.threads, args.repeats, args.runs)
         files, _ = test_chips()
         dev = classify_without_torch(archive, files[0])
-        n_val = finished(student)["data"]["n_per_split"]["val"]  # type: ignore[index]
+        n_val = finished(Path(rec["student"]))["data"]["n_per_split"]["val"]  # type: ignore[index]
         chain_part[:] = part_chain(args, n_val, rec, scored, dev, files[0], student)
+        from cmkd_edge.fsutil import atomic_write_text
+
+        atomic_write_text(chain_md, "\n".join(chain_part))
         report()
     if "train" in skip:
         return
