@@ -123,30 +123,3 @@ def read_chips(paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
                             "like the first chip")
     return np.stack(arrays)
 
-
-def classify_chips(classifier: object, paths: Iterable[str | os.PathLike[str]], batch: int = 32
-                   ) -> list[dict[str, object]]:
-    """Classify chip files and folders of chips with an open ``Classifier``; one result per chip.
-
-    What ``cmkd-edge classify`` prints per file (``--json``): ``{"input", "class", "index",
-    "probability", "probabilities"}``. Chips are read with :func:`read_chip` (the reader training
-    used) and run ``batch`` at a time; each chip must have the bundle's input size (the graph crops
-    and scales it).
-
-    Raises:
-        DataError: a missing path, a non-chip file, an unreadable chip, a folder without chips,
-            chips of different sizes in one batch.
-        InputMismatchError: a chip of another size than the bundle's input.
-    """
-    files = find_chips(paths)
-    names = list(classifier.class_names)  # type: ignore[attr-defined]
-    out: list[dict[str, object]] = []
-    for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
-        probs = classifier.predict(read_chips(chunk))  # type: ignore[attr-defined]
-        for f, p in zip(chunk, probs, strict=True):
-            k = int(np.argmax(p))
-            out.append({"input": str(f), "class": names[k], "index": k, "probability": float(p[k]),
-                        "probabilities": dict(zip(names, map(float, p), strict=True))})
-    return out
-

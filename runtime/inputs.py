@@ -16,6 +16,10 @@ Rules:
 * A STAC Item ``.json`` or a folder holding a file per model band is a per-band scene
   (``bandsources.py``); any other folder is an error (``--out-dir`` takes folders of scenes).
 * ``out`` with patches only is reported in :attr:`ClassifyRun.notices` (nothing is written to it).
+* Radar chips, for a bundle whose input is 8-bit magnitude (``input.units == "magnitude_u8"``): a
+  PNG/JPEG/TIFF chip is read by the runtime's chip reader (Pillow, :mod:`.chips`: the reader training
+  used), and a folder is expanded into its chips (recursively, sorted; each named by its path
+  relative to the folder, so ``--json`` has one entry per chip file). Chips are never scenes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
 
 from .bandsources import _band_indexes
+from .chips import CHIP_UNITS, find_chips, is_chip_path, read_chip
 from .classifier import Classifier
 from .manifest import InputSpec
 from .scene import classify_scene
@@ -44,6 +49,7 @@ class Patch:
     path: Path
     x: np.ndarray
     nodata: float | None = None
+    name: str | None = None  # what results call it (default: the file name)
 
 
 @dataclass
@@ -75,7 +81,29 @@ def _raster(path: Path) -> Any:
                             "classify reads GeoTIFF patches and scenes, and .npy arrays") from exc
 
 
-def read_input(path: Path, spec: InputSpec) -> Patch | Path:
+def reads_chips(spec: InputSpec) -> bool:
+    """True when the model's input is a radar chip (8-bit magnitude): chip files and folders apply."""
+    return spec.units == CHIP_UNITS
+
+
+def expand_inputs(inputs: list[Path], spec: InputSpec) -> list[tuple[Path, str | None]]:
+    """Inputs as (file, display name): for a chip model, a folder becomes its chips, each named by
+    its path relative to the folder; anything else is passed on as given (and checked by
+    :func:`read_input`).
+
+    Raises:
+        DataError: a folder without chips (chip models).
+    """
+    out: list[tuple[Path, str | None]] = []
+    for p in map(Path, inputs):
+        if reads_chips(spec) and p.is_dir():
+            out.extend((f, f"{p.name}/{f.relative_to(p).as_posix()}") for f in find_chips([p]))
+        else:
+            out.append((p, None))
+    return out
+
+
+def read_input(path: Path, spec: InputSpec, name: str | None = None) -> Patch | Path:
     """A :class:`Patch` to classify, or ``path`` itself when it is a scene to tile.
 
     Raises:
@@ -105,7 +133,9 @@ def read_input(path: Path, spec: InputSpec) -> Patch | Path:
             x = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise DataError(f"{path} is not a readable .npy array ({exc})") from exc
-        return Patch(path, x)
+        return Patch(path, x, name=name)
+    if reads_chips(spec) and is_chip_path(path):
+        return Patch(path, read_chip(path), name=name)
     ph, pw = int(spec.shape[2]), int(spec.shape[3])
     with _raster(path) as src:
         kind = "" if src.driver in _TIFF_DRIVERS else f" (a {src.driver} file)"
@@ -147,7 +177,8 @@ def _patch_results(clf: Classifier, patch: Patch, nodata_policy: str,
     th = label_thresholds(clf, threshold)
     out = []
     for i, p in enumerate(probs):
-        name = patch.path.name if len(probs) == 1 else f"{patch.path.name}[{i}]"
+        base = patch.name or patch.path.name
+        name = base if len(probs) == 1 else f"{base}[{i}]"
         if p.size and not np.isnan(p).any():
             k = int(p.argmax())
             out.append({"input": name, "class": clf.class_names[k], "index": k, "probability": float(p[k]),
@@ -200,7 +231,7 @@ def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = N
     window_1d(blend, 1)  # an unknown blend fails before any input is read
     run = ClassifyRun(clf.backend, clf.artifact.id, clf.precision)
     spec = clf.manifest.input
-    read = [read_input(Path(p), spec) for p in inputs]
+    read = [read_input(p, spec, name) for p, name in expand_inputs(list(inputs), spec)]
     scenes = [r for r in read if isinstance(r, Path)]
     targets = scene_targets(scenes, out, (int(spec.shape[2]), int(spec.shape[3])))
     if isinstance(quicklook, str) and len(scenes) > 1:
@@ -227,4 +258,5 @@ def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = N
     return run
 
 
-__all__ = ["ClassifyRun", "Patch", "classify_inputs", "read_input", "scene_targets"]
+__all__ = ["ClassifyRun", "Patch", "classify_inputs", "expand_inputs", "read_input", "reads_chips",
+           "scene_targets"]
