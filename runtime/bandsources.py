@@ -76,7 +76,7 @@ class StackedSource:
         except (rasterio.errors.RasterioIOError, OSError) as exc:
             raise DataError(f"cannot read scene {path} ({exc})") from exc
         try:
-            self._indexes = _band_indexes(self._src, band_names, path)
+            self._indexes = band_indexes(self._src, band_names, path)
         except BaseException:
             self._src.close()
             raise
@@ -158,7 +158,7 @@ class BandFileSource:
         self._stack.close()
 
 
-def _band_indexes(src: object, band_names: tuple[str, ...], path: Path) -> list[int]:
+def band_indexes(src: object, band_names: tuple[str, ...], path: Path) -> list[int]:
     """1-based band indexes in the model's order: by band description when all are named."""
     count, desc = src.count, src.descriptions  # type: ignore[attr-defined]
     if all(desc) and set(band_names) <= set(desc):

@@ -33,7 +33,7 @@ import numpy as np
 
 from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
 
-from .bandsources import _band_indexes
+from .bandsources import band_indexes
 from .chips import CHIP_UNITS, find_chips, is_chip_path, read_chip
 from .classifier import Classifier
 from .manifest import InputSpec
@@ -140,7 +140,7 @@ def read_input(path: Path, spec: InputSpec, name: str | None = None) -> Patch | 
     with _raster(path) as src:
         kind = "" if src.driver in _TIFF_DRIVERS else f" (a {src.driver} file)"
         try:
-            indexes = _band_indexes(src, spec.band_names, path)
+            indexes = band_indexes(src, spec.band_names, path)
         except InputMismatchError as exc:
             if not kind:
                 raise
