@@ -185,6 +185,11 @@ def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: li
         metric, cls_metric = "top1", "top-1"
         agree_lab = agreement(ref, cand, gate.confidence)["agreement"]
     drop, lo, hi = _pts(pd)
+    if multilabel and n:
+        # why a floor: a bootstrap of identical outputs gives [0, 0], claiming a certainty 13 samples
+        # cannot carry; the interval is at least +- the exact zero-event bound for n samples
+        h = clopper_pearson(0, n, 1 - gate.confidence)[1] * 100.0
+        lo, hi = min(lo, drop - h), max(hi, drop + h)
     agree = None
     if not multilabel:
         rr, cc = (ref, cand) if extra is None else (np.concatenate([ref, extra[0]]),
@@ -193,7 +198,7 @@ def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: li
     per = classes["per_class"]
     worst = max(per.items(), key=lambda kv: kv[1]["drop"], default=("", {"drop": 0.0}))
     where = f"{split}, n={n}"
-    interval = f"95% interval [{lo:+.1f}, {hi:+.1f}]"
+    interval = f"95% interval [{lo + 0.0:+.1f}, {hi + 0.0:+.1f}]"
     if classes["failed"]:
         c = classes["failed"][0]
         passed, by, resolved = False, "labels (class)", True
@@ -207,7 +212,7 @@ def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: li
                   f"--max-drop {lim:g}")
     elif hi <= lim + 1e-9:
         passed, by, resolved = True, "labels", True
-        reason = f"loses at most {max(hi, 0.0):.1f} points of {metric} ({where}, {interval})"
+        reason = f"loses at most {max(hi, 0.0) + 0.0:.1f} points of {metric} ({where}, {interval})"
     elif agree is not None and agree["disagreement_upper"] <= lim + 1e-9:
         passed, by, resolved = True, "agreement", True
         reason = (f"disagrees with FP32 on {agree['disagree']} of {agree['n']} in-distribution inputs "

@@ -125,7 +125,8 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
         # (an IR or plan built from the old QDQ model); other precisions stay. Each removal is
         # reported with its reason (issue 9: nothing is lost without a word).
         gone = edit.drop([q.artifact_id(precision)])
-        fp32_verdict = judge(ref, ref, val.labels, classes, gate, split=val_split)
+        fp32_verdict = judge(ref, ref, val.labels, classes, gate, split=val_split,
+                             thresholds=None if thresholds is None else np.asarray(thresholds))
         fp32_score = fp32_verdict["score"]
         acc_key = "top1" if manifest.task == "multiclass" else "micro_f1"
         edit.update(replace(fp32_art, accuracy={acc_key: fp32_score, "split": val_split,
@@ -157,7 +158,8 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
                      "max_drop": gate.max_drop, "max_class_drop": gate.class_limit,
                      "confidence": gate.confidence,
                      "split": val_split, "n": len(val), "fp32_top1": fp32_score,
-                     "fp32_score": fp32_score, "thresholds": thresholds,
+                     "fp32_score": fp32_score,
+                     "thresholds": None if thresholds is None else list(thresholds),
                      "sha256": val.sha256(), "seed": val.info.get("seed"),
                      "sample_seed": val.info.get("sample_seed"),
                      "split_table": val.info.get("split_table"),
