@@ -134,7 +134,7 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
     return {"bundle": str(b.source), "task": m.task,
             "split": split, "n": int(len(x)), "data": data, "metric": metric,
             "reference": None if ref_key is None else {"backend": ref_key[0], "artifact": ref_key[1]},
-            "thresholds": thresholds.tolist() if m.task == "multilabel" else None,
+            "thresholds": [round(float(t), 4) for t in thresholds] if m.task == "multilabel" else None,
             "rows": rows, "skipped": not_runnable(b)}
 
 

@@ -185,11 +185,6 @@ def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: li
         metric, cls_metric = "top1", "top-1"
         agree_lab = agreement(ref, cand, gate.confidence)["agreement"]
     drop, lo, hi = _pts(pd)
-    if multilabel and n:
-        # why a floor: a bootstrap of identical outputs gives [0, 0], claiming a certainty 13 samples
-        # cannot carry; the interval is at least +- the exact zero-event bound for n samples
-        h = clopper_pearson(0, n, 1 - gate.confidence)[1] * 100.0
-        lo, hi = min(lo, drop - h), max(hi, drop + h)
     agree = None
     if not multilabel:
         rr, cc = (ref, cand) if extra is None else (np.concatenate([ref, extra[0]]),
