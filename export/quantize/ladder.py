@@ -1,11 +1,15 @@
 """``quantize_bundle``: calibrate, quantize, gate on the task metric, fall back rung by rung.
 
 The first rung that passes the gate wins (field notes, complaint 1); each backend's rungs are in
-``rungs.py``. Every rung tried is recorded in ``manifest.quantization["<backend>:<precision>"]``
-with its accuracy, drop and worst class, and which one was accepted. Candidates are built in a
-scratch directory; only the accepted one is copied into the bundle, whose update is atomic
-(``export.bundle.edit_bundle``). When no quantized rung passes, FP32 stays the only artifact for
-that backend and the record says so.
+``rungs.py``, the gate's rules (paired interval, per-class rule where resolvable, agreement on the
+training split outside the calibration sample, "cannot resolve" said plainly) in ``gate.py``. Every
+rung tried is recorded in ``manifest.quantization["<backend>:<precision>"]`` with its score, drop,
+95 % interval, the evidence that decided and a reason in words; the record also holds the outcome
+line (what was accepted, and whether that is a lower rung than asked) and every artifact the run
+removed with why (issue 9: nothing is lost without a word). Candidates are built in a scratch
+directory; only the accepted one is copied into the bundle, whose update is atomic
+(``export.bundle.edit_bundle``; an archive input is never rewritten). When no quantized rung
+passes, FP32 stays the only artifact for that backend and the record says so.
 """
 
 from __future__ import annotations
