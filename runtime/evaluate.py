@@ -122,8 +122,8 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
                                **_scores(m.task, probs[key], labels, names, thresholds)}
         if ref_key is not None:
             d, agree = _paired(m.task, probs[ref_key], probs[key], labels, thresholds)
-            row.update(agreement_with_fp32=round(agree, 3), drop=round(-100 * d["difference"], 3),
-                       drop_lo=round(-100 * d["hi"], 3), drop_hi=round(-100 * d["lo"], 3),
+            row.update(agreement_with_fp32=round(agree, 3), drop=round(-100 * d["difference"], 3) + 0.0,
+                       drop_lo=round(-100 * d["hi"], 3) + 0.0, drop_hi=round(-100 * d["lo"], 3) + 0.0,
                        difference=("reference" if key == ref_key else
                                    "no measurable difference" if not d["resolved_sign"] else
                                    "measurably worse" if d["difference"] < 0 else "measurably better"))
@@ -134,7 +134,7 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
     return {"bundle": str(b.source), "task": m.task,
             "split": split, "n": int(len(x)), "data": data, "metric": metric,
             "reference": None if ref_key is None else {"backend": ref_key[0], "artifact": ref_key[1]},
-            "thresholds": thresholds.tolist() if m.task == "multilabel" else None,
+            "thresholds": [round(float(t), 4) for t in thresholds] if m.task == "multilabel" else None,
             "rows": rows, "skipped": not_runnable(b)}
 
 

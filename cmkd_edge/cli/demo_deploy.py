@@ -39,8 +39,8 @@ def step_quantize(state: DemoState) -> None:
                           calib_size=64, val_data=state.data, max_drop=1.0,
                           progress=None if state.quiet else state.say)
     state.results["quantize"] = rec
-    if not rec["passed"]:
-        state.notes.append(f"INT8 did not pass the gate; accepted rung: {rec['accepted']}")
+    if not rec["passed"] or rec.get("ended_lower"):
+        state.notes.append(f"INT8 did not pass the gate: {rec.get('outcome') or rec['accepted']}")
 
 
 def step_compile(state: DemoState) -> None:

@@ -193,7 +193,7 @@ def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: li
     per = classes["per_class"]
     worst = max(per.items(), key=lambda kv: kv[1]["drop"], default=("", {"drop": 0.0}))
     where = f"{split}, n={n}"
-    interval = f"95% interval [{lo:+.1f}, {hi:+.1f}]"
+    interval = f"95% interval [{lo + 0.0:+.1f}, {hi + 0.0:+.1f}]"
     if classes["failed"]:
         c = classes["failed"][0]
         passed, by, resolved = False, "labels (class)", True
@@ -207,7 +207,7 @@ def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: li
                   f"--max-drop {lim:g}")
     elif hi <= lim + 1e-9:
         passed, by, resolved = True, "labels", True
-        reason = f"loses at most {max(hi, 0.0):.1f} points of {metric} ({where}, {interval})"
+        reason = f"loses at most {max(hi, 0.0) + 0.0:.1f} points of {metric} ({where}, {interval})"
     elif agree is not None and agree["disagreement_upper"] <= lim + 1e-9:
         passed, by, resolved = True, "agreement", True
         reason = (f"disagrees with FP32 on {agree['disagree']} of {agree['n']} in-distribution inputs "

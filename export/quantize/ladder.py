@@ -1,11 +1,15 @@
 """``quantize_bundle``: calibrate, quantize, gate on the task metric, fall back rung by rung.
 
 The first rung that passes the gate wins (field notes, complaint 1); each backend's rungs are in
-``rungs.py``. Every rung tried is recorded in ``manifest.quantization["<backend>:<precision>"]``
-with its accuracy, drop and worst class, and which one was accepted. Candidates are built in a
-scratch directory; only the accepted one is copied into the bundle, whose update is atomic
-(``export.bundle.edit_bundle``). When no quantized rung passes, FP32 stays the only artifact for
-that backend and the record says so.
+``rungs.py``, the gate's rules (paired interval, per-class rule where resolvable, agreement on the
+training split outside the calibration sample, "cannot resolve" said plainly) in ``gate.py``. Every
+rung tried is recorded in ``manifest.quantization["<backend>:<precision>"]`` with its score, drop,
+95 % interval, the evidence that decided and a reason in words; the record also holds the outcome
+line (what was accepted, and whether that is a lower rung than asked) and every artifact the run
+removed with why (issue 9: nothing is lost without a word). Candidates are built in a scratch
+directory; only the accepted one is copied into the bundle, whose update is atomic
+(``export.bundle.edit_bundle``; an archive input is never rewritten). When no quantized rung
+passes, FP32 stays the only artifact for that backend and the record says so.
 """
 
 from __future__ import annotations
@@ -150,7 +154,8 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
         # (an IR or plan built from the old QDQ model); other precisions stay. Each removal is
         # reported with its reason (issue 9: nothing is lost without a word).
         gone = edit.drop([q.artifact_id(precision)])
-        fp32_verdict = judge(ref, ref, val.labels, classes, gate, split=val_split)
+        fp32_verdict = judge(ref, ref, val.labels, classes, gate, split=val_split,
+                             thresholds=None if thresholds is None else np.asarray(thresholds))
         fp32_score = fp32_verdict["score"]
         acc_key = "top1" if manifest.task == "multiclass" else "micro_f1"
         edit.update(replace(fp32_art, accuracy={acc_key: fp32_score, "split": val_split,
@@ -182,7 +187,8 @@ def quantize_bundle(bundle: str | os.PathLike[str], *, backend: str = "onnxrunti
                      "max_drop": gate.max_drop, "max_class_drop": gate.class_limit,
                      "confidence": gate.confidence,
                      "split": val_split, "n": len(val), "fp32_top1": fp32_score,
-                     "fp32_score": fp32_score, "thresholds": thresholds,
+                     "fp32_score": fp32_score,
+                     "thresholds": None if thresholds is None else list(thresholds),
                      "sha256": val.sha256(), "seed": val.info.get("seed"),
                      "sample_seed": val.info.get("sample_seed"),
                      "split_table": val.info.get("split_table"),

@@ -28,6 +28,8 @@ def test_paired_difference_exact_and_bootstrap():
     assert abs(lo - 0.187086) < 1e-4 and abs(hi - 0.812914) < 1e-4
     boot = paired_difference(b.astype(float), c.astype(float), n_boot=300)
     assert boot["method"] == "bootstrap" and boot["lo"] <= -0.1 <= boot["hi"] < 0
+    same = paired_difference(np.ones(13), np.ones(13), n_boot=50)  # identical outputs, 13 samples
+    assert same["hi"] > 0.2 and same["lo"] < -0.2 and not same["resolved_sign"]
 
 
 def test_small_split_cannot_resolve_and_says_so():
