@@ -47,6 +47,12 @@ class RawSamples:
 
 
 def _deploy_views(spec: PreprocessSpec, ckpt_view: str) -> list[str]:
+    if spec.source == "chip":
+        # the whole raw chip (no crop, no log scale: the graph does those); for edge-radar the
+        # degraded chip the cheaper sensor delivers (synthetic, recorded as such)
+        from cmkd_edge.data.views import parse_view
+
+        return [getattr(parse_view(ckpt_view), "raw_spec", "chip")]
     if spec.source == "s2":
         return ["bands:" + ",".join(spec.source_bands)]
     return ["sar", ckpt_view] if ckpt_view != "sar" else ["sar"]
@@ -97,7 +103,7 @@ def load_raw_samples(data: str | None, spec: PreprocessSpec, ckpt_view: str, spl
             "seed": seed, "sample_seed": seed if sample_seed is None else sample_seed,
             "split_origin": desc.get("split_origin"),
             "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
-                              or view.startswith("sar-sim"))}
+                              or view.startswith(("sar-sim", "edge-radar")))}
     return RawSamples(x=x, labels=labels[idx], info=info)
 
 

@@ -13,6 +13,11 @@ Choosing the artifact (``select_artifacts``, a pure function of the manifest and
   ``backend``/``precision`` filters the candidates.
 * a TensorRT plan whose fingerprint does not match the device is refused (explicit backend) or
   skipped (auto); with ``rebuild=True`` it is rebuilt from the bundle's ONNX into the cache.
+* ``precision="auto"`` (and no explicit ``artifact``) then measures: among the candidates whose gate
+  passed (and FP32), the fastest at batch 1 on this device wins (``speed_probe.py``: a short probe,
+  cached per device and bundle). The order above is the fallback when probing is off
+  (``probe=False``, ``$CMKD_EDGE_SPEED_PROBE=0``) or impossible. ``Classifier.selection`` says which
+  rule chose the artifact and why (``classify --json`` prints it).
 
 Nothing here knows a backend by name: "TensorRT" above is any backend declared ``needs_gpu``,
 "by building an engine" any of its ``build_formats``, the order is ``auto_rank``, and loading an
@@ -86,6 +91,17 @@ def select_artifacts(manifest: Manifest, backend: str = "auto", precision: str =
     return out
 
 
+def _explicit(backend: str, precision: str, artifact: str | None) -> dict[str, Any] | None:
+    """The selection record when the caller chose (an artifact or a precision): no probe then."""
+    if artifact is not None:
+        return {"how": "explicit artifact", "why": f"artifact {artifact!r} was asked for"}
+    if precision != "auto":
+        where = f" on {backend}" if backend != "auto" else ""
+        return {"how": "explicit precision",
+                "why": f"precision {precision}{where} was asked for; best of the fixed order"}
+    return None
+
+
 def activate(logits: np.ndarray, activation: str) -> np.ndarray:
     """Softmax over classes (multiclass) or elementwise sigmoid (multilabel), float32."""
     z = logits.astype(np.float32, copy=False)
@@ -104,13 +120,18 @@ class Classifier:
     backend: str
     runner: Runner
     threads: int | None = None
+    selection: dict[str, Any] | None = None  # how the artifact was chosen, and why
 
     @classmethod
     def open(cls, bundle: str | os.PathLike[str] | Bundle, backend: str = "auto",
              precision: str = "auto", threads: int | None = None, rebuild: bool = False, *,
              artifact: str | None = None, device: str | None = None,
-             cache_dir: str | os.PathLike[str] | None = None) -> Classifier:
+             cache_dir: str | os.PathLike[str] | None = None,
+             probe: bool | None = None) -> Classifier:
         """Verify ``bundle`` and load the best artifact (or ``artifact`` by id) for this device.
+
+        ``probe``: with ``precision="auto"``, rank gated artifacts by a measured batch-1 latency
+        (default on unless ``$CMKD_EDGE_SPEED_PROBE=0``); False keeps the fixed order.
 
         Raises:
             BundleError: bad/tampered bundle, no usable artifact, TensorRT fingerprint mismatch.
@@ -125,6 +146,17 @@ class Classifier:
             if not pairs:
                 b.manifest.artifact(artifact)  # raises naming the valid ids
                 raise BundleError(f"artifact {artifact!r} cannot run on backend {backend!r} here")
+        selection = _explicit(backend, precision, artifact)
+        if selection is None:
+            from .speed_probe import probing_enabled, rank_by_speed
+
+            if probing_enabled(probe):
+                pairs, selection = rank_by_speed(b, pairs, threads=threads, device=device,
+                                                 cache_dir=cache_dir, rebuild=rebuild)
+            else:
+                selection = {"how": "fixed order", "probe": None,
+                             "why": "speed probe disabled; fixed order (gated INT8, then FP32, "
+                                    "native, OpenVINO before ONNX Runtime)"}
         errors: list[str] = []
         for be, a in pairs:
             try:
@@ -137,7 +169,8 @@ class Classifier:
                 errors.append(f"{be}/{a.id}: {exc.one_line()}")
                 log.warning("skipping %s/%s: %s", be, a.id, exc.one_line())
                 continue
-            clf = cls(b, a, be, runner, threads)
+            clf = cls(b, a, be, runner, threads, selection=dict(selection, chosen=f"{be}:{a.id}",
+                                                              skipped=list(errors)))
             clf._check_model()
             return clf
         raise BundleError("no artifact of the bundle could be loaded", "; ".join(errors))
@@ -215,7 +248,7 @@ class Classifier:
     def describe(self) -> dict[str, Any]:
         info = {"backend": self.backend, "artifact": self.artifact.id, "format": self.artifact.format,
                 "precision": self.precision, "threads": self.threads, "path": self.artifact.path,
-                "max_batch": self._max_batch}
+                "max_batch": self._max_batch, "selection": self.selection}
         describe = getattr(self.runner, "describe", None)
         if describe:
             info["runner"] = describe()

@@ -118,8 +118,20 @@ def read_input(path: Path, spec: InputSpec) -> Patch | Path:
             raise DataError(f"{path} is truncated or corrupt (reading its pixels failed: {first})") from exc
 
 
-def _patch_results(clf: Classifier, patch: Patch, nodata_policy: str) -> list[dict[str, Any]]:
+def label_thresholds(clf: Classifier, threshold: float | None) -> np.ndarray | None:
+    """Multi-label decision thresholds: ``threshold`` for every class, else the bundle's per-class
+    ones (chosen on the validation split at export), else 0.5; None for a multi-class bundle."""
+    if clf.manifest.output.activation != "sigmoid":
+        return None
+    k = len(clf.class_names)
+    return np.full(k, threshold, np.float32) if threshold is not None else \
+        clf.manifest.output.threshold_array(k)
+
+
+def _patch_results(clf: Classifier, patch: Patch, nodata_policy: str,
+                   threshold: float | None = None) -> list[dict[str, Any]]:
     probs = clf.predict(patch.x, nodata_policy=nodata_policy, nodata=patch.nodata)
+    th = label_thresholds(clf, threshold)
     out = []
     for i, p in enumerate(probs):
         name = patch.path.name if len(probs) == 1 else f"{patch.path.name}[{i}]"
@@ -127,6 +139,9 @@ def _patch_results(clf: Classifier, patch: Patch, nodata_policy: str) -> list[di
             k = int(p.argmax())
             out.append({"input": name, "class": clf.class_names[k], "index": k, "probability": float(p[k]),
                         "probabilities": dict(zip(clf.class_names, map(float, p), strict=True))})
+            if th is not None:  # multi-label: the set of classes at or above their thresholds
+                out[-1]["labels"] = [c for c, v, t in zip(clf.class_names, p, th, strict=True) if v >= t]
+                out[-1]["thresholds"] = dict(zip(clf.class_names, map(float, th), strict=True))
         else:
             out.append({"input": name, "class": None, "index": None, "probability": None, "nodata": True})
     return out
@@ -157,7 +172,8 @@ def scene_targets(scenes: list[Path], out: Path | None, patch_hw: tuple[int, int
 
 def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = None,
                     stride: int | None = None, batch: int = 32, probabilities: bool = False,
-                    nodata_policy: str = "mask", progress: bool = True) -> ClassifyRun:
+                    nodata_policy: str = "mask", progress: bool = True,
+                    threshold: float | None = None) -> ClassifyRun:
     """Classify every input with an open classifier: patches first (printed), then scenes (written).
 
     Every input is read and checked before the first scene is tiled, so a bad file late in the list
@@ -170,7 +186,7 @@ def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = N
     targets = scene_targets(scenes, out, (int(spec.shape[2]), int(spec.shape[3])))
     for r in read:
         if isinstance(r, Patch):
-            run.results.extend(_patch_results(clf, r, nodata_policy))
+            run.results.extend(_patch_results(clf, r, nodata_policy, threshold))
     if out is not None and not scenes:
         run.notices.append(f"--out {out} was not written: it is for the class maps of scenes (images larger "
                            "than the model input), and every input was a patch; their classes are printed "

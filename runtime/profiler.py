@@ -389,7 +389,7 @@ def write_csv(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Non
 def top1_percent(acc: dict[str, Any] | None) -> float | None:
     """The recorded top-1 in percent, or None. quantize and compile record percent (their drops are
     points); a value <= 1 is read as a fraction (hand-written or older manifests)."""
-    v = (acc or {}).get("top1")
+    v = (acc or {}).get("top1", (acc or {}).get("micro_f1"))  # micro_f1: a multi-label gate's score
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return None
     return float(v) * 100.0 if v <= 1.0 else float(v)
@@ -402,7 +402,7 @@ def accuracy_label(acc: dict[str, Any] | None) -> str:
         return "not measured"
     n = acc.get("n")  # type: ignore[union-attr]
     where = f"{acc.get('split', 'split not recorded')}, " + (f"n={n}" if n is not None else "n not recorded")  # type: ignore[union-attr]
-    return f"top1 {pct:.1f}% ({where})"
+    return f"{'top1' if 'top1' in acc else 'micro-F1'} {pct:.1f}% ({where})"  # type: ignore[operator]
 
 
 def render_table(reports: list[LatencyReport]) -> Any:

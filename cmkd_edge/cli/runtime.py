@@ -57,9 +57,16 @@ def _route_warnings() -> None:
               help="Patches with NaN/Inf/nodata: output nodata (mask) or fail (reject).")
 @click.option("--rebuild", is_flag=True, help="Rebuild a TensorRT engine that does not match this GPU.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Multi-label: one decision threshold for every class (default: the bundle's "
+                   "per-class thresholds, chosen on the validation split).")
+@click.option("--no-speed-probe", is_flag=True,
+              help="precision auto: keep the fixed order instead of the fastest gated artifact "
+                   "measured here (probe cached per device and bundle; also $CMKD_EDGE_SPEED_PROBE=0).")
 def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: str, threads: int | None,
              out: Path | None, as_json: bool, stride: int | None, batch: int, probabilities: bool,
-             nodata_policy: str, rebuild: bool, no_progress: bool) -> None:
+             nodata_policy: str, rebuild: bool, no_progress: bool, threshold: float | None,
+             no_speed_probe: bool) -> None:
     """Classify patches (.npy or GeoTIFF) or whole scenes with a BUNDLE.
 
     A patch the size of the model input prints its class and probability. A GeoTIFF larger than
@@ -76,22 +83,27 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
 
     _route_warnings()
     with Classifier.open(bundle, backend=backend, precision=precision, threads=threads,
-                         rebuild=rebuild) as clf:
+                         rebuild=rebuild, probe=False if no_speed_probe else None) as clf:
         run = classify_inputs(clf, list(inputs), out=out, stride=stride, batch=batch,
                               probabilities=probabilities, nodata_policy=nodata_policy,
-                              progress=not (no_progress or as_json))
+                              progress=not (no_progress or as_json), threshold=threshold)
+        selection = clf.selection or {}
     for notice in run.notices:
         click.echo(f"warning: {notice}", err=True)
     if as_json:
-        click.echo(json.dumps(run.to_dict(), indent=2))
+        click.echo(json.dumps({**run.to_dict(), "selection": selection}, indent=2))
         return
-    click.echo(f"# {run.backend} / {run.artifact} ({run.precision})", err=True)
+    click.echo(f"# {run.backend} / {run.artifact} ({run.precision}): {selection.get('why', '')}",
+               err=True)
     for r in run.results:
         if r.get("scene"):
             click.echo(f"{r['input']}: {r['patches']} patches ({r['masked_patches']} nodata) -> {r['out']}"
                        f" [{r['pixels_per_s']:,} px/s]")
         elif r["class"] is None:
             click.echo(f"{r['input']}: nodata")
+        elif "labels" in r:  # multi-label: every class at or above its threshold
+            shown = ", ".join(f"{c} ({r['probabilities'][c]:.2f})" for c in r["labels"]) or "none"
+            click.echo(f"{r['input']}: {len(r['labels'])} labels: {shown}")
         else:
             click.echo(f"{r['input']}: {r['class']} ({r['probability']:.3f})")
 

@@ -102,9 +102,13 @@ def evaluate_checkpoint(
     if view is not None and view != ckpt["view"]:
         compatible_view(ckpt, view)
     split_file = Path(ckpt["_path"]).parent / "split.csv"
+    trained_on = (ckpt.get("data") or {}).get("path") or ckpt.get("config", {}).get("data")
+    # the run's split table describes the data it was drawn from; other data (an external test
+    # set) is scored on its own split (labels.csv split column) or one drawn with the run's seed
+    own = same_data(data, trained_on)
     ds = open_dataset(
         data, views=[view_name], split=split, seed=int(ckpt.get("seed", 0)), augment=False,
-        split_file=split_file if split_file.is_file() else None,
+        split_file=split_file if own and split_file.is_file() else None,
     )
     require_class_names(ds.class_names, ckpt["class_names"], CheckpointError,
                         "the data's classes ({got}) differ from the checkpoint's ({want})")
@@ -120,8 +124,46 @@ def evaluate_checkpoint(
     report.update(
         checkpoint=ckpt["_path"], split=split, view=view_name, role=ckpt.get("role"),
         arch=ckpt["model"]["arch"], data=data or "synthetic", synthetic=synthetic,
+        split_table=("training run (split.csv)" if own and split_file.is_file()
+                     else f"the data's own ({getattr(ds, 'split_origin', 'drawn')})"),
     )
     return report
+
+
+def same_data(a: str | None, b: str | None) -> bool:
+    """Whether two dataset paths name the same data (None / "synthetic" = the synthetic default)."""
+    def norm(p: str | None) -> str:
+        return "synthetic" if p in (None, "", "synthetic") else str(Path(p).expanduser().resolve())
+
+    return norm(a) == norm(b)
+
+
+def bundle_samples(bundle: Any, data: str | None, split: str, seed: int = 0) -> Any:
+    """Raw labelled inputs of ``split`` for a bundle, as its device takes them (needs torch: the
+    data layer reads them).
+
+    ``data`` None is the training data export recorded (``provenance.data``). The bundle's copy of
+    the training run's split table applies only to that data; other data (an external test set) is
+    scored on its own split, or on one drawn with the run's seed when it has none.
+
+    Raises:
+        DataError: unreadable data, a source the data cannot provide, an empty split.
+        CheckpointError: the data's classes differ from the bundle's.
+    """
+    from cmkd_edge.export.quantize.calib import Recorded
+    from cmkd_edge.export.samples import load_raw_samples
+
+    m = bundle.manifest
+    rec = Recorded.from_manifest(m, bundle.root)
+    path = rec.path if data is None else data
+    own = same_data(path, rec.path) and rec.known
+    view = m.provenance.get("view") or ""
+    table = str(rec.split_file) if own and rec.split_file is not None else None
+    raw = load_raw_samples(path, m.preprocess, view, split, seed=rec.seed, split_file=table)
+    raw.info["split_table"] = "training run (bundle split.csv)" if table else "the data's own"
+    require_class_names(raw.info.get("class_names"), list(m.class_names), CheckpointError,
+                        "the data's classes ({got}) differ from the bundle's ({want})")
+    return raw
 
 
 def resolve_device(device: str) -> torch.device:

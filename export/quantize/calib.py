@@ -152,3 +152,38 @@ def load_validation(manifest: Manifest, data: str | RawSamples | None, split: st
     samples = _read(manifest, data, split, None, seed, recorded or Recorded())
     return checked(samples, manifest.input, f"validation data ({samples.info.get('data', 'arrays')})",
                    manifest.class_names)
+
+
+def load_agreement(manifest: Manifest, data: str | RawSamples | None, calib: RawSamples | None,
+                   size: int = 2000, seed: int = 0, recorded: Recorded | None = None
+                   ) -> RawSamples | None:
+    """Unlabelled in-distribution inputs for the gate's agreement evidence, or None.
+
+    The training split outside the calibration sample: the model has seen these patches in
+    training, but the quantized model has not been calibrated on them, and agreement with FP32 needs
+    no labels (``gate.py`` says why it bounds the drop). At most ``size`` rows (a seeded subset), so
+    the gate's time stays bounded on large data. Arrays the caller passed as calibration data give
+    no extra data (there is nothing beside them); data that cannot be read gives None, not an error.
+    """
+    if isinstance(data, RawSamples):
+        if calib is not None and data is calib:
+            return None
+        return checked(data, manifest.input, "agreement data", None)
+    try:
+        train = _read(manifest, data, "train", None, seed, recorded or Recorded())
+    except (DataError, QuantizationError):
+        return None
+    used = set() if calib is None else {bytes(np.ascontiguousarray(r).data) for r in calib.x}
+    keep = np.asarray([bytes(np.ascontiguousarray(r).data) not in used for r in train.x], bool)
+    idx = np.flatnonzero(keep)
+    if len(idx) > size:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size, replace=False))
+    if not len(idx):
+        return None
+    info = {**train.info, "n": int(len(idx)), "excluded": int((~keep).sum()),
+            "split": "train (outside the calibration sample)"}
+    out = RawSamples(x=train.x[idx], labels=train.labels[idx], info=info)
+    try:
+        return checked(out, manifest.input, "agreement data", manifest.class_names)
+    except QuantizationError:
+        return None

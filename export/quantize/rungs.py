@@ -6,9 +6,14 @@ how to place the accepted candidate into the bundle as an :class:`Artifact`. The
 (``ladder.py``) only walks the rungs and gates; it never branches on a backend's name.
 
 * ``onnxruntime``, int8: QDQ with the chosen calibration method -> the other calibration methods ->
-  QDQ with the most sensitive layers kept in float -> FP16 -> FP32.
-* ``openvino``, int8: NNCF PTQ -> NNCF accuracy control (reverts sensitive layers itself) -> FP16 IR
-  -> FP32. NNCF has no minmax/entropy/percentile switch, so ``--calib-method`` applies to ORT only.
+  teacher-guided QAT (``int8-qat``, when a plan is given) -> QDQ with the most sensitive layers kept
+  in float -> FP16 -> FP32.
+* ``openvino``, int8: NNCF PTQ -> ``int8-qat`` (the same QAT QDQ ONNX, read by OpenVINO) -> NNCF
+  accuracy control (reverts sensitive layers itself) -> FP16 IR -> FP32. NNCF has no
+  minmax/entropy/percentile switch, so ``--calib-method`` applies to ORT only.
+
+QAT sits after the PTQ rungs (it costs a fine-tune, minutes) and before the rungs that keep layers in
+float (they are slower: every float layer is a float kernel plus Q/DQ at its edges).
 * fp16 (either backend): FP16 -> FP32.
 """
 
@@ -36,9 +41,13 @@ class Quantizer:
     method: ClassVar[str]  # recorded as ``quantization[...]["method"]``
     id_prefix: ClassVar[str]  # artifact ids are ``<id_prefix>-<precision>``
 
-    def __init__(self, fp32: Path, scratch: Path, calib: Any, val: Any, max_drop: float) -> None:
+    def __init__(self, fp32: Path, scratch: Path, calib: Any, val: Any, max_drop: float,
+                 qat: Any = None) -> None:
         self.fp32, self.scratch, self.calib, self.val, self.max_drop = fp32, scratch, calib, val, max_drop
         self.ref: np.ndarray | None = None
+        self.qat = qat  # a ``qat.QatPlan``: the int8-qat rung is offered only with one
+        self.qat_record: dict[str, Any] | None = None
+        self.qat_files: list[Path] = []
 
     @classmethod
     def artifact_id(cls, precision: str) -> str:
@@ -53,7 +62,8 @@ class Quantizer:
         self.ref = self.run(self.fp32)
         return self.ref
 
-    def run(self, model: Path) -> np.ndarray:
+    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
+        """Logits of ``model`` on ``x`` (default: the validation inputs), run by this backend."""
         raise NotImplementedError
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
@@ -67,6 +77,45 @@ class Quantizer:
     def record(self, precision: str) -> dict[str, Any]:
         """Backend-specific fields of the quantization record."""
         return {"int8_types": None}
+
+    def _qat_extra(self, files: list[Path]) -> dict[str, Any]:
+        """The QAT summary for an accepted ``int8-qat`` artifact (epochs, losses, teacher, data)."""
+        if not files or files[:1] != self.qat_files[:1] or self.qat_record is None:
+            return {}
+        r = self.qat_record
+        return {"qat": {"epochs": len(r["epochs"]), "losses": r["epochs"],
+                        "teacher": r["teacher"], "data": r["data"],
+                        "student_sha256": r["student_sha256"], "config": r["config"]}}
+
+    def _qat_rung(self, precision: str) -> list[Rung]:
+        return ([{"rung": "int8-qat", "precision": "int8", "calib_method": "qat"}]
+                if precision == "int8" and self.qat is not None else [])
+
+    def _qat_qdq(self, out: Path, say: Any = None) -> dict[str, Any]:
+        """The QAT rung's QDQ ONNX at ``out``: fine-tune (``qat.py``), export the fine-tuned FP32
+        student, quantize it with the PTQ rungs' own ORT quantizer (minmax on the calibration
+        sample, the CPU's QDQ types, preprocessing float)."""
+        from cmkd_edge.export.quantize import ort as ortq
+        from cmkd_edge.export.quantize import qat as qatm
+
+        types = getattr(self, "types", None) or ortq.choose_int8_types()
+        fp32_qat = out.with_name(out.stem + ".fp32.onnx")
+        rec = qatm.qat_fp32_onnx(self.qat, types, self.fp32, fp32_qat, say or (lambda _m: None))
+        keep = self._keep_float_of(fp32_qat)
+        info = ortq.quantize_int8(fp32_qat, out, self.calib.x, "minmax", types, keep)
+        info["excluded_nodes"] = []
+        rec["export"]["qdq"] = {"quantizer": "onnxruntime quantize_static (the PTQ rungs')",
+                                "calib_method": "minmax", "types": types.get("name"),
+                                "preprocessing_kept_float": len(keep)}
+        self.qat_record = rec
+        return {**info, "qat": rec}
+
+    @staticmethod
+    def _keep_float_of(model: Path) -> list[str]:
+        import onnx
+        from cmkd_edge.export.onnx import preprocessing_nodes
+
+        return preprocessing_nodes(onnx.load(str(model)))
 
     def _keep_float(self) -> list[str]:
         """Preprocessing nodes (band selection, dB, clip, normalisation): always kept in float."""
@@ -93,13 +142,14 @@ class OrtQuantizer(Quantizer):
         if precision == "int8":
             for m in [calib_method, *[m for m in CALIB_METHODS if m != calib_method]]:
                 out.append({"rung": f"int8-{m}", "precision": "int8", "calib_method": m})
+            out += self._qat_rung(precision)
             out.append({"rung": "int8-sensitive-float", "precision": "int8"})
         return out + super().rungs(precision, calib_method)
 
-    def run(self, model: Path) -> np.ndarray:
+    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
         from cmkd_edge.export.quantize.gate import run_onnxruntime
 
-        return run_onnxruntime(model, self.val.x)
+        return run_onnxruntime(model, self.val.x if x is None else x)
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         import onnx
@@ -114,6 +164,10 @@ class OrtQuantizer(Quantizer):
         info: dict[str, Any] = {}
         if rung["precision"] == "fp16":
             info = ortq.convert_fp16(self.fp32, out, keep)
+        elif name == "int8-qat":
+            self.types = self.types or ortq.choose_int8_types()
+            info = self._qat_qdq(out)
+            self.qat_files = [out]
         elif name == "int8-sensitive-float":
             if self.best_int8 is None:
                 raise QuantizationError("no INT8 candidate to take sensitive layers from")
@@ -131,7 +185,7 @@ class OrtQuantizer(Quantizer):
                                       self.types, keep)
             info["excluded_nodes"] = []  # preprocessing is always kept; record layers only
         logits = self.run(out)
-        if rung["precision"] == "int8":
+        if rung["precision"] == "int8" and name != "int8-qat":  # QAT's graph names differ
             drop = top1(self.ref, self.val.labels) - top1(logits, self.val.labels)
             if self.best_int8 is None or drop < self.best_int8[0]:
                 self.best_int8 = (drop, out, info.get("calib_method", "minmax"))
@@ -146,7 +200,7 @@ class OrtQuantizer(Quantizer):
         opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
         return Artifact(id=self.artifact_id(precision), path=rel, format="onnx",
                         precision=precision, backend=self.backend, files=(rel,), opset=opset,
-                        ir_version=int(m.ir_version))
+                        ir_version=int(m.ir_version), extra=self._qat_extra(files))
 
     def record(self, precision: str) -> dict[str, Any]:
         return {"int8_types": self.types if precision == "int8" else None}
@@ -161,14 +215,16 @@ class NncfQuantizer(Quantizer):
         out: list[Rung] = []
         if precision == "int8":
             out = [{"rung": "int8-nncf-ptq", "precision": "int8", "calib_method": "nncf"},
+                   *self._qat_rung(precision),
                    {"rung": "int8-nncf-accuracy-control", "precision": "int8",
                     "calib_method": "nncf"}]
         return out + super().rungs(precision, calib_method)
 
-    def run(self, model: Path) -> np.ndarray:
+    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
         from cmkd_edge.export.quantize.gate import run_openvino
 
-        return run_openvino(model, self.val.x)  # the FP32 ONNX too: the reference is OpenVINO's
+        # the FP32 ONNX too: the reference is OpenVINO's
+        return run_openvino(model, self.val.x if x is None else x)
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         from cmkd_edge.export.quantize import openvino as ovq
@@ -179,15 +235,21 @@ class NncfQuantizer(Quantizer):
             return [], self.ref, {}
         xml = self.scratch / name / "model.xml"
         xml.parent.mkdir()
+        info: dict[str, Any] = {}
         if rung["precision"] == "fp16":
             files = ovq.save_ir(ovq.fp16_model(self.fp32), xml, fp16=True)
+        elif name == "int8-qat":
+            qdq = self.scratch / "int8-qat.onnx"
+            info = self._qat_qdq(qdq)
+            files = ovq.save_ir(ovq.fp16_model(qdq), xml)  # OpenVINO reads the QDQ as INT8
+            self.qat_files = files[:1]
         elif name == "int8-nncf-accuracy-control":
             model = ovq.quantize_accuracy_control(self.fp32, self.calib.x, self.val.x,
                                                   self.val.labels, self.max_drop, top1)
             files = ovq.save_ir(model, xml)
         else:
             files = ovq.save_ir(ovq.quantize_ptq(self.fp32, self.calib.x), xml)
-        return files, self.run(xml), {}
+        return files, self.run(xml), info
 
     def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:
         import openvino as ov
@@ -198,7 +260,7 @@ class NncfQuantizer(Quantizer):
             shutil.copyfile(src, root / rel)
         return Artifact(id=self.artifact_id(precision), path=rels[0], format="openvino-ir",
                         precision=precision, backend=self.backend, files=rels,
-                        extra={"openvino": ov.get_version()})
+                        extra={"openvino": ov.get_version(), **self._qat_extra(files)})
 
 
 def quantizers() -> dict[str, type[Quantizer]]:
