@@ -127,6 +127,9 @@ def test_coral_scale_is_independent_of_the_batch() -> None:
     raw = torch.stack([coral_loss(xs[i : i + 16], xt[i : i + 16]) for i in range(0, 256, 16)])
     assert float(coral_loss(xs, xt) / raw.mean()) > 100  # raw: ~(255/15)^2 weaker at batch 16
     assert build_method("sembridge").cfg.coral_batch == 256
+    # wide rows (d = N*C > n) take the Gram form: the same value without a d x d matrix
+    wide_s, wide_t = torch.randn(6, 40, generator=g), 3 * torch.randn(5, 40, generator=g)
+    assert torch.allclose(coral_loss(wide_s, wide_t), _reference_coral(wide_s, wide_t), rtol=1e-4)
 
 
 # defect 4: the matcher's temperature and normalisation are explicit ---------------------------

@@ -51,15 +51,25 @@ def coral_loss(
     """
     if xs.shape[1] != xt.shape[1]:
         raise ValueError(f"CORAL needs equal widths, got {xs.shape[1]} and {xt.shape[1]}")
-    d = xs.shape[1]
+    d, ns, nt = xs.shape[1], xs.shape[0], xt.shape[0]
     norm = convention == "deep-coral"
-    cs, ct = covariance(xs, norm), covariance(xt, norm)
-    if batch_ref is not None and not norm:
-        cs = cs * ((batch_ref - 1) / max(xs.shape[0] - 1, 1))
-        ct = ct * ((batch_ref - 1) / max(xt.shape[0] - 1, 1))
-    diff = cs - ct
+    if norm:
+        fs, ft = 1 / max(ns - 1, 1), 1 / max(nt - 1, 1)
+    elif batch_ref is not None:
+        fs, ft = (batch_ref - 1) / max(ns - 1, 1), (batch_ref - 1) / max(nt - 1, 1)
+    else:
+        fs = ft = 1.0
     denom = 4.0 * d**2 if norm else 4.0 * d**3
-    return (diff**2).sum() / denom
+    if d <= max(ns, nt):
+        diff = fs * covariance(xs) - ft * covariance(xt)
+        return (diff**2).sum() / denom
+    # why the Gram form: SemBridge's per-sample patch rows have d = N*C (thousands) but n = batch rows;
+    # ||fs Xs^T Xs - ft Xt^T Xt||_F^2 = fs^2 ||Xs Xs^T||^2 + ft^2 ||Xt Xt^T||^2 - 2 fs ft ||Xs Xt^T||^2
+    # needs n x n products instead of a d x d matrix (exact, centred X)
+    a = xs.float() - xs.float().mean(0, keepdim=True)
+    b = xt.float() - xt.float().mean(0, keepdim=True)
+    sq = (fs**2) * ((a @ a.T) ** 2).sum() + (ft**2) * ((b @ b.T) ** 2).sum() - 2 * fs * ft * ((a @ b.T) ** 2).sum()
+    return sq.clamp_min(0) / denom
 
 
 def sinkhorn_loss(
