@@ -119,6 +119,49 @@ def _diff(a: str, b: str, ra: list[float], rb: list[float]) -> str:
     return f"| `{b}` − `{a}` | {mu:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {verdict} |"
 
 
+def _kd_curve(work: Path, n: int, name: str, seeds: int) -> list[float]:
+    """Mean training KD loss per epoch over the seeds of one rung (from each run's metrics.csv)."""
+    import csv
+
+    curves = []
+    for seed in range(seeds):
+        f = work / f"abl{n}-{name}-{seed}" / "metrics.csv"
+        if f.is_file():
+            with f.open() as fh:
+                curves.append([float(r["train_kd"]) for r in csv.DictReader(fh)])
+    if not curves:
+        return []
+    return [statistics.mean(c[i] for c in curves) for i in range(min(map(len, curves)))]
+
+
+def pairing_notes(log: Path, n: int, seeds: int) -> str:
+    """The matched rungs' pairing statistics, read from the benchmark's own log (the trainer's lines).
+
+    Runs print in order: sb-matched seeds, then sb-paper seeds; only sb-paper re-matches.
+    """
+    import re
+
+    if not log.is_file():
+        return ""
+    text = log.read_text()
+    own = [int(v) for v in re.findall(r"pairing=matched, (\d+)% of students paired with their own", text)]
+    rem = re.findall(r"re-matched at epoch (\d+), (\d+)% of pairs changed, (\d+)% paired with their own sample, "
+                     r"(\d+) distinct teacher samples", text)
+    out = []
+    if own:
+        out.append(f"matcher's static pairs: {statistics.mean(own):.0f}% of students paired with their own sample "
+                   f"(mean over {len(own)} runs)")
+    by_epoch: dict[int, list[tuple[int, int, int]]] = {}
+    for e, ch, ow, di in rem:
+        by_epoch.setdefault(int(e), []).append((int(ch), int(ow), int(di)))
+    for e, rows in sorted(by_epoch.items()):
+        out.append(f"re-match at epoch {e} ({len(rows)} runs): {statistics.mean(r[0] for r in rows):.0f}% of pairs "
+                   f"changed, {statistics.mean(r[1] for r in rows):.0f}% then paired with their own sample, "
+                   f"{statistics.mean(r[2] for r in rows):.0f} distinct teacher samples for the "
+                   f"~{n * 0.6:.0f} training students")
+    return "; ".join(out)
+
+
 def report(work: Path) -> str:
     parts = ["## SemBridge ablation: which rung costs accuracy (issue 11)\n", machine_line() + "\n"]
     for n in (600, 1797):
@@ -142,6 +185,14 @@ def report(work: Path) -> str:
             parts.append(_diff(a, b, rg[a]["test_accuracy"], rg[b]["test_accuracy"]))
         if "sb-paper" in rg and "kd" in rg:
             parts.append(_diff("kd", "sb-paper", rg["kd"]["test_accuracy"], rg["sb-paper"]["test_accuracy"]))
+        notes = pairing_notes(work.parent / f"abl{n}.log", n, seeds)
+        if notes:
+            parts.append(f"\nPairing (matched rungs): {notes}.")
+        for name in ("sb-matched", "sb-paper", "kd-sbw"):
+            curve = _kd_curve(work, n, name, seeds)
+            if curve:
+                parts.append(f"\nTraining KD loss per epoch, `{name}` (mean over seeds): "
+                             + ", ".join(f"{v:.3f}" for v in curve) + ".")
         parts.append("")
     return "\n".join(parts)
 
