@@ -13,6 +13,8 @@ Rules:
   by description when all are named, else by order; the file's nodata value goes to validation.
 * A larger raster is a scene: tiled into a class-map GeoTIFF at ``out`` (a directory when there are
   several scenes, or when ``out`` has no .tif suffix). A raster smaller than the patch is an error.
+* A STAC Item ``.json`` or a folder holding a file per model band is a per-band scene
+  (``bandsources.py``); any other folder is an error (``--out-dir`` takes folders of scenes).
 * ``out`` with patches only is reported in :attr:`ClassifyRun.notices` (nothing is written to it).
 """
 
@@ -27,9 +29,10 @@ import numpy as np
 
 from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
 
+from .bandsources import _band_indexes
 from .classifier import Classifier
 from .manifest import InputSpec
-from .scene import _band_indexes, classify_scene
+from .scene import classify_scene
 
 _TIFF_DRIVERS = ("GTiff", "COG")
 
@@ -82,11 +85,21 @@ def read_input(path: Path, spec: InputSpec) -> Patch | Path:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
+    from .bandsources import is_band_folder
+
     if path.is_dir():
-        raise DataError(f"input {path} is a directory, not a patch or scene file",
-                        f"give the files in it, e.g. {path}/*.tif")
+        if is_band_folder(path, spec.band_names):
+            return path  # a product of per-band files: a scene
+        raise DataError(f"input {path} is a directory, not a patch, scene file or per-band product "
+                        f"(a file per band {','.join(spec.band_names)})",
+                        f"give the files in it, e.g. {path}/*.tif, or --out-dir DIR to classify it as an archive")
     if not path.exists():
         raise DataError(f"input {path} does not exist")
+    if path.suffix.lower() == ".json":
+        from .bandsources import open_source
+
+        open_source(path, spec.band_names).close()  # a STAC item of per-band rasters: check its bands now
+        return path
     if path.suffix.lower() == ".npy":
         try:
             x = np.load(path, allow_pickle=False)
@@ -167,23 +180,32 @@ def scene_targets(scenes: list[Path], out: Path | None, patch_hw: tuple[int, int
                               "a directory", "pass a directory (it is created if missing)")
         raise ConfigError(f"--out {out} is a file without a .tif suffix, so it would be a directory",
                           "pass a .tif path for the class map, or a directory")
-    return [out / f"{p.stem}_classes.tif" for p in scenes] if out_is_dir else [out]
+    from .bandsources import scene_id
+
+    return [out / f"{scene_id(p)}_classes.tif" for p in scenes] if out_is_dir else [out]
 
 
 def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = None,
                     stride: int | None = None, batch: int = 32, probabilities: bool = False,
                     nodata_policy: str = "mask", progress: bool = True,
-                    threshold: float | None = None) -> ClassifyRun:
+                    threshold: float | None = None, blend: str = "hann",
+                    confidence: bool = False, quicklook: str | bool | None = None) -> ClassifyRun:
     """Classify every input with an open classifier: patches first (printed), then scenes (written).
 
     Every input is read and checked before the first scene is tiled, so a bad file late in the list
     fails in seconds, not after an hour of tiling.
     """
+    from .blend import window_1d
+
+    window_1d(blend, 1)  # an unknown blend fails before any input is read
     run = ClassifyRun(clf.backend, clf.artifact.id, clf.precision)
     spec = clf.manifest.input
     read = [read_input(Path(p), spec) for p in inputs]
     scenes = [r for r in read if isinstance(r, Path)]
     targets = scene_targets(scenes, out, (int(spec.shape[2]), int(spec.shape[3])))
+    if isinstance(quicklook, str) and len(scenes) > 1:
+        raise ConfigError(f"--quicklook {quicklook} names one PNG, but {len(scenes)} scenes were given",
+                          "pass --quicklook without a value: each map gets <map>_quicklook.png beside it")
     for r in read:
         if isinstance(r, Patch):
             run.results.extend(_patch_results(clf, r, nodata_policy, threshold))
@@ -193,9 +215,13 @@ def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = N
                            "(--json for a file)")
     for path, target in zip(scenes, targets, strict=True):
         r = classify_scene(clf, path, target, stride=stride, batch=batch, probabilities=probabilities,
-                           nodata_policy=nodata_policy, progress=progress)
+                           nodata_policy=nodata_policy, progress=progress, blend=blend,
+                           confidence=confidence, quicklook=quicklook)
         run.results.append({"input": path.name, "scene": True, "out": str(r.out),
                             "probabilities_out": str(r.probabilities) if r.probabilities else None,
+                            "confidence_out": str(r.confidence) if r.confidence else None,
+                            "quicklook": str(r.quicklook) if r.quicklook else None, "blend": r.blend,
+                            "histogram": dict(zip(clf.class_names, r.histogram, strict=True)),
                             "patches": r.patches, "masked_patches": r.masked,
                             "seconds": round(r.seconds, 3), "pixels_per_s": round(r.pixels_per_s)})
     return run

@@ -243,8 +243,10 @@ def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, 
         raise ConfigError(f"need warmup >= 0, iterations >= 1, batch >= 1 (got {warmup}, {iterations}, {batch})")
     memory = RowMemory()
     t0 = time.perf_counter_ns()
+    # probe=False: a speed probe would load every candidate first, and the reported cold start
+    # would be a warm reload; profile measures, so it takes the fixed order (and --compare all)
     clf = Classifier.open(bundle, backend=backend, precision=precision, threads=threads,
-                          rebuild=rebuild, artifact=artifact)
+                          rebuild=rebuild, artifact=artifact, probe=False)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     with clf:
         x = synthetic_input(clf, batch)

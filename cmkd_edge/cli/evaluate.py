@@ -100,7 +100,7 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
     else:
         require("evaluate BUNDLE --data DATASET (reading a dataset; on the base install give "
                 "--data FILE.npz with arrays x and labels)", modules=["torch"])
-        from cmkd_edge.distill.evaluation import bundle_samples
+        from cmkd_edge.export.samples import bundle_samples
 
         raw = bundle_samples(b, check_data_path(data), split)
         x, labels, info = raw.x, raw.labels, raw.info

@@ -164,8 +164,6 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
     if as_json:
         _echo_json(rec)
     else:
-        if rec.get("qat_not_offered") and precision == "int8":
-            click.echo(f"note: int8-qat not tried: {rec['qat_not_offered']}")
         print_rungs(rec)
     if not rec["passed"]:
         raise QuantizationError(
@@ -196,6 +194,8 @@ def print_rungs(rec: dict[str, Any]) -> None:
         click.echo(f"wrote {rec['bundle']}")
     if gate.get("unresolved_note"):
         click.echo(f"unresolved: {gate['unresolved_note']}")
+    if rec.get("qat_not_offered") and rec.get("requested_precision") == "int8":
+        click.echo(f"note: int8-qat not tried: {rec['qat_not_offered']}")
     click.echo(rec["outcome"])
 
 

@@ -113,3 +113,11 @@ def clear_cache() -> None:
     """Forget every loaded catalog (e.g. after files changed in place)."""
     _CACHE.clear()
     synthetic.generate.cache_clear()
+
+
+def same_data(a: str | None, b: str | None) -> bool:
+    """Whether two dataset paths name the same data (None / "synthetic" = the synthetic default)."""
+    def norm(p: str | None) -> str:
+        return "synthetic" if p in (None, "", "synthetic") else str(Path(p).expanduser().resolve())
+
+    return norm(a) == norm(b)

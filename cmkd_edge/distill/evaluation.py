@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmkd_edge.data.layouts import same_data
 from cmkd_edge.distill.loaders import make_loader
 from cmkd_edge.errors import CheckpointError, ConfigError
 from cmkd_edge.runtime.metrics import classification_report, require_class_names
@@ -128,42 +129,6 @@ def evaluate_checkpoint(
                      else f"the data's own ({getattr(ds, 'split_origin', 'drawn')})"),
     )
     return report
-
-
-def same_data(a: str | None, b: str | None) -> bool:
-    """Whether two dataset paths name the same data (None / "synthetic" = the synthetic default)."""
-    def norm(p: str | None) -> str:
-        return "synthetic" if p in (None, "", "synthetic") else str(Path(p).expanduser().resolve())
-
-    return norm(a) == norm(b)
-
-
-def bundle_samples(bundle: Any, data: str | None, split: str, seed: int = 0) -> Any:
-    """Raw labelled inputs of ``split`` for a bundle, as its device takes them (needs torch: the
-    data layer reads them).
-
-    ``data`` None is the training data export recorded (``provenance.data``). The bundle's copy of
-    the training run's split table applies only to that data; other data (an external test set) is
-    scored on its own split, or on one drawn with the run's seed when it has none.
-
-    Raises:
-        DataError: unreadable data, a source the data cannot provide, an empty split.
-        CheckpointError: the data's classes differ from the bundle's.
-    """
-    from cmkd_edge.export.quantize.calib import Recorded
-    from cmkd_edge.export.samples import load_raw_samples
-
-    m = bundle.manifest
-    rec = Recorded.from_manifest(m, bundle.root)
-    path = rec.path if data is None else data
-    own = same_data(path, rec.path) and rec.known
-    view = m.provenance.get("view") or ""
-    table = str(rec.split_file) if own and rec.split_file is not None else None
-    raw = load_raw_samples(path, m.preprocess, view, split, seed=rec.seed, split_file=table)
-    raw.info["split_table"] = "training run (bundle split.csv)" if table else "the data's own"
-    require_class_names(raw.info.get("class_names"), list(m.class_names), CheckpointError,
-                        "the data's classes ({got}) differ from the bundle's ({want})")
-    return raw
 
 
 def resolve_device(device: str) -> torch.device:

@@ -34,8 +34,9 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
     """Fields to set on ``art``: ``gate_passed`` (None when not evaluated), ``accuracy`` and a
     ``gate`` record in ``extra`` (what was done, or why not). FP32 is the bundle's FP32 ONNX run
     by the same engine, as in quantize."""
-    from cmkd_edge.export.quantize.calib import Recorded, load_validation
+    from cmkd_edge.export.quantize.calib import load_validation
     from cmkd_edge.export.quantize.gate import Gate, judge
+    from cmkd_edge.export.samples import Recorded
 
     from cmkd_edge.errors import CmkdError
 

@@ -10,12 +10,10 @@ sha256 goes into the manifest, so a calibration cache or a result can be tied to
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cmkd_edge.export.samples import RawSamples, check_raw_batch, load_raw_samples
+from cmkd_edge.export.samples import RawSamples, Recorded, check_raw_batch, load_raw_samples
 from cmkd_edge.runtime.manifest import InputSpec, Manifest
 from cmkd_edge.runtime.metrics import require_class_names
 
@@ -31,29 +29,6 @@ def check_split(split: str) -> str:
         raise QuantizationError(f"calibration from the {split!r} split is refused",
                                 "calibrate on --calib-split train (or val); test is for reporting")
     return split
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """How the training run drew its data, as export recorded it in ``provenance.data``.
-
-    ``path`` None is the synthetic default; ``split_file`` is the run's split table copied into the
-    bundle (absolute path while the bundle is open), None when the bundle predates it.
-    """
-
-    path: str | None = None
-    seed: int = 0
-    split_file: Path | None = None
-    known: bool = False  # False: an old bundle without provenance.data
-
-    @classmethod
-    def from_manifest(cls, manifest: Manifest, root: Path | None) -> Recorded:
-        rec = manifest.provenance.get("data")
-        if not rec:
-            return cls()
-        rel = rec.get("split_file")
-        return cls(path=rec.get("path"), seed=int(rec.get("seed") or 0),
-                   split_file=(root / rel) if rel and root is not None else None, known=True)
 
 
 def _read(manifest: Manifest, data: str | None, split: str, n: int | None,

@@ -180,7 +180,13 @@ def test_bundle_is_not_a_checkpoint(tmp_path) -> None:
     for path in (bundle, tmp_path / "b.tar.gz", tmp_path / "model.onnx"):
         with pytest.raises(CheckpointError, match="is a deployment bundle or model, not a training checkpoint"):
             load_checkpoint(path)
+    # evaluate takes bundles too (issue 9): a broken archive is named as such, never torch's text
     res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "b.tar.gz")])
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
-    assert "weights" not in lines[0] and "best.pt" in lines[0]
+    assert "weights_only" not in lines[0] and "b.tar.gz" in lines[0] and "corrupt" in lines[0]
+    res = CliRunner().invoke(main, ["distill", "--teacher", str(tmp_path / "model.onnx"), "--out",
+                                    str(tmp_path / "r"), "--epochs", "1"])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "not a training checkpoint" in lines[0]
+    assert "weights_only" not in lines[0] and "best.pt" in lines[0]

@@ -32,11 +32,14 @@ def test_staged_dir_error_keeps_target(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
 
 
-def test_edit_packed_bundle_repacks(optical_bundle, tmp_path):
+def test_edit_packed_bundle_packs_a_new_archive(optical_bundle, tmp_path):
+    """An edited archive is packed anew beside its input, which is never rewritten (issue 9)."""
     archive = pack_bundle(optical_bundle, tmp_path / "b.tar.gz")
-    with edit_bundle(archive) as edit:
+    before = archive.read_bytes()
+    with edit_bundle(archive, out=tmp_path / "edited.tar.gz") as edit:
         edit.manifest = replace(edit.manifest, provenance={**edit.manifest.provenance, "note": "edited"})
-    assert open_bundle(archive, cache_dir=tmp_path / "cache").manifest.provenance["note"] == "edited"
+    assert open_bundle(tmp_path / "edited.tar.gz", cache_dir=tmp_path / "c").manifest.provenance["note"] == "edited"
+    assert archive.read_bytes() == before
 
 
 def test_edit_refuses_tampered_bundle(optical_bundle, tmp_path):

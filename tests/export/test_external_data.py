@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cmkd_edge.export.samples import bundle_samples
 from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.bundle import open_bundle
 from cmkd_edge.runtime.evaluate import evaluate_bundle
 from test_provenance_gating import _run_dir
 
-from cmkd_edge.distill.evaluation import bundle_samples, evaluate_checkpoint
+from cmkd_edge.distill.evaluation import evaluate_checkpoint
 
 OTHER = "synthetic:per_class=5,size=32,seed=7"  # other samples, its own (generator) split
 
