@@ -238,3 +238,16 @@ def test_sembridge_without_alignment_is_kd_with_its_weights() -> None:
     sb = build_method("sembridge", {"align": "none"})
     kd = build_method("kd", {"ce_weight": "0.3", "kd_weight": "0.4", "temperature": "3", "t2": "false"})
     assert torch.equal(sb(s, t, y).total, kd(s, t, y).total) and not list(sb.parameters())
+
+
+def test_ds_match_variant_queues_teacher_rows_too() -> None:
+    m = build_method("ds", {"ind_variant": "match", "kd_weight": "0", "uni_weight": "0", "ind_queue": "40"})
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        zs = torch.randn(16, 32, generator=g, requires_grad=True)
+        zt = torch.randn(16, 32, generator=g)
+        out = m(ModelOutput(torch.zeros(16, 3), {"embed": zs}), ModelOutput(torch.zeros(16, 3), {"embed": zt}),
+                torch.zeros(16, dtype=torch.long))
+        out.total.backward()
+        assert torch.isfinite(out.parts["ind"]) and zs.grad is not None
+    assert m.queue_s.shape == m.queue_t.shape == (40, 32)  # FIFO capped at ind_queue rows, paired

@@ -183,9 +183,10 @@ class DimensionalStructure(LogitKD):
 
     def __init__(self, cfg: DSConfig | None = None, task: str = "multiclass") -> None:
         super().__init__(cfg, task)
-        # why not persistent: a queue of stale features is an estimate, not state worth resuming
-        self.register_buffer("queue_s", torch.zeros(0), persistent=False)
-        self.register_buffer("queue_t", torch.zeros(0), persistent=False)
+        # why plain attributes, not buffers: a queue of stale features is an estimate, not state worth
+        # resuming, and a buffer would be broadcast (and its growth synchronised) by DDP
+        self.queue_s: Tensor | None = None
+        self.queue_t: Tensor | None = None
 
     def _independence(self, z: Tensor, zt: Tensor | None) -> Tensor:
         """L_ind with the batch-size guard (``ind_guard``); updates the queue when training."""
@@ -199,8 +200,10 @@ class DimensionalStructure(LogitKD):
                 f"use --batch-size > {d}, --method-opt ind_guard=queue, or ind_weight=0",
             )
         use_queue = c.ind_guard == "queue" and b <= d
-        qs = self.queue_s if use_queue and self.queue_s.shape[-1:] == (d,) else None
-        qt = self.queue_t if qs is not None and zt is not None and self.queue_t.shape[0] == qs.shape[0] else None
+        qs = self.queue_s if use_queue and self.queue_s is not None and self.queue_s.shape[-1] == d else None
+        qt = self.queue_t
+        if qs is None or zt is None or qt is None or qt.shape[0] != qs.shape[0]:
+            qt = None
         if c.ind_variant == "match":
             loss = independence_match_loss(z, zt, qs, qt) if qt is not None else independence_match_loss(z, zt)
         else:
