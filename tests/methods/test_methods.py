@@ -13,7 +13,7 @@ CASES = [
     ("ds", {}),
     ("ds", {"ind_variant": "independent", "uni_variant": "spatial", "kd_weight": "0"}),
     ("ds", {"uni_variant": "flatten", "ind_weight": "2", "uni_t": "1.5"}),
-    ("sembridge", {"matcher_epochs": "1", "rematch_e0": "0", "rematch_de": "1"}),
+    ("sembridge", {"pairing": "matched", "matcher_epochs": "1", "rematch_e0": "0", "rematch_de": "1"}),
     ("sembridge", {"pairing": "random-same-class", "align": "sinkhorn", "sinkhorn_iters": "5"}),
     ("sembridge", {"pairing": "given", "coral_convention": "deep-coral", "teacher_attention": "false"}),
     ("mfh", {"repeats": "2", "saliency_epochs": "1", "head_epochs": "1", "ratio": "0.25"}),
@@ -50,11 +50,12 @@ def test_loss_is_finite_and_backpropagates(name, opts, ctx, paired) -> None:
 def test_sembridge_pairs_are_same_class_and_rematch_runs(ctx, paired) -> None:
     logs: list[str] = []
     ctx.log = logs.append
-    m = build_method("sembridge", {"matcher_epochs": "1", "rematch_e0": "1", "rematch_de": "2"})
+    m = build_method("sembridge", {"pairing": "matched", "matcher_epochs": "1", "rematch_e0": "1", "rematch_de": "2"})
     m.setup(ctx)
     assert (paired.labels[m.pair] == paired.labels).all()
     m.on_epoch_start(1, ctx)
-    assert any("re-matched at epoch 1" in line for line in logs)
+    assert any("re-matched at epoch 1" in line and "distinct teacher samples" in line for line in logs)
+    assert m.last_rematch is not None and 1 <= m.last_rematch["distinct"] <= len(paired)
     assert (paired.labels[m.pair] == paired.labels).all()
     batch = _batch(paired, [0, 1, 2])
     assert torch.equal(m.teacher_input(batch, ctx), paired.ms[m.pair[:3]])

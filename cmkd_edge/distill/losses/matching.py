@@ -144,10 +144,18 @@ class MatcherConfig:
     width: int = 32
     proj_dim: int = 64
     temperature: float = 0.1
+    normalise: bool = True
 
 
 class Matcher(nn.Module):
-    """One encoder per modality, each with a projection head to a shared, L2-normalised space."""
+    """One encoder per modality, each with a projection head to a shared space.
+
+    ``normalise`` (this project's default): embeddings are L2-normalised, so the contrastive logits are
+    cosines / tau with tau = 0.1. The reference (weirl-922/ACKD@21a20f8 ``model/CLIP.py``,
+    ``configration/config_matcher.py``) uses LayerNorm-ed, not L2-normalised, embeddings with tau = 1;
+    ``normalise=False, temperature=1`` selects that (a LayerNorm ends the projection heads then).
+    Matching itself uses cosine similarity either way, as the reference's ``generator.py`` does.
+    """
 
     def __init__(self, cfg: MatcherConfig) -> None:
         super().__init__()
@@ -155,14 +163,18 @@ class Matcher(nn.Module):
         self.enc_t = TinyEncoder(cfg.teacher_channels, cfg.teacher_mean, cfg.teacher_std, cfg.width)
         self.enc_s = TinyEncoder(cfg.student_channels, cfg.student_mean, cfg.student_std, cfg.width)
         d = self.enc_t.out_dim
-        self.proj_t = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.proj_dim))
-        self.proj_s = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.proj_dim))
+        tail: list[nn.Module] = [] if cfg.normalise else [nn.LayerNorm(cfg.proj_dim)]
+        self.proj_t = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.proj_dim), *tail)
+        self.proj_s = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.proj_dim), *tail)
+
+    def _out(self, z: Tensor) -> Tensor:
+        return F.normalize(z, dim=1) if self.cfg.normalise else z
 
     def embed_teacher(self, x: Tensor) -> Tensor:
-        return F.normalize(self.proj_t(self.enc_t(x)), dim=1)
+        return self._out(self.proj_t(self.enc_t(x)))
 
     def embed_student(self, x: Tensor) -> Tensor:
-        return F.normalize(self.proj_s(self.enc_s(x)), dim=1)
+        return self._out(self.proj_s(self.enc_s(x)))
 
 
 def soft_contrastive_loss(zs: Tensor, zt: Tensor, temperature: float = 0.1) -> Tensor:
@@ -170,7 +182,9 @@ def soft_contrastive_loss(zs: Tensor, zt: Tensor, temperature: float = 0.1) -> T
 
     logits = z_s z_t^T / tau; targets = softmax((z_s z_s^T + z_t z_t^T) / (2 tau)), rows; the loss is
     the mean of the soft cross-entropies over rows (student -> teacher) and columns (teacher ->
-    student). zs, zt: (B, d) L2-normalised, row i of both from the same (paired) sample.
+    student). zs, zt: (B, d), row i of both from the same (paired) sample. The reference's targets read
+    ``softmax((sim_t + sim_s) / 2 * temperature)`` (a multiplication, identical at its tau = 1); the
+    division here is the CLIP form the paper describes.
     """
     logits = zs @ zt.T / temperature
     targets = F.softmax((zs @ zs.T + zt @ zt.T) / (2 * temperature), dim=1)
@@ -195,6 +209,7 @@ def train_matcher(
     width: int = 32,
     proj_dim: int = 64,
     temperature: float = 0.1,
+    normalise: bool = True,
     log: Any = None,
 ) -> Matcher:
     """Train a matcher on paired views: row i of ``xt`` (N, Ct, H, W) and ``xs`` (N, Cs, H, W).
@@ -207,7 +222,7 @@ def train_matcher(
     torch.manual_seed(seed)
     tm, ts = _stats(xt)
     sm, ss = _stats(xs)
-    cfg = MatcherConfig(xt.shape[1], xs.shape[1], tm, ts, sm, ss, width, proj_dim, temperature)
+    cfg = MatcherConfig(xt.shape[1], xs.shape[1], tm, ts, sm, ss, width, proj_dim, temperature, normalise)
     m = Matcher(cfg)
     opt = torch.optim.Adam(m.parameters(), lr=lr)
     n = xt.shape[0]

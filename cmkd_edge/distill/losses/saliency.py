@@ -10,14 +10,20 @@ For images the channels are the units of a chosen teacher layer. Only the penult
 backbone, and is what ``distill --method mfh`` and ``diagnose`` use: its permuted values go through
 ``forward_head`` only. Deviation from the paper, stated: the paper trains teacher and student jointly
 with CE + CE + MSE; here the teacher is the already-trained (frozen) one, so its CE term is a
-constant and only the student side is trained (CE + MSE to the teacher's logits) for a few epochs -
-see :func:`train_reference_student`. ``diagnose`` uses the given trained student directly.
+constant and only the student side is trained (CE + MSE to the teacher's logits). As in the paper,
+that reference student is trained to convergence (the reference code's RAVDESS run: 100 epochs,
+``ravdess/main_overlap_tag.py --num-epochs``); here up to ``epochs`` with early stopping on its fit
+to the teacher (MSE to the teacher's logits on a held-out part of the samples), see
+:func:`train_reference_student`. A reference student trained for a few steps does not follow the
+teacher, and its "saliency" then measures the teacher alone (issue 11, docs/methods.md s.2).
+``diagnose`` uses the given trained student directly.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -68,28 +74,58 @@ def permutation_saliency(
     return out.float()
 
 
+@dataclass
+class ReferenceFit:
+    """How well Algorithm 1's reference student follows the teacher (reported with the ranking)."""
+
+    epochs: int
+    best_epoch: int
+    val_mse: float
+    val_agreement: float
+    train_accuracy: float
+    stopped_early: bool
+
+
 def train_reference_student(
     student: nn.Module,
     xs: Tensor,
     teacher_logits: Tensor,
     labels: Tensor,
-    epochs: int = 3,
+    epochs: int = 100,
     lr: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
     device: torch.device | str = "cpu",
     multilabel: bool = False,
-) -> nn.Module:
-    """A copy of ``student`` trained briefly with CE(s(x^b), y) + MSE(s(x^b), t(x^a)) (Algorithm 1).
+    patience: int | None = 10,
+    val_fraction: float = 0.2,
+) -> tuple[nn.Module, ReferenceFit]:
+    """A copy of ``student`` trained with CE(s(x^b), y) + MSE(s(x^b), t(x^a)) (Algorithm 1) to convergence.
 
-    The teacher is frozen here (its CE term of the paper's joint objective is a constant).
+    The teacher is frozen here (its CE term of the paper's joint objective is a constant). With
+    ``patience`` set, ``val_fraction`` of the samples are held out and training stops when their MSE
+    to the teacher's logits has not improved for ``patience`` epochs (at most ``epochs``); the best
+    epoch's weights are returned. ``patience=None`` trains exactly ``epochs`` epochs on all samples.
+
+    Args:
+        xs: (N, C, H, W) student views; teacher_logits: (N, K) the frozen teacher's outputs on the
+            paired teacher views; labels: (N,) or (N, K) multi-hot.
+    Returns:
+        the trained copy (eval mode) and its :class:`ReferenceFit`.
     """
     s = copy.deepcopy(student).to(device).train()
+    for p in s.parameters():
+        p.requires_grad_(True)
     opt = torch.optim.Adam(s.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = xs.shape[0]
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=gen).split(batch_size):
+    order = torch.randperm(n, generator=gen)
+    n_val = int(round(val_fraction * n)) if patience is not None and n >= 10 else 0
+    val_idx, fit_idx = order[:n_val], order[n_val:]
+    best, best_state, best_epoch, bad, ep = float("inf"), None, 0, 0, 0
+    for ep in range(1, epochs + 1):
+        s.train()
+        for idx in fit_idx[torch.randperm(len(fit_idx), generator=gen)].split(batch_size):
             if len(idx) < 2:
                 continue
             x, y, t = xs[idx].to(device), labels[idx].to(device), teacher_logits[idx].to(device)
@@ -99,7 +135,76 @@ def train_reference_student(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return s.eval()
+        if n_val == 0:
+            continue
+        mse = _fit(s, xs[val_idx], teacher_logits[val_idx], device)[0]
+        if mse < best - 1e-6:
+            best, best_epoch, bad = mse, ep, 0
+            best_state = copy.deepcopy(s.state_dict())
+        else:
+            bad += 1
+            if bad >= patience:  # type: ignore[operator]
+                break
+    if best_state is not None:
+        s.load_state_dict(best_state)
+    s.eval()
+    val_mse, val_agree = _fit(s, xs[val_idx], teacher_logits[val_idx], device) if n_val else (float("nan"),) * 2
+    with torch.no_grad():
+        out = torch.cat([s(xs[i : i + 256].to(device)).cpu() for i in range(0, n, 256)])
+    hit = (out > 0) == (labels > 0.5) if multilabel else out.argmax(1) == labels
+    acc = float(hit.float().mean())
+    fit = ReferenceFit(ep, best_epoch if n_val else ep, val_mse, val_agree, acc, n_val > 0 and ep < epochs)
+    return s, fit
+
+
+@torch.no_grad()
+def _fit(model: nn.Module, x: Tensor, t_logits: Tensor, device: torch.device | str) -> tuple[float, float]:
+    """(MSE to the teacher's logits, top-1 agreement with the teacher) of ``model`` on ``x``."""
+    model.eval()
+    out = torch.cat([model(x[i : i + 256].to(device)).cpu() for i in range(0, x.shape[0], 256)])
+    return float(F.mse_loss(out, t_logits)), float((out.argmax(1) == t_logits.argmax(1)).float().mean())
+
+
+def unit_mask(
+    saliency: Tensor,
+    ratio: float,
+    which: Literal["low", "high", "random"] = "low",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """(D,) bool mask of round(ratio * D) units: the lowest-saliency (MFH), highest, or a random set.
+
+    ``low`` is what MFH freezes; ``high`` and ``random`` are the controls it must beat (freezing the
+    modality-specific units should cost the teacher *less* than freezing a random set of the same size).
+    """
+    d = saliency.numel()
+    k = int(round(ratio * d))
+    if which == "low":
+        order = torch.argsort(saliency)
+    elif which == "high":
+        order = torch.argsort(saliency, descending=True)
+    elif which == "random":
+        order = torch.randperm(d, generator=generator)
+    else:
+        raise ValueError(f"which must be low|high|random, got {which!r}")
+    mask = torch.zeros(d, dtype=torch.bool)
+    mask[order[:k]] = True
+    return mask
+
+
+@torch.no_grad()
+def frozen_accuracy(
+    head: Callable[[Tensor], Tensor], embeds: Tensor, labels: Tensor, mask: Tensor, unit_mean: Tensor | None = None
+) -> float:
+    """Accuracy of ``head`` on (N, D) ``embeds`` with the ``mask`` units replaced by their mean.
+
+    The mean is over ``embeds`` (the batch, as the reference's ``my_freeze_new``) unless ``unit_mean``
+    is given (e.g. the training set's mean, when scoring a test set).
+    """
+    mean = embeds.mean(0, keepdim=True) if unit_mean is None else unit_mean.view(1, -1).to(embeds)
+    out = head(torch.where(mask[None].to(embeds.device), mean.expand_as(embeds), embeds))
+    if labels.dim() > 1:
+        return float(((out > 0) == (labels > 0.5)).float().mean())
+    return float((out.argmax(1).cpu() == labels.cpu()).float().mean())
 
 
 class ModalityGeneralTeacher(FeatureTaps, nn.Module):
