@@ -114,3 +114,20 @@ def test_quantize_cli_bad_qat_input_is_one_line(qat_case, tmp_path, args, messag
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in res.output
+
+
+def test_kd_term_equals_the_trainers_kd_loss():
+    import torch
+    from cmkd_edge.export.quantize.qat import kd_term
+
+    from cmkd_edge.distill.losses.kd import kd_loss
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    assert torch.allclose(kd_term(s, t, 4.0, False), kd_loss(s, t, 4.0))
+    # multi-label: same gradient as the Bernoulli KL (they differ by the teacher's entropy only)
+    a = s.clone().requires_grad_(True)
+    b = s.clone().requires_grad_(True)
+    kd_term(a, t, 2.0, True).backward()
+    (kd_loss(b, t, 2.0, multilabel=True) / s.shape[1]).backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
