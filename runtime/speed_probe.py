@@ -45,6 +45,7 @@ log = logging.getLogger("cmkd_edge.runtime")
 SCHEMA = "cmkd-edge/speed-probe"
 ENV_SWITCH = "CMKD_EDGE_SPEED_PROBE"
 BACKEND_DISTS = ("onnxruntime", "openvino", "tensorrt")
+TIE = 0.05  # relative latency difference below which the fixed order decides
 
 
 def probing_enabled(probe: bool | None) -> bool:
@@ -183,15 +184,26 @@ def rank_by_speed(bundle: Bundle, pairs: list[tuple[str, Artifact]], *, threads:
     ms = doc["ms_p50_batch1"]
     measured = sorted((p for p in cands if f"{p[0]}:{p[1].id}" in ms),
                       key=lambda p: ms[f"{p[0]}:{p[1].id}"])
+    # within TIE of the fastest, the fixed order's pick stays: a probe of a few hundred calls cannot
+    # rank two artifacts that close, and flapping between runs helps nobody
+    fixed = next((p for p in pairs if p in measured), None)
+    if fixed is not None and fixed != measured[0] and \
+            ms[f"{fixed[0]}:{fixed[1].id}"] <= ms[f"{measured[0][0]}:{measured[0][1].id}"] * (1 + TIE):
+        measured = [fixed] + [p for p in measured if p != fixed]
     rest = [p for p in pairs if p not in measured]
     best = measured[0]
     fixed_first = pairs[0]
     key = f"{best[0]}:{best[1].id}"
-    others = ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(ms.items(), key=lambda kv: kv[1])[1:])
+    tie = ms[key] > min(ms.values())
+    others = ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(ms.items(), key=lambda kv: kv[1])
+                       if k != key)
     record.update(how="measured", cached=cached, cache=str(path), ms_p50_batch1=ms,
                   failed=doc.get("failed") or {},
-                  why=(f"fastest gated artifact measured on this device: {key} {ms[key]:.3f} ms at "
-                       f"batch 1 (vs {others})" + (" [cached probe]" if cached else "")
+                  why=((f"within {TIE:.0%} of the fastest gated artifact measured on this device, "
+                        "so the fixed order's pick: " if tie else
+                        "fastest gated artifact measured on this device: ")
+                       + f"{key} {ms[key]:.3f} ms at batch 1 (vs {others})"
+                       + (" [cached probe]" if cached else "")
                        + ("" if best == fixed_first else
                           f"; the fixed order would have run {fixed_first[0]}:{fixed_first[1].id}")))
     return measured + rest, record
