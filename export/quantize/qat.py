@@ -346,9 +346,10 @@ def qat_fp32_onnx(plan: QatPlan, types: dict[str, Any], fp32_onnx: Path, out: Pa
 
     if plan.missing:
         raise QuantizationError(plan.missing)
-    key = (str(plan.checkpoint), sha256_file(plan.checkpoint), plan.data, plan.seed,
-           str(plan.split_file), plan.config, types.get("name"), bool(types.get("reduce_range")),
-           sha256_file(fp32_onnx))
+    # contents, not paths: quantize edits a staging copy of the bundle, whose split file moves
+    key = (sha256_file(plan.checkpoint), plan.data, plan.seed,
+           sha256_file(plan.split_file) if plan.split_file else None, plan.config,
+           types.get("name"), bool(types.get("reduce_range")), sha256_file(fp32_onnx))
     if key not in _CACHE:
         import torch
 
