@@ -30,8 +30,7 @@ def qat_case(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
-    shutil.copytree(bundle, tmp_path / "b")
-    return tmp_path / "b"
+    return Path(shutil.copytree(bundle, tmp_path / "b"))
 
 
 def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
@@ -56,6 +55,14 @@ def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
     # QuantizeLinear reads an integer tensor
     first_q = ops.index("QuantizeLinear")
     assert "Gather" in ops[:first_q] or "Slice" in ops[:first_q] or first_q > 0
+    # a second request (another backend, another staging copy) reuses this process's fine-tune
+    from cmkd_edge.export.quantize import qat as qat_mod
+
+    cached = len(qat_mod._CACHE)
+    again = quantize_bundle(_copy(bundle, tmp_path / "again"), backend="onnxruntime",
+                            calib_size=16, max_drop=100.0, checkpoint=str(ckpt), qat_epochs=1,
+                            only_rungs=["int8-qat"])
+    assert len(qat_mod._CACHE) == cached and again["rungs"][0]["qat"]["seconds"] == qat["seconds"]
 
 
 def test_qat_missing_checkpoint_is_one_stated_reason(qat_case, tmp_path):
