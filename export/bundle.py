@@ -6,7 +6,8 @@ the sha256 of every file (``cmkd_edge.runtime.manifest.write_manifest``), and on
 target in one step. A process killed at any point leaves the previous bundle intact plus, at worst,
 a stray ``.<name>.staging-*`` directory. On Linux the swap is ``renameat2(RENAME_EXCHANGE)``, which
 is atomic even when the target exists; elsewhere it is two renames with a backup. A packed bundle
-(.tar.gz/.zip) is opened through the runtime's safe extraction and re-packed atomically.
+(.tar.gz/.zip) is opened through the runtime's safe extraction and its result packed atomically
+into a *new* archive (or directory); the input archive is never rewritten.
 """
 
 from __future__ import annotations
@@ -84,11 +85,15 @@ class BundleEdit:
 
     Why a holder: the manifest is a frozen dataclass, so each change derives a new one
     (``Manifest.with_artifact``, ``Manifest.without``, ``dataclasses.replace``) and assigns it here;
-    the final value is what ``edit_bundle`` writes.
+    the final value is what ``edit_bundle`` writes. ``written`` is where it goes (the bundle
+    directory itself, or the new archive beside an archive given as input); ``work_parent`` a
+    directory on the same filesystem for scratch files.
     """
 
     root: Path
     manifest: Manifest
+    written: Path | None = None
+    work_parent: Path | None = None
 
     def put(self, artifact: Artifact) -> list[str]:
         """Add or replace ``artifact``; returns the ids of dependents dropped with the old one."""
@@ -106,33 +111,69 @@ class BundleEdit:
         return gone
 
 
+def derived_archive(bundle: str | os.PathLike[str], tag: str,
+                    out: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where a stage writes its result when given an archive: ``out``, else
+    ``<name>-<tag>.tar.gz`` beside the input. None for a directory bundle (edited in place) when
+    no ``out`` is given.
+
+    Why: a command given an archive never rewrites it (issue 9: quantizing a ``.tar.gz`` used to
+    rewrite the archive in place, so the original the user copied to devices was gone).
+
+    Raises:
+        BundleError: ``out`` is the input itself.
+    """
+    from cmkd_edge.runtime.bundle import is_archive
+
+    src = Path(bundle)
+    if out is not None:
+        if Path(out).absolute() == src.absolute():
+            raise BundleError(f"--out {out} is the input bundle; a stage never rewrites its input "
+                              "archive", "choose another --out path")
+        return Path(out)
+    if src.is_dir() or not is_archive(src):
+        return None
+    name = src.name
+    for ext in (".tar.gz", ".tgz", ".zip"):
+        if name.lower().endswith(ext):
+            return src.with_name(f"{name[:-len(ext)]}-{tag}{ext}")
+    return src.with_name(f"{name}-{tag}.tar.gz")
+
+
 @contextlib.contextmanager
-def edit_bundle(bundle: str | os.PathLike[str]) -> Iterator[BundleEdit]:
+def edit_bundle(bundle: str | os.PathLike[str],
+                out: str | os.PathLike[str] | None = None) -> Iterator[BundleEdit]:
     """Open an existing bundle (dir or archive), verified, and yield a :class:`BundleEdit`.
 
     Write new files into ``edit.root`` and assign new manifests to ``edit.manifest``; on success
-    the manifest is rewritten with fresh sha256s and the bundle (or archive) is replaced
-    atomically. On any error nothing changes.
+    the manifest is rewritten with fresh sha256s and the result replaces the bundle directory (or
+    goes to ``out``: an archive path (.tar.gz/.zip) or a directory) atomically. An archive given
+    as input is never rewritten: without ``out`` the result goes beside it
+    (:func:`derived_archive`). On any error nothing changes.
     """
     from cmkd_edge.runtime.bundle import is_archive, open_bundle, pack_bundle
 
     src = Path(bundle)
     opened = open_bundle(src)
-    if src.is_dir():
-        with staged_dir(src, copy_from=opened.root) as tmp:
-            edit = BundleEdit(tmp, opened.manifest)
+    dest = Path(out) if out is not None else (src if src.is_dir() else derived_archive(src, "edited"))
+    if dest is None or not is_archive(src) and not src.is_dir():  # open_bundle refused the rest
+        raise BundleError(f"{src} is not a bundle")
+    if not is_archive(dest):  # a directory: the bundle itself, or a new directory
+        if dest.exists() and dest.absolute() != src.absolute() and not (dest / "manifest.json").is_file() \
+                and (not dest.is_dir() or any(dest.iterdir())):
+            raise BundleError(f"{dest} exists and is not a bundle", "choose a new --out path")
+        with staged_dir(dest, copy_from=opened.root) as tmp:
+            edit = BundleEdit(tmp, opened.manifest, dest.absolute(), tmp.parent)
             yield edit
             finish_manifest(tmp, edit.manifest)
         return
-    if not is_archive(src):  # open_bundle already refused anything else
-        raise BundleError(f"{src} is not a bundle")
-    with tempfile.TemporaryDirectory(prefix=".cmkd-edit-", dir=src.parent) as work:
+    with tempfile.TemporaryDirectory(prefix=".cmkd-edit-", dir=dest.absolute().parent) as work:
         tmp = Path(work) / "bundle"
         shutil.copytree(opened.root, tmp)
-        edit = BundleEdit(tmp, opened.manifest)
+        edit = BundleEdit(tmp, opened.manifest, dest.absolute(), Path(work))
         yield edit
         finish_manifest(tmp, edit.manifest)
-        pack_bundle(tmp, src)  # atomic (temp file + rename)
+        pack_bundle(tmp, dest)  # atomic (temp file + rename)
 
 
 def finish_manifest(root: Path, manifest: Manifest) -> Manifest:

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.runtime.manifest import DB_FLOOR, PreprocessSpec
+from cmkd_edge.runtime.manifest import DB_FLOOR, PreprocessSpec, centre_offset
 
 from cmkd_edge.errors import ExportValidationError
 
@@ -30,10 +30,14 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
 def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
-    """Wrap ``net`` so it takes raw source bands: select -> (linear->dB) -> clip -> net.
+    """Wrap ``net`` so it takes raw source bands: select -> centre crop -> (dB | log1p) -> clip -> net.
 
-    ``net`` normalises with its own InputNorm (and clips when it was built with a clip), so the
-    wrapper clips only when the network does not, keeping the graph free of duplicate ops.
+    The same ops in the same order as ``PreprocessSpec.apply`` (the numpy reference the graph is
+    tested against). The crop is a static slice of the input's centre: the input size is fixed by
+    the bundle (``input.shape``), so its offsets are constants (``centre_offset``) computed at the
+    first call and traced as such. ``net`` normalises with its own InputNorm (and clips when it was
+    built with a clip), so the wrapper clips only when the network does not, keeping the graph free
+    of duplicate ops.
     """
     import torch
 
@@ -45,7 +49,8 @@ def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
             self.net = net
             self.register_buffer("select", torch.tensor(list(spec.select), dtype=torch.int64))
             self.identity = list(spec.select) == list(range(len(spec.source_bands)))
-            self.to_db = spec.to_db
+            self.to_db, self.to_log, self.db_factor = spec.to_db, spec.to_log, float(spec.db_factor)
+            self.crop = spec.crop
             clip = spec.clip
             self.clip = None if clip is None or getattr(net.norm, "has_clip", False) else (
                 float(clip[0]), float(clip[1]))
@@ -53,8 +58,15 @@ def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if not self.identity:
                 x = torch.index_select(x, 1, self.select)
+            if self.crop is not None:
+                # python ints from the (static) input shape: the exporter records constant slices
+                h, w = int(x.shape[-2]), int(x.shape[-1])
+                top, left = centre_offset(h, self.crop[0]), centre_offset(w, self.crop[1])
+                x = x[:, :, top:top + self.crop[0], left:left + self.crop[1]]
             if self.to_db:
-                x = 10.0 * torch.log10(torch.clamp(x, min=DB_FLOOR))
+                x = self.db_factor * torch.log10(torch.clamp(x, min=DB_FLOOR))
+            elif self.to_log:
+                x = torch.log1p(torch.clamp(x, min=0.0))
             if self.clip is not None:
                 x = torch.clamp(x, self.clip[0], self.clip[1])
             return self.net(x)

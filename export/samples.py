@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cmkd_edge.runtime import units as _units
-from cmkd_edge.runtime.manifest import InputSpec, PreprocessSpec
+from cmkd_edge.runtime.manifest import InputSpec, Manifest, PreprocessSpec
 
 from cmkd_edge.errors import DataError, ExportValidationError
 
@@ -46,7 +47,36 @@ class RawSamples:
         return self.labels if self.labels.ndim == 1 else self.labels.argmax(1)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """How the training run drew its data, as export recorded it in ``provenance.data``.
+
+    ``path`` None is the synthetic default; ``split_file`` is the run's split table copied into the
+    bundle (absolute path while the bundle is open), None when the bundle predates it.
+    """
+
+    path: str | None = None
+    seed: int = 0
+    split_file: Path | None = None
+    known: bool = False  # False: an old bundle without provenance.data
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, root: Path | None) -> Recorded:
+        rec = manifest.provenance.get("data")
+        if not rec:
+            return cls()
+        rel = rec.get("split_file")
+        return cls(path=rec.get("path"), seed=int(rec.get("seed") or 0),
+                   split_file=(root / rel) if rel and root is not None else None, known=True)
+
+
 def _deploy_views(spec: PreprocessSpec, ckpt_view: str) -> list[str]:
+    if spec.source == "chip":
+        # the whole raw chip (no crop, no log scale: the graph does those); for edge-radar the
+        # degraded chip the cheaper sensor delivers (synthetic, recorded as such)
+        from cmkd_edge.data.views import parse_view
+
+        return [getattr(parse_view(ckpt_view), "raw_spec", "chip")]
     if spec.source == "s2":
         return ["bands:" + ",".join(spec.source_bands)]
     return ["sar", ckpt_view] if ckpt_view != "sar" else ["sar"]
@@ -97,7 +127,7 @@ def load_raw_samples(data: str | None, spec: PreprocessSpec, ckpt_view: str, spl
             "seed": seed, "sample_seed": seed if sample_seed is None else sample_seed,
             "split_origin": desc.get("split_origin"),
             "synthetic": bool(desc.get("synthetic", data in (None, "synthetic"))
-                              or view.startswith("sar-sim"))}
+                              or view.startswith(("sar-sim", "edge-radar")))}
     return RawSamples(x=x, labels=labels[idx], info=info)
 
 
@@ -125,3 +155,33 @@ def check_raw_batch(x: np.ndarray, inp: InputSpec, what: str) -> dict[str, float
     if problem:
         raise ExportValidationError(problem, "are the units right?")
     return {"min": lo, "max": hi, "fraction_outside_expected": _units.fraction_outside(x, rng, lo, hi)}
+
+
+def bundle_samples(bundle: Any, data: str | None, split: str, seed: int = 0) -> Any:
+    """Raw labelled inputs of ``split`` for a bundle, as its device takes them (needs torch: the
+    data layer reads them).
+
+    ``data`` None is the training data export recorded (``provenance.data``). The bundle's copy of
+    the training run's split table applies only to that data; other data (an external test set) is
+    scored on its own split, or on one drawn with the run's seed when it has none.
+
+    Raises:
+        DataError: unreadable data, a source the data cannot provide, an empty split.
+        CheckpointError: the data's classes differ from the bundle's.
+    """
+    from cmkd_edge.runtime.metrics import require_class_names
+
+    from cmkd_edge.data.layouts import same_data
+    from cmkd_edge.errors import CheckpointError
+
+    m = bundle.manifest
+    rec = Recorded.from_manifest(m, bundle.root)
+    path = rec.path if data is None else data
+    own = same_data(path, rec.path) and rec.known
+    view = m.provenance.get("view") or ""
+    table = str(rec.split_file) if own and rec.split_file is not None else None
+    raw = load_raw_samples(path, m.preprocess, view, split, seed=rec.seed, split_file=table)
+    raw.info["split_table"] = "training run (bundle split.csv)" if table else "the data's own"
+    require_class_names(raw.info.get("class_names"), list(m.class_names), CheckpointError,
+                        "the data's classes ({got}) differ from the bundle's ({want})")
+    return raw

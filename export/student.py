@@ -144,10 +144,63 @@ def data_provenance(ckpt: dict[str, Any], root: Path) -> dict[str, Any]:
     return out
 
 
+def label_thresholds(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | None,
+                     onnx_path: Path, seed: int) -> tuple[tuple[float, ...] | None, dict[str, Any]]:
+    """Per-class decision thresholds of a multi-label student, chosen on its validation split.
+
+    The exported FP32 graph scores the whole validation split (raw inputs, as on the device) and
+    each class gets the threshold that maximises its F1 (``runtime.metrics.choose_thresholds``).
+    Returns (thresholds or None, how they were chosen - or why not - for ``provenance``).
+    """
+    from cmkd_edge.export.quantize.gate import run_onnxruntime
+    from cmkd_edge.runtime.classifier import activate
+    from cmkd_edge.runtime.metrics import choose_thresholds
+
+    source = data or (ckpt.get("data") or {}).get("path")
+    split_file = run_split_file(ckpt)
+    try:
+        raw = load_raw_samples(source, spec, ckpt["view"], "val", seed=seed,
+                               split_file=str(split_file) if split_file else None)
+    except (DataError, ImportError, OSError) as exc:
+        return None, {"chosen": False, "why": f"validation split unreadable: "
+                                              f"{getattr(exc, 'message', str(exc))[:160]}"}
+    probs = activate(run_onnxruntime(onnx_path, raw.x), "sigmoid")
+    th = choose_thresholds(probs, raw.labels)
+    return tuple(th), {"chosen": True, "split": "val", "n": len(raw), "data": raw.info.get("data"),
+                       "rule": "per class, the F1-maximising threshold on a 0.05 grid; classes with "
+                               "fewer than 3 positives keep 0.5"}
+
+
+def existing_bundle(out: str | os.PathLike[str]) -> list[str] | None:
+    """What ``export --out`` would replace: the artifact ids (and other files) of a bundle there,
+    None when ``out`` is free (missing or an empty directory).
+
+    Raises:
+        BundleError: ``out`` exists and is not a bundle (a file, or a directory of other things):
+            export replaces a bundle whole, so it never takes over someone else's directory.
+    """
+    from cmkd_edge.runtime.manifest import read_manifest
+
+    from cmkd_edge.errors import BundleError
+
+    p = Path(out)
+    if not p.exists() or (p.is_dir() and not any(p.iterdir())):
+        return None
+    if not (p.is_dir() and (p / "manifest.json").is_file()):
+        raise BundleError(f"{p} exists and is not a bundle; export writes a whole bundle directory",
+                          "choose a new or empty --out")
+    try:
+        m = read_manifest(p)
+        return [a.id for a in m.artifacts]
+    except BundleError:
+        return sorted(q.relative_to(p).as_posix() for q in p.rglob("*") if q.is_file())
+
+
 def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[str], *,
                       opset: int = DEFAULT_OPSET, exporter: str = "auto", data: str | None = None,
                       samples: int = 16, batch: int = 8, max_batch: int | None = None,
-                      seed: int = 0, hw: tuple[int, int] | None = None) -> Path:
+                      seed: int = 0, hw: tuple[int, int] | None = None,
+                      force: bool = False) -> Path:
     """Export a checkpoint (file or run dir) into the bundle directory ``out``.
 
     Args:
@@ -157,6 +210,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         samples, batch: parity on ``samples`` validation samples, at batch 1 and ``batch``.
         max_batch: largest batch the bundle promises (recorded; TensorRT profiles use it).
         hw: input height/width, only for checkpoints without ``input_hw`` (older trainers).
+        force: replace a bundle already at ``out``. Without it export refuses and names what would
+            be replaced (issue 9: re-exporting silently dropped the INT8 model and the IRs).
     Returns:
         The bundle directory.
     Raises:
@@ -165,7 +220,14 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
     import torch
 
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
+    from cmkd_edge.errors import BundleError
 
+    there = existing_bundle(out)
+    if there is not None and not force:
+        raise BundleError(f"{out} already holds a bundle; export would replace it and its "
+                          f"{len(there)} artifact(s): {', '.join(there)}",
+                          "pass --force to replace it (quantize/compile again afterwards), or "
+                          "export to another --out")
     ckpt = load_checkpoint(ckpt_path)
     spec = preprocess_spec(ckpt)
     net = model_from_checkpoint(ckpt)
@@ -191,6 +253,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         parity = check_parity(torch_fn, onnx_path, raw.x, batches=(1, batch))
         parity["samples_from"] = raw.info
         teacher = ckpt.get("teacher") or {}
+        thresholds, how = (label_thresholds(ckpt, spec, data, onnx_path, seed)
+                           if ckpt["task"] == "multilabel" else (None, None))
         fp32 = Artifact(id="onnx-fp32", path=MODEL_FILE, format="onnx", precision="fp32",
                         backend="onnxruntime", files=(MODEL_FILE,), opset=checks["opset"],
                         ir_version=checks["ir_version"], max_batch=max_batch,
@@ -198,7 +262,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
                                                                  "cases", "batches", "atol")}})
         manifest = Manifest(
             task=ckpt["task"], class_names=tuple(ckpt["class_names"]), input=inp,
-            output=OutputSpec(activation="sigmoid" if ckpt["task"] == "multilabel" else "softmax"),
+            output=OutputSpec(activation="sigmoid" if ckpt["task"] == "multilabel" else "softmax",
+                              thresholds=thresholds),
             preprocess=spec, artifacts=(fp32,),
             provenance={
                 "student_checkpoint_sha256": sha256_file(ckpt["_path"]),
@@ -209,6 +274,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
                 "role": ckpt.get("role"), "checkpoint_metrics": ckpt.get("metrics"),
                 "tools": package_versions(EXPORT_TOOLS), "data": data_provenance(ckpt, tmp),
                 "export": {**asked, **checks, "slim": slim_info, "parity": parity},
+                **({"thresholds": how} if how is not None else {}),
             })
         finish_manifest(tmp, manifest)
     return out

@@ -36,6 +36,8 @@ batch an artifact accepts, e.g. a TensorRT profile's max; the runtime splits big
 ``precision="auto"`` the runtime ranks TensorRT candidates before CPU ones and, within those, INT8
 with ``gate_passed`` true first, then FP16 on TensorRT, FP32, FP16 on a CPU backend, and INT8
 without a passed gate (false or absent) last (``cmkd_edge.runtime.classifier.select_artifacts``).
+``OutputSpec.thresholds`` (multi-label: per-class decision thresholds chosen on the validation
+split at export, one per class in [0, 1]; ``classify`` and ``evaluate`` apply them).
 Unknown keys are kept in ``extra`` so a newer writer's additions survive a read/write round trip.
 """
 
@@ -56,7 +58,12 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TASKS = ("multiclass", "multilabel")
 MODALITIES = ("optical", "sar")
-UNITS = ("reflectance_x1e4", "db", "linear")
+#: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR
+#: magnitude (amplitude) chips quantised to 8 bits (MSTAR-style JPEG/PNG chips: 0-255, neither dB
+#: nor power; squaring gives a quantity proportional to power, up to the product's unknown scale).
+UNITS = ("reflectance_x1e4", "db", "linear", "magnitude_u8")
+#: Units that are an amplitude (dB = 20 log10) rather than a power (dB = 10 log10).
+AMPLITUDE_UNITS = ("magnitude_u8",)
 ACTIVATIONS = ("softmax", "sigmoid")
 from .backends import ARTIFACT_FORMATS as FORMATS, BACKEND_NAMES  # noqa: E402, I001  (live, from backend declarations)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -187,8 +194,9 @@ class InputSpec:
         return _plain(self)
 
 
-#: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = radar).
-MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar"}
+#: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = Sentinel-1
+#: radar, ``chip`` = a radar image chip without geo-referencing, e.g. MSTAR).
+MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar", "chip": "sar"}
 DB_FLOOR = 1e-10  # linear power floor before log10: a zero pixel must not become -inf
 
 
@@ -207,7 +215,12 @@ class PreprocessSpec:
         source: raw source the deployed model reads (``s2`` optical, ``s1`` radar).
         source_bands: raw input bands in file order; source_units: their units.
         select: indices into ``source_bands`` of the network's input channels, in order.
-        to_db: linear power -> dB (``10 log10(max(x, DB_FLOOR))``) after selection.
+        to_db: to dB after selection: ``10 log10(max(x, DB_FLOOR))`` for power units, ``20 log10``
+            for amplitude units (``magnitude_u8``), see :attr:`db_factor`.
+        to_log: ``log(1 + x)`` after selection (a log scale that keeps a zero pixel finite and
+            needs no floor); exclusive with ``to_db``.
+        crop: ``(h, w)`` centre crop after selection (A-ConvNets' 88x88 of a 128x128 chip): the
+            device feeds the whole chip, the network sees its centre; None = no crop.
         clip: ``(lo, hi)`` applied before normalisation, or None.
         mean, std: per selected band, from the training split (empty until the trainer sets them).
         in_graph: the ops are inside the model file (always, for bundles this tool writes).
@@ -222,10 +235,21 @@ class PreprocessSpec:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     in_graph: bool = True
+    to_log: bool = False
+    crop: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _typed(self.source, "preprocess.source", "str")
+        if not isinstance(self.to_log, bool):
+            raise BundleError("manifest field 'preprocess.to_log' must be true or false")
+        if self.to_log and self.to_db:
+            raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.to_log' are both "
+                              "true (choose one log scale)")
+        if self.crop is not None and not (isinstance(self.crop, tuple) and len(self.crop) == 2
+                                          and all(_is_int(v) and v > 0 for v in self.crop)):
+            raise BundleError(f"manifest field 'preprocess.crop' must be [h, w] (positive ints) or "
+                              f"null, got {self.crop!r}")
         _strs(self.source_bands, "preprocess.source_bands")
         _choice(self.source_units, UNITS, "preprocess.source_units")
         if not isinstance(self.to_db, bool) or not isinstance(self.in_graph, bool):
@@ -252,8 +276,29 @@ class PreprocessSpec:
 
     @property
     def units(self) -> str:
-        """Units of the network's input channels (after ``to_db``)."""
-        return "db" if self.to_db else self.source_units
+        """Units of the network's input channels (after ``to_db`` / ``to_log``)."""
+        if self.to_db:
+            return "db"
+        return f"log1p_{self.source_units}" if self.to_log else self.source_units
+
+    @property
+    def db_factor(self) -> float:
+        """10 for power units, 20 for amplitude units: the same dB either way."""
+        return 20.0 if self.source_units in AMPLITUDE_UNITS else 10.0
+
+    def network_hw(self, hw: Sequence[int]) -> tuple[int, int]:
+        """Spatial size the network sees for a raw input of ``hw`` (after the crop).
+
+        Raises:
+            BundleError: the crop is larger than the input.
+        """
+        h, w = int(hw[0]), int(hw[1])
+        if self.crop is None:
+            return h, w
+        if self.crop[0] > h or self.crop[1] > w:
+            raise BundleError(f"preprocess crop {self.crop[0]}x{self.crop[1]} is larger than the "
+                              f"input {h}x{w}")
+        return self.crop
 
     @property
     def modality(self) -> str:
@@ -284,7 +329,7 @@ class PreprocessSpec:
             x: raw sensor values (N, len(source_bands), H, W).
             normalise: also apply ``(x - mean) / std`` (the network's InputNorm).
         Returns:
-            (N, len(select), H, W) float32.
+            (N, len(select), H, W) float32 (``crop`` sized when a crop is set).
         """
         import numpy as np
 
@@ -292,8 +337,11 @@ class PreprocessSpec:
         if x.ndim != 4 or x.shape[1] != len(self.source_bands):
             raise ValueError(f"expected (N, {len(self.source_bands)}, H, W), got {x.shape}")
         y = x[:, list(self.select)]
-        if self.to_db:
-            y = np.float32(10.0) * np.log10(np.maximum(y, np.float32(DB_FLOOR)))
+        if self.crop is not None:
+            ch, cw = self.network_hw(y.shape[-2:])
+            top, left = centre_offset(y.shape[-2], ch), centre_offset(y.shape[-1], cw)
+            y = y[..., top:top + ch, left:left + cw]
+        y = log_scale(y, self.to_db, self.to_log, self.db_factor)
         if self.clip is not None:
             y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
         if normalise:
@@ -315,10 +363,39 @@ class PreprocessSpec:
                    select=_tuple(_get(d, "select", where)), to_db=_get(d, "to_db", where, False),
                    clip=_floats(_get(d, "clip", where, None)),
                    mean=_floats(_get(d, "mean", where, [])), std=_floats(_get(d, "std", where, [])),
-                   in_graph=_get(d, "in_graph", where, True), extra=_extra(d, cls))
+                   in_graph=_get(d, "in_graph", where, True),
+                   to_log=_get(d, "to_log", where, False), crop=_ints(_get(d, "crop", where, None)),
+                   extra=_extra(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
+
+
+def log_scale(y: Any, to_db: bool, to_log: bool, db_factor: float = 10.0) -> Any:
+    """``db_factor * log10(max(y, DB_FLOOR))`` (to_db), ``log(1 + max(y, 0))`` (to_log), or ``y``.
+
+    One definition for the numpy reference and the data layer's chip views, so a view's training
+    values and the deployed graph's agree to the last bit the float32 ops allow.
+    """
+    import numpy as np
+
+    if to_db:
+        return np.float32(db_factor) * np.log10(np.maximum(y, np.float32(DB_FLOOR)))
+    if to_log:
+        return np.log1p(np.maximum(y, np.float32(0.0)))
+    return y
+
+
+def centre_offset(size: int, crop: int) -> int:
+    """Start of a centred window of ``crop`` in ``size`` (the extra pixel of an odd margin goes to
+    the end): the one definition the numpy reference, the ONNX graph and the data layer share."""
+    return (int(size) - int(crop)) // 2
+
+
+def _ints(value: Any) -> Any:
+    value = _tuple(value)
+    return tuple(int(v) for v in value) if isinstance(value, tuple) and all(
+        _is_int(v) for v in value) else value
 
 
 def _floats(value: Any) -> Any:
@@ -333,16 +410,34 @@ class OutputSpec:
 
     name: str = "logits"
     activation: str = "softmax"
+    #: multi-label only: per-class decision thresholds on the sigmoid probabilities, one per class,
+    #: chosen on the validation split at export (how: ``provenance.thresholds``); None = 0.5 each
+    thresholds: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _choice(self.activation, ACTIVATIONS, "output.activation")
         _typed(self.name, "output.name", "str")
+        if self.thresholds is not None and not (
+                isinstance(self.thresholds, tuple) and self.thresholds
+                and all(_is_num(t) and 0.0 <= t <= 1.0 for t in self.thresholds)):
+            raise BundleError("manifest field 'output.thresholds' must be a list of numbers in "
+                              "[0, 1] (one per class) or null")
+        if self.thresholds is not None and self.activation != "sigmoid":
+            raise BundleError("manifest field 'output.thresholds' is only for multi-label "
+                              "(sigmoid) outputs")
+
+    def threshold_array(self, k: int) -> Any:
+        """The (K,) thresholds as float32 (0.5 each when none are recorded)."""
+        import numpy as np
+
+        return np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, np.float32)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutputSpec:
         return cls(name=_get(d, "name", "output", "logits"),
-                   activation=_get(d, "activation", "output"), extra=_extra(d, cls))
+                   activation=_get(d, "activation", "output"),
+                   thresholds=_floats(_get(d, "thresholds", "output", None)), extra=_extra(d, cls))
 
 
 @dataclass(frozen=True)
@@ -441,6 +536,9 @@ class Manifest:
             raise BundleError("manifest field 'files' must be an object")
         if not self.class_names:
             raise BundleError("manifest field 'class_names' is empty")
+        if self.output.thresholds is not None and len(self.output.thresholds) != len(self.class_names):
+            raise BundleError(f"manifest field 'output.thresholds' has {len(self.output.thresholds)} "
+                              f"values for {len(self.class_names)} classes")
         if not self.artifacts:
             raise BundleError("manifest field 'artifacts' is empty", "the bundle has no model")
         ids = [a.id for a in self.artifacts]

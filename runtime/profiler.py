@@ -63,23 +63,24 @@ def peak_rss_mb() -> float:
     the *parent's* peak for a process started from a big one (a benchmark driver, a test runner).
     Elsewhere ``resource.getrusage`` (KiB on Linux, bytes on macOS).
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
 
 def rss_now_mb() -> float | None:
     """Current resident set size in MiB (``VmRSS``), or None where /proc is absent."""
+    return _proc_status_mb("VmRSS")
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A kB field of /proc/self/status in MiB, or None where /proc is absent."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
@@ -242,8 +243,8 @@ def profile_one(bundle: Bundle, backend: str, artifact: str | None, batch: int, 
         raise ConfigError(f"need warmup >= 0, iterations >= 1, batch >= 1 (got {warmup}, {iterations}, {batch})")
     memory = RowMemory()
     t0 = time.perf_counter_ns()
-    # probe=False: a speed probe loads every candidate first, and the cold start reported here
-    # must be the first load; profile uses the fixed order (classify's auto measures)
+    # probe=False: a speed probe would load every candidate first, and the reported cold start
+    # would be a warm reload; profile measures, so it takes the fixed order (and --compare all)
     clf = Classifier.open(bundle, backend=backend, precision=precision, threads=threads,
                           rebuild=rebuild, artifact=artifact, probe=False)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -390,7 +391,7 @@ def write_csv(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Non
 def top1_percent(acc: dict[str, Any] | None) -> float | None:
     """The recorded top-1 in percent, or None. quantize and compile record percent (their drops are
     points); a value <= 1 is read as a fraction (hand-written or older manifests)."""
-    v = (acc or {}).get("top1")
+    v = (acc or {}).get("top1", (acc or {}).get("micro_f1"))  # micro_f1: a multi-label gate's score
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return None
     return float(v) * 100.0 if v <= 1.0 else float(v)
@@ -403,7 +404,7 @@ def accuracy_label(acc: dict[str, Any] | None) -> str:
         return "not measured"
     n = acc.get("n")  # type: ignore[union-attr]
     where = f"{acc.get('split', 'split not recorded')}, " + (f"n={n}" if n is not None else "n not recorded")  # type: ignore[union-attr]
-    return f"top1 {pct:.1f}% ({where})"
+    return f"{'top1' if 'top1' in acc else 'micro-F1'} {pct:.1f}% ({where})"  # type: ignore[operator]
 
 
 def render_table(reports: list[LatencyReport]) -> Any:

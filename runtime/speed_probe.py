@@ -182,14 +182,13 @@ def rank_by_speed(bundle: Bundle, pairs: list[tuple[str, Artifact]], *, threads:
         except OSError as exc:  # a read-only cache only costs a re-probe next time
             log.warning("could not cache the speed probe at %s: %s", path, exc)
     ms = doc["ms_p50_batch1"]
-    measured = sorted((p for p in cands if f"{p[0]}:{p[1].id}" in ms),
+    by_speed = sorted((p for p in cands if f"{p[0]}:{p[1].id}" in ms),
                       key=lambda p: ms[f"{p[0]}:{p[1].id}"])
-    # within TIE of the fastest, the fixed order's pick stays: a probe of a few hundred calls cannot
-    # rank two artifacts that close, and flapping between runs helps nobody
-    fixed = next((p for p in pairs if p in measured), None)
-    if fixed is not None and fixed != measured[0] and \
-            ms[f"{fixed[0]}:{fixed[1].id}"] <= ms[f"{measured[0][0]}:{measured[0][1].id}"] * (1 + TIE):
-        measured = [fixed] + [p for p in measured if p != fixed]
+    # within TIE of the fastest is a tie on a noisy machine: the fixed order (gated INT8, native
+    # artifact) decides among those, so two copies of one model do not swap from run to run
+    fastest = ms[f"{by_speed[0][0]}:{by_speed[0][1].id}"]
+    ties = [p for p in pairs if p in by_speed and ms[f"{p[0]}:{p[1].id}"] <= fastest * (1 + TIE)]
+    measured = ties + [p for p in by_speed if p not in ties]
     rest = [p for p in pairs if p not in measured]
     best = measured[0]
     fixed_first = pairs[0]

@@ -10,6 +10,11 @@ The rule, first match wins (``units_problem``):
 * ``reflectance_x1e4`` with 0 < max <= 1.5: reflectance scaled 0-1 instead of x 10000;
 * ``db`` with every value >= 0 (and some > 0): linear backscatter power instead of dB;
 * ``linear`` with any negative value: dB instead of linear power (power cannot be negative);
+* ``magnitude_u8`` (8-bit SAR magnitude chips, 0-255: neither dB nor linear power) with a negative
+  value (dB), with 0 < max <= 1.5 (magnitude scaled 0-1), or with max > 255 (not 8-bit: linear
+  power or a 16-bit product);
+* ``db`` or ``linear`` data that looks like 8-bit magnitude (whole numbers in 0-255 with some above
+  1): the message names 8-bit magnitude as the likely units;
 * more than half of the values outside ``expected_range`` (which includes "all of them").
 
 Policy (callers): quantize refuses such calibration/validation data (a calibration set in the
@@ -29,7 +34,9 @@ EXPECTED_RANGE: dict[str, tuple[float, float]] = {
     "reflectance_x1e4": (0.0, 20000.0),
     "db": (-60.0, 40.0),
     "linear": (0.0, 10000.0),
+    "magnitude_u8": (0.0, 255.0),
 }
+_U8 = "8-bit SAR magnitude (0-255 amplitude, neither dB nor linear power)"
 MAX_FRACTION_OUTSIDE = 0.5
 
 
@@ -60,6 +67,19 @@ def units_problem(x: np.ndarray, units: str, expected_range: Sequence[float] | N
     if units == "reflectance_x1e4" and 0 < hi <= 1.5:
         return (f"{what} values lie in [{lo:.3g}, {hi:.3g}]: this looks like reflectance scaled 0-1, "
                 "but the model expects reflectance x 10000 (0-10000)")
+    if units == "magnitude_u8":
+        if lo < 0:
+            return (f"{what} has negative values (min {lo:.3g}): this looks like dB, but the model "
+                    f"expects {_U8}")
+        if 0 < hi <= 1.5:
+            return (f"{what} values lie in [{lo:.3g}, {hi:.3g}]: this looks like magnitude scaled 0-1, "
+                    f"but the model expects {_U8}")
+        if hi > 255:
+            return (f"{what} values reach {hi:.4g}: this looks like linear power or a 16-bit product, "
+                    f"but the model expects {_U8}")
+    if units in ("db", "linear") and lo >= 0 and hi > 1.5 and hi <= 255 and _whole(x):
+        return (f"{what} values are whole numbers in [{lo:.3g}, {hi:.3g}]: this looks like {_U8}, "
+                f"but the model expects {'dB (10*log10 of power)' if units == 'db' else 'linear power'}")
     if units == "db" and lo >= 0 and hi > 0:
         return (f"{what} values are all >= 0 ([{lo:.3g}, {hi:.3g}]): this looks like linear "
                 "backscatter, but the model expects dB (10*log10 of power)")
@@ -72,6 +92,11 @@ def units_problem(x: np.ndarray, units: str, expected_range: Sequence[float] | N
         return (f"{what} values [{lo:.4g}, {hi:.4g}]: {outside:.0%} lie outside the expected range "
                 f"[{elo:.4g}, {ehi:.4g}] for units {units!r}")
     return None
+
+
+def _whole(x: np.ndarray) -> bool:
+    """True when every value is a whole number (an 8-bit product read as float)."""
+    return bool(np.all(np.asarray(x, dtype=np.float32) == np.round(x)))
 
 
 def synthetic_batch(units: str, channels: int, hw: tuple[int, int], batch: int, seed: int = 0,

@@ -43,7 +43,8 @@ COMMANDS: dict[str, str] = {
 REQUIRES: dict[str, tuple[str, ...]] = {
     "train-teacher": ("torch",),
     "distill": ("torch",),
-    "evaluate": ("torch",),
+    # evaluate: torch only for a checkpoint or a dataset (the command checks); a bundle scored on
+    # saved arrays (--data FILE.npz) runs on the base install
     "match": ("torch",),
     "diagnose": ("torch",),
     "mfh": ("torch",),

@@ -55,7 +55,7 @@ def _stack(*decorators: Callable[[Callable], Callable]) -> Callable[[Callable], 
 
 data_option = click.option(
     "--data", default=None, metavar="PATH",
-    help="Dataset folder/file (EuroSAT-MS, BigEarthNet, paired layout). Default: synthetic data.",
+    help="Dataset folder/file (EuroSAT-MS, BigEarthNet, paired layout, radar chips). Default: synthetic data.",
 )
 out_option = click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -76,7 +76,11 @@ training_options = _stack(
     click.option("--warmup-epochs", default=0, show_default=True, type=int,
                  help="Linear warm-up before the cosine decay."),
     click.option("--augment/--no-augment", default=True, show_default=True,
-                 help="Random flips and 90-degree rotations of training patches."),
+                 help="Each view's training augmentation: flips/90-degree rotations of overhead "
+                      "patches, random crops of radar chips."),
+    click.option("--input-size", default=None, type=click.IntRange(1), metavar="N",
+                 help="Crop chip views to NxN (training: random crops; deployed: the centre), "
+                      "e.g. 88 for 128x128 MSTAR chips."),
     click.option("--arch-opt", "arch_options", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
                  help="Model option, e.g. width=32 or dropout=0.2 (repeatable)."),
     click.option("--select-metric", default=None,

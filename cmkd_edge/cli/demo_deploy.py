@@ -26,7 +26,8 @@ def step_export(state: DemoState) -> None:
     from cmkd_edge.export.student import export_checkpoint
 
     state.say("export: student -> ONNX with in-graph preprocessing (parity vs torch at batch 1 and 8)")
-    export_checkpoint(state.runs["student-kd"] / "best.pt", _bundle(state), data=state.data, max_batch=32)
+    export_checkpoint(state.runs["student-kd"] / "best.pt", _bundle(state), data=state.data, max_batch=32,
+                      force=True)  # the demo's own bundle of a previous demo run (prepare_workdir)
 
 
 def step_quantize(state: DemoState) -> None:
@@ -38,8 +39,8 @@ def step_quantize(state: DemoState) -> None:
                           calib_size=64, val_data=state.data, max_drop=1.0,
                           progress=None if state.quiet else state.say)
     state.results["quantize"] = rec
-    if not rec["passed"]:
-        state.notes.append(f"INT8 did not pass the gate; accepted rung: {rec['accepted']}")
+    if not rec["passed"] or rec.get("ended_lower"):
+        state.notes.append(f"INT8 did not pass the gate: {rec.get('outcome') or rec['accepted']}")
 
 
 def step_compile(state: DemoState) -> None:
@@ -128,28 +129,39 @@ def step_classify(state: DemoState) -> None:
 
 
 def step_profile(state: DemoState) -> None:
-    """Score (test split, through the runtime) and profile (batch 1) every artifact this device runs."""
-    import numpy as np
+    """Score (test split, through the runtime) and profile (batch 1) every artifact this device runs.
 
-    from cmkd_edge.runtime import Classifier
+    The scores are :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`'s, the function behind
+    ``cmkd-edge evaluate BUNDLE --split test``, so the demo's table and that command agree.
+    """
     from cmkd_edge.runtime.bundle import open_bundle
-    from cmkd_edge.runtime.profiler import profile_one, runnable, write_json
+    from cmkd_edge.runtime.evaluate import evaluate_bundle
+    from cmkd_edge.runtime.profiler import profile_one, write_json
 
     bundle = open_bundle(state.runs["bundle"])
     raw = _test_samples(state, bundle.manifest)
+    scored = evaluate_bundle(bundle, raw.x, raw.labels, split="test", data=state.data or "synthetic",
+                             latency_iterations=0)
+    state.results["evaluate"] = scored
+    metric = scored["metric"]
     reports = []
-    for backend, art_id in runnable(bundle):
-        with Classifier.open(bundle, backend=backend, artifact=art_id) as clf:
-            probs = clf.predict(raw.x)
-        acc = float(np.mean(probs.argmax(1) == raw.top1_labels()))
+    for row in scored["rows"]:
+        backend, art_id = row["backend"], row["artifact"]
         rep = profile_one(bundle, backend, art_id, 1, warmup=10, iterations=100,
                           command="cmkd-edge demo (profile step)")
         reports.append(rep)
-        gate = bundle.manifest.artifact(art_id).gate_passed
         state.results.setdefault("artifacts", []).append({
-            "artifact": art_id, "backend": backend, "precision": rep.precision,
-            "gate": {True: "pass", False: "fail", None: "-"}[gate], "test acc": acc, "n": len(raw),
+            "artifact": art_id, "backend": backend, "precision": rep.precision, "gate": row["gate"],
+            f"test {metric}": row[metric], "n": row["n"],
+            "drop vs fp32": row.get("drop"),
+            "95% interval": (f"[{row['drop_lo']:+.1f}, {row['drop_hi']:+.1f}]"
+                             if "drop_lo" in row else ""),
             "p50 e2e ms": rep.end_to_end["p50_ms"], "p50 model ms": rep.model_only["p50_ms"]})
+        if row.get("gate_note"):
+            state.notes.append(f"{art_id} on {backend}: {row['gate_note']}")
+    q = state.results.get("quantize") or {}
+    if (q.get("gate") or {}).get("unresolved_note"):
+        state.notes.append(f"quantize gate: {q['gate']['unresolved_note']}")
     write_json(reports, state.workdir / "latency.json")
     state.say(f"profile: {len(reports)} artifact x backend pairs -> {state.workdir / 'latency.json'}")
 
@@ -161,12 +173,16 @@ def print_artifacts(state: DemoState, console) -> None:
     rows = state.results.get("artifacts") or []
     if not rows:
         return
-    table = Table(title="bundle artifacts - test split accuracy through the runtime, batch-1 latency")
+    scored = state.results.get("evaluate") or {}
+    table = Table(title=f"bundle artifacts - {scored.get('split', 'test')} split (n={scored.get('n')}) "
+                        "through the runtime (= cmkd-edge evaluate BUNDLE --split test); drop = FP32 "
+                        "minus artifact, points, 95% paired interval; batch-1 latency")
     for c in rows[0]:
         table.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate") else "right",
                          overflow="fold")
     for row in rows:
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
+        table.add_row(*["" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+                        for v in row.values()])
     console.print(table)
     scene = state.results.get("scene")
     if scene:

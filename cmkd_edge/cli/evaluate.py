@@ -10,35 +10,137 @@ import click
 from cmkd_edge.cli._options import check_data_path, device_option, json_option
 
 
+def _is_bundle(target: str) -> bool:
+    from pathlib import Path
+
+    p = Path(target)
+    return (p.is_dir() and (p / "manifest.json").is_file()) or \
+        p.name.lower().endswith((".tar.gz", ".tgz", ".zip"))
+
+
 @click.command("evaluate")
-@click.argument("checkpoint", metavar="CHECKPOINT")
+@click.argument("checkpoint", metavar="CHECKPOINT|BUNDLE")
 @click.option("--data", default=None, metavar="PATH",
-              help="Dataset to score on. Default: the data the checkpoint was trained on.")
+              help="Dataset to score on (default: the data it was trained on). Data with its own "
+                   "split (labels.csv split column) is scored on that split. For a bundle also a "
+                   ".npz with arrays x (raw N,C,H,W) and labels: no torch needed.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--view", default=None,
               help="Score on another view with the same bands and units (e.g. sar for a sar-sim model).")
 @click.option("--batch-size", default=128, show_default=True, type=int)
+@click.option("--latency-iterations", default=30, show_default=True, type=click.IntRange(0),
+              help="Bundle: batch-1 calls timed per artifact x backend (0: no latency).")
 @device_option
 @json_option
 def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, batch_size: int,
-             device: str, as_json: bool) -> None:
-    """Score CHECKPOINT (a .pt file or a run directory) on a split of the data.
+             latency_iterations: int, device: str, as_json: bool) -> None:
+    """Score CHECKPOINT (a .pt file or run directory) or BUNDLE (directory or archive) on a split.
 
-    Multi-class: accuracy, macro-F1, per-class accuracy, confusion matrix, expected calibration
-    error (15 bins). Multi-label: micro/macro F1 and mAP. The run's split.csv is reused when it sits
-    next to the checkpoint.
+    Checkpoint, multi-class: accuracy, macro-F1, per-class accuracy, confusion matrix, expected
+    calibration error (15 bins); multi-label: micro/macro F1 and mAP. The run's split.csv applies
+    when the data is the run's own.
+
+    Bundle: every artifact x backend this device can run, through the runtime's Classifier (the
+    path a device runs): accuracy and macro-F1 (multi-label: micro/macro-F1 and mAP at the
+    bundle's thresholds), n, agreement with FP32, the drop against FP32 with a 95 % paired
+    interval, and batch-1 p50 latency. Every number is measured here, none copied from the
+    manifest. Reading a dataset needs torch; on the base install give --data FILE.npz.
 
     \b
-    Example:
+    Examples:
       cmkd-edge evaluate runs/student/best.pt --data data/eurosat --split test --json
+      cmkd-edge evaluate bundles/rgb-student --split test
+      cmkd-edge evaluate rgb-student.tar.gz --data test_arrays.npz --json
     """
-    from cmkd_edge.distill.evaluation import evaluate_checkpoint
+    from cmkd_edge.cli._extras import require
 
-    report = evaluate_checkpoint(checkpoint, check_data_path(data), split, view, batch_size, device)
+    if not _is_bundle(checkpoint):
+        require("evaluate", modules=["torch"])
+        from cmkd_edge.distill.evaluation import evaluate_checkpoint
+
+        report = evaluate_checkpoint(checkpoint, check_data_path(data), split, view, batch_size, device)
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+            return
+        print_report(report)
+        return
+    report = evaluate_bundle_cli(checkpoint, data, split, latency_iterations, quiet=as_json)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    print_report(report)
+    print_bundle_report(report)
+
+
+def _npz_samples(path: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    from cmkd_edge.errors import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return np.asarray(z["x"], np.float32), np.asarray(z["labels"])
+    except KeyError as exc:
+        raise DataError(f"{path} lacks array {exc}", "save raw inputs as x and labels as labels") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz ({exc})") from None
+
+
+def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_iterations: int,
+                        quiet: bool = False) -> dict[str, Any]:
+    """Read the labelled samples (arrays, or a dataset through the data layer), then score the
+    bundle with the runtime's :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`."""
+    from cmkd_edge.cli._extras import require
+    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.evaluate import evaluate_bundle
+
+    b = open_bundle(target)
+    if data is not None and data.lower().endswith(".npz"):
+        x, labels = _npz_samples(data)
+        info: dict[str, Any] = {"data": data, "split": f"{split} (as given in {data})"}
+    else:
+        require("evaluate BUNDLE --data DATASET (reading a dataset; on the base install give "
+                "--data FILE.npz with arrays x and labels)", modules=["torch"])
+        from cmkd_edge.export.samples import bundle_samples
+
+        raw = bundle_samples(b, check_data_path(data), split)
+        x, labels, info = raw.x, raw.labels, raw.info
+    say = None if quiet else (lambda msg: click.echo(f"evaluate: {msg}", err=True))
+    report = evaluate_bundle(b, x, labels, split=split, data=str(info.get("data")),
+                             latency_iterations=latency_iterations, progress=say)
+    report["split_table"] = info.get("split_table")
+    report["synthetic"] = info.get("synthetic")
+    return report
+
+
+def print_bundle_report(r: dict[str, Any]) -> None:
+    """One row per artifact x backend; the split and n in the title; notes below."""
+    from rich.table import Table
+
+    from cmkd_edge.cli._options import table_console
+
+    console = table_console()
+    ml = r["task"] == "multilabel"
+    cols = (["micro_f1", "macro_f1", "map"] if ml else ["accuracy", "macro_f1"])
+    synth = " (SYNTHETIC data)" if r.get("synthetic") else ""
+    t = Table(title=f"{r['bundle']} - {r['split']} split, n={r['n']}, data {r['data']}{synth}; "
+                    f"drop = FP32 minus artifact, points, 95% paired interval")
+    for c in ["artifact", "backend", "precision", "gate", *cols, "n", "agree %", "drop",
+              "95% interval", "difference", "p50 ms (b=1)"]:
+        t.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate",
+                                                  "difference") else "right", overflow="fold")
+    for row in r["rows"]:
+        iv = "" if "drop" not in row else f"[{row['drop_lo']:+.1f}, {row['drop_hi']:+.1f}]"
+        t.add_row(row["artifact"], row["backend"], row["precision"], row["gate"],
+                  *[f"{row[c]:.4f}" for c in cols], str(row["n"]),
+                  f"{row.get('agreement_with_fp32', float('nan')):.1f}",
+                  f"{row.get('drop', float('nan')):+.2f}", iv, row.get("difference", ""),
+                  "-" if row["p50_ms_batch1"] is None else f"{row['p50_ms_batch1']:.3f}")
+    console.print(t)
+    for row in r["rows"]:
+        if row.get("gate_note"):
+            console.print(f"note: {row['artifact']} on {row['backend']}: {row['gate_note']}", markup=False)
+    for s in r.get("skipped") or []:
+        console.print(f"note: not run here: {s['artifact']} on {s['backend']}: {s['why']}", markup=False)
 
 
 def print_report(r: dict[str, Any]) -> None:

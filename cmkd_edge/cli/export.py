@@ -31,9 +31,13 @@ def _echo_json(obj: Any) -> None:
 @click.option("--samples", default=16, show_default=True, help="Validation samples for parity.")
 @click.option("--input-hw", default=None, metavar="H,W",
               help="Input size, only for checkpoints saved before input_hw was recorded.")
+@click.option("--force", is_flag=True,
+              help="Replace a bundle already at --out (without it, export refuses and lists what "
+                   "would be replaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
 def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | None,
-           max_batch: int | None, samples: int, input_hw: str | None, as_json: bool) -> None:
+           max_batch: int | None, samples: int, input_hw: str | None, force: bool,
+           as_json: bool) -> None:
     """Export a student CHECKPOINT (file or run dir) to a bundle with preprocessing in the graph.
 
     \b
@@ -54,13 +58,18 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
         except ValueError:
             raise click.BadParameter(f"{input_hw!r} is not H,W", param_hint="--input-hw") from None
         hw = (h, w)
+    from cmkd_edge.export.student import existing_bundle
+
+    replaced = existing_bundle(out)
     path = export_checkpoint(checkpoint, out, opset=opset, exporter=exporter, data=data,
-                             max_batch=max_batch, samples=samples, hw=hw)
+                             max_batch=max_batch, samples=samples, hw=hw, force=force)
     m = read_manifest(path).to_dict()
     rec = m["provenance"]["export"]
     if as_json:
-        _echo_json({"bundle": str(path), **rec})
+        _echo_json({"bundle": str(path), "replaced": replaced, **rec})
         return
+    if replaced:
+        click.echo(f"replaced the bundle at {path} (--force): {', '.join(replaced)}")
     par = rec["parity"]
     click.echo(f"wrote {path}: opset {rec['opset']}, IR {rec['ir_version']} ({rec['exporter']} "
                f"exporter); parity max |diff| {par['max_abs_diff']:.2e}, top-1 identical "
@@ -103,7 +112,15 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
               default="minmax", show_default=True)
 @click.option("--val-data", default=None, help="Dataset for the gate (default: --calib-data).")
 @click.option("--max-drop", default=1.0, show_default=True, help="Allowed top-1 drop, points.")
-@click.option("--max-class-drop", type=float, default=None, help="Per class (default 3x max-drop).")
+@click.option("--max-class-drop", type=float, default=None,
+              help="Per class, where the class has samples enough to tell (default 3x max-drop).")
+@click.option("--out", default=None, type=click.Path(),
+              help="Write the result here (a .tar.gz/.zip or a directory). Default: a directory "
+                   "bundle is updated in place; an archive is never rewritten, the result goes "
+                   "to <name>-<backend>-<precision>.tar.gz beside it.")
+@click.option("--strict", is_flag=True,
+              help="Exit non-zero when the request ends on a lower rung than asked (e.g. FP16 "
+                   "for --precision int8).")
 @click.option("--checkpoint", default=None, type=click.Path(),
               help="Student checkpoint for the int8-qat rung (default: found beside the training "
                    "run's split.csv and checked against the bundle's recorded sha256).")
@@ -115,9 +132,14 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 @click.option("--json", "as_json", is_flag=True, help="Print the quantization record as JSON.")
 def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, calib_split: str,
              calib_size: int, calib_method: str, val_data: str | None, max_drop: float,
-             max_class_drop: float | None, checkpoint: str | None, qat_epochs: int,
-             only_rungs: tuple[str, ...], as_json: bool) -> None:
+             max_class_drop: float | None, out: str | None, strict: bool, checkpoint: str | None,
+             qat_epochs: int, only_rungs: tuple[str, ...], as_json: bool) -> None:
     """Quantize BUNDLE (dir or .tar.gz/.zip) behind an accuracy gate with fallbacks.
+
+    The gate decides on paired outcomes (the candidate and FP32 on the same validation inputs)
+    with a 95 % interval, then on agreement with FP32 over the training split outside the
+    calibration sample; when neither can resolve --max-drop it says so and judges on the point
+    estimate. The last line says what was accepted and why.
 
     \b
     Example:
@@ -136,27 +158,45 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
         rec = quantize_bundle(bundle, backend=backend, precision=precision, calib_data=calib_data,
                               calib_split=calib_split, calib_size=calib_size,
                               calib_method=calib_method, val_data=val_data, max_drop=max_drop,
-                              max_class_drop=max_class_drop, progress=say,
+                              max_class_drop=max_class_drop, out=out, progress=say,
                               checkpoint=checkpoint, qat_epochs=qat_epochs,
                               only_rungs=list(only_rungs) or None)
     if as_json:
         _echo_json(rec)
     else:
-        click.echo(f"{'rung':28s} {'top1':>7s} {'drop':>7s} {'worst class':>20s}  result")
-        for r in rec["rungs"]:
-            if "error" in r:
-                click.echo(f"{r['rung']:28s} {'':>7s} {'':>7s} {'':>20s}  error: {r['error']}")
-                continue
-            click.echo(f"{r['rung']:28s} {r['top1']:7.2f} {r['drop']:+7.2f} "
-                       f"{r['worst_class'] + ' ' + format(r['worst_class_drop'], '+.1f'):>20s}  "
-                       f"{'PASS' if r['passed'] else 'fail'}")
-        if rec.get("qat_not_offered") and precision == "int8":
-            click.echo(f"note: int8-qat not tried: {rec['qat_not_offered']}")
-        click.echo(f"accepted: {rec['accepted']} ({backend})")
+        print_rungs(rec)
     if not rec["passed"]:
         raise QuantizationError(
             f"no {precision} rung passed the accuracy gate (max drop {max_drop} points); "
             "FP32 kept", "see manifest quantization.rungs; relax --max-drop or add calibration data")
+    from cmkd_edge.export.quantize.ladder import check_strict
+
+    check_strict(rec, strict)
+
+
+def print_rungs(rec: dict[str, Any]) -> None:
+    """The rung table, what was removed and why, then the outcome as the last line."""
+    gate = rec["gate"]
+    click.echo(f"gate: {gate['metric']} on {gate['split']} (n={gate['n']}), FP32 "
+               f"{gate['fp32_score']:.2f}; --max-drop {gate['max_drop']:g}, 95% paired interval")
+    click.echo(f"{'rung':28s} {gate['metric']:>8s} {'drop':>7s} {'95% interval':>15s}  result  why")
+    for r in rec["rungs"]:
+        if "error" in r:
+            click.echo(f"{r['rung']:28s} {'':>8s} {'':>7s} {'':>15s}  error   {r['error']}")
+            continue
+        iv = f"[{r['drop_lo']:+.1f}, {r['drop_hi']:+.1f}]"
+        click.echo(f"{r['rung']:28s} {r['score']:8.2f} {r['drop']:+7.2f} {iv:>15s}  "
+                   f"{'PASS' if r['passed'] else 'fail':6s}  {r['reason']}")
+    for gone in rec.get("replaced") or []:
+        click.echo(f"removed {gone['id']}"
+                   f"{' (it had passed its gate)' if gone.get('gate_passed') else ''}: {gone['why']}")
+    if rec.get("bundle"):
+        click.echo(f"wrote {rec['bundle']}")
+    if gate.get("unresolved_note"):
+        click.echo(f"unresolved: {gate['unresolved_note']}")
+    if rec.get("qat_not_offered") and rec.get("requested_precision") == "int8":
+        click.echo(f"note: int8-qat not tried: {rec['qat_not_offered']}")
+    click.echo(rec["outcome"])
 
 
 @click.command("compile")
@@ -174,11 +214,15 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
 @click.option("--timing-cache", default=None,
               help="TensorRT timing cache file (default: per user and device, in the cache dir).")
 @click.option("--strongly-typed", is_flag=True, help="TensorRT STRONGLY_TYPED network.")
+@click.option("--out", default=None, type=click.Path(),
+              help="Write the result here (.tar.gz/.zip or a directory). Default: a directory "
+                   "bundle in place; an archive is never rewritten (<name>-<target>.tar.gz beside it).")
 @click.option("--json", "as_json", is_flag=True)
 def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: str,
                 cache_dir: str | None, min_batch: int | None, opt_batch: int | None,
                 max_batch: int | None,
-                timing_cache: str | None, strongly_typed: bool, as_json: bool) -> None:
+                timing_cache: str | None, strongly_typed: bool, out: str | None,
+                as_json: bool) -> None:
     """Compile BUNDLE for OpenVINO (IR) or TensorRT (plan + fingerprint).
 
     \b
@@ -192,12 +236,21 @@ def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: s
     arts = compile_bundle(bundle, target=target, precisions=precisions, device=device,
                           cache_dir=cache_dir, min_batch=min_batch, opt_batch=opt_batch,
                           max_batch=max_batch, timing_cache=timing_cache,
-                          strongly_typed=strongly_typed)
+                          strongly_typed=strongly_typed, out=out)
     if as_json:
         _echo_json(arts)
         return
     for a in arts:
-        click.echo(f"added {a['id']}: {', '.join(a['files'])} (from {a['source']})")
+        gate = a.get("extra", {}).get("gate") or {}
+        word = {True: "pass", False: "FAIL", None: "not run"}[a.get("gate_passed")]
+        verdict = ("" if a.get("gate_passed") is None and not gate else
+                   f"; gate {word}" + (f" ({gate['why']})" if gate.get("why") else ""))
+        click.echo(f"added {a['id']}: {', '.join(a['files'])} (from {a['source']}){verdict}")
+        for r in a["replaced"]:
+            click.echo(f"removed {r['id']}{' (it had passed its gate)' if r['gate_passed'] else ''}: "
+                       f"{r['why']}")
+    if arts:
+        click.echo(f"wrote {arts[0]['bundle']}")
 
 
 @click.command("bundle")

@@ -57,23 +57,57 @@ def _route_warnings() -> None:
               help="Patches with NaN/Inf/nodata: output nodata (mask) or fail (reject).")
 @click.option("--rebuild", is_flag=True, help="Rebuild a TensorRT engine that does not match this GPU.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Multi-label: one decision threshold for every class (default: the bundle's "
+                   "per-class thresholds, chosen on the validation split).")
 @click.option("--no-speed-probe", is_flag=True,
               help="precision auto: keep the fixed order instead of the fastest gated artifact "
                    "measured here (probe cached per device and bundle; also $CMKD_EDGE_SPEED_PROBE=0).")
+@click.option("--blend", type=click.Choice(["hann", "ramp", "none"]), default="hann", show_default=True,
+              help="Weight overlapping windows (seamless with --stride < patch); none = nearest patch.")
+@click.option("--confidence", is_flag=True, help="Also write <out>_confidence.tif (top probability).")
+@click.option("--quicklook", is_flag=False, flag_value="auto", default=None, metavar="[PNG]",
+              help="Also write a PNG with a legend (default <out>_quicklook.png; needs [plot]).")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
+              help="Archive mode: every input (files, folders, globs, STAC items) is a scene; maps, "
+                   "per-scene records and summary.csv/json go here; finished scenes are skipped on re-runs.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Archive mode on a local Dask cluster of N worker processes (needs [cluster]).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Archive mode on an existing Dask cluster, e.g. tcp://host:8786 (needs [cluster]).")
 def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: str, threads: int | None,
              out: Path | None, as_json: bool, stride: int | None, batch: int, probabilities: bool,
-             nodata_policy: str, rebuild: bool, no_progress: bool, no_speed_probe: bool) -> None:
+             nodata_policy: str, rebuild: bool, no_progress: bool, threshold: float | None,
+             no_speed_probe: bool, blend: str, confidence: bool, quicklook: str | None,
+             out_dir: Path | None, workers: int | None, scheduler: str | None) -> None:
     """Classify patches (.npy or GeoTIFF) or whole scenes with a BUNDLE.
 
     A patch the size of the model input prints its class and probability. A GeoTIFF larger than
     the input is tiled as a scene and written as a class-map GeoTIFF to --out.
 
+    A scene may also be a STAC item (.json) or a folder of per-band files (10/20/60 m bands are
+    resampled to the finest grid on the fly). Maps are Cloud-Optimized GeoTIFFs with a colour
+    table and class names. With --out-dir every input is a scene of an archive, run here or on a
+    Dask cluster (--workers N / --scheduler ADDRESS); a failed scene is reported at the end.
+
     \b
     Example:
       cmkd-edge classify bundle/ patch.tif other.npy
-      cmkd-edge classify bundle.tar.gz scene.tif --out classes.tif --stride 32
+      cmkd-edge classify bundle.tar.gz scene.tif --out classes.tif --stride 32 --quicklook
+      cmkd-edge classify bundle/ S2_item.json --out classes.tif --probabilities --confidence
+      cmkd-edge classify bundle/ 'archive/*.json' --out-dir maps/ --workers 2
     """
     _require_backend("classify", backend)
+    if quicklook is not None:
+        from cmkd_edge.cli._extras import require
+
+        require("classify --quicklook", "plot")
+    if out_dir is not None or workers is not None or scheduler is not None:
+        _classify_archive(bundle, list(inputs), out, out_dir, workers, scheduler, as_json, quicklook,
+                          stride=stride, blend=blend, probabilities=probabilities, confidence=confidence,
+                          nodata_policy=nodata_policy, backend=backend, precision=precision, batch=batch,
+                          threads=threads)
+        return
     from cmkd_edge.runtime.classifier import Classifier
     from cmkd_edge.runtime.inputs import classify_inputs
 
@@ -82,7 +116,9 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
                          rebuild=rebuild, probe=False if no_speed_probe else None) as clf:
         run = classify_inputs(clf, list(inputs), out=out, stride=stride, batch=batch,
                               probabilities=probabilities, nodata_policy=nodata_policy,
-                              progress=not (no_progress or as_json))
+                              progress=not (no_progress or as_json), threshold=threshold,
+                              blend=blend, confidence=confidence,
+                              quicklook=True if quicklook == "auto" else quicklook)
         selection = clf.selection or {}
     for notice in run.notices:
         click.echo(f"warning: {notice}", err=True)
@@ -97,8 +133,65 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
                        f" [{r['pixels_per_s']:,} px/s]")
         elif r["class"] is None:
             click.echo(f"{r['input']}: nodata")
+        elif "labels" in r:  # multi-label: every class at or above its threshold
+            shown = ", ".join(f"{c} ({r['probabilities'][c]:.2f})" for c in r["labels"]) or "none"
+            click.echo(f"{r['input']}: {len(r['labels'])} labels: {shown}")
         else:
             click.echo(f"{r['input']}: {r['class']} ({r['probability']:.3f})")
+
+
+def _classify_archive(bundle: Path, inputs: list[Path], out: Path | None, out_dir: Path | None,
+                      workers: int | None, scheduler: str | None, as_json: bool, quicklook: str | None,
+                      **settings: object) -> None:
+    """``classify --out-dir``: every input a scene, run here or on Dask; failures listed, then exit 1."""
+    import os
+
+    from cmkd_edge.errors import ConfigError, DataError
+    from cmkd_edge.runtime.archive import SceneSettings, run_archive
+
+    if out_dir is None:
+        raise ConfigError("--workers / --scheduler run an archive and need --out-dir DIR",
+                          "add --out-dir for the maps and the summary")
+    if out is not None:
+        raise ConfigError("--out and --out-dir both given", "an archive writes <scene id>_classes.tif into --out-dir")
+    if quicklook not in (None, "auto"):
+        raise ConfigError(f"--quicklook {quicklook}: in archive mode each scene gets <id>_classes_quicklook.png",
+                          "pass --quicklook without a value")
+    if (workers or scheduler) and not _importable("distributed"):
+        from cmkd_edge.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("classify --workers / --scheduler needs dask and distributed, which are "
+                                      "not installed (the [cluster] extra)", "pip install 'cmkd-edge[cluster]'")
+    if workers and settings["threads"] is None:  # why: N single-threaded workers share the cores
+        settings["threads"] = max(1, (os.cpu_count() or 1) // workers)
+    cfg = SceneSettings(quicklook=quicklook is not None, **settings)  # type: ignore[arg-type]
+
+    def say(rec: dict) -> None:
+        if as_json:
+            return
+        if rec["status"] == "failed":
+            click.echo(f"{rec['scene']}: FAILED {rec.get('error', '')}", err=True)
+        else:
+            what = "already done" if rec["status"] == "skipped" else f"{rec.get('seconds', 0):.1f} s"
+            click.echo(f"{rec['scene']}: {what} -> {rec.get('classes')} [{rec.get('backend')}]")
+
+    run = run_archive(bundle, inputs, out_dir, cfg, workers=workers, scheduler=scheduler, on_record=say)
+    if as_json:
+        click.echo(json.dumps({"run_key": run.run_key, "summary": str(run.summary_json),
+                               "records": run.records}, indent=2))
+    else:
+        click.echo(f"# {len(run.records)} scenes: {run.count('done')} done, {run.count('skipped')} skipped "
+                   f"(done before), {len(run.failed)} failed; summary: {run.summary_csv}", err=True)
+    if run.failed:
+        names = ", ".join(r["scene"] for r in run.failed)
+        raise DataError(f"{len(run.failed)} of {len(run.records)} scenes failed ({names})",
+                        f"see the errors above and {run.summary_json}; a re-run redoes only those")
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 @click.command("profile")

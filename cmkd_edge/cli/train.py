@@ -42,8 +42,9 @@ def _is_rank0() -> bool:
 
 
 @click.command("train-teacher")
-@click.option("--view", default="ms", show_default=True,
-              help="Input view: ms, rgb, sar, sar-sim, bands:B02,B03,B04,B08.")
+@click.option("--view", default=None,
+              help="Input view: ms, rgb, sar, sar-sim, bands:B02,B03,B04,B08, chip, edge-radar "
+                   "(default: the data's own modality: chip for radar chips, else ms).")
 @click.option("--arch", default="resnet18-small", show_default=True, help="Model (cmkd-edge list archs).")
 @click.option("--method", default="none", show_default=True, hidden=True)
 @method_opt_option
@@ -57,6 +58,7 @@ def train_teacher(**params: Any) -> None:
     \b
     Example:
       cmkd-edge train-teacher --data data/eurosat --view ms --arch resnet18 --epochs 30 --out runs/teacher
+      cmkd-edge train-teacher --data ../shared/data/mstar_soc --input-size 88 --arch aconv --out runs/radar
     """
     _run(params)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cmkd_edge.data.augment import random_dihedral
+from cmkd_edge.data.augment import augmented_views
 from cmkd_edge.data.catalog import Catalog
 from cmkd_edge.data.labels import label_tensor
 from cmkd_edge.data.layouts import load_catalog
@@ -105,8 +105,9 @@ class ViewDataset(Dataset):
     def view_arrays(self, i: int) -> dict[str, np.ndarray]:
         """Every view of item ``i`` as numpy ``(C, H, W)`` float32 (augmented if enabled)."""
         sample, rng = self.sample(i), self.rng(i)
-        out = {name: view(sample, rng) for name, view in self.views.items()}
-        return random_dihedral(out, rng) if self.augment else out
+        if self.augment:  # each view's own augmentations (View.augment), one draw shared by views
+            return augmented_views(self.views, sample, rng)
+        return {name: view(sample, rng) for name, view in self.views.items()}
 
     def view_batch(self, view_name: str, items: Sequence[int] | None = None) -> np.ndarray:
         """One view of many items at once, ``(n, C, H, W)`` float32, without augmentation."""
@@ -204,7 +205,8 @@ def open_dataset(path: str | os.PathLike[str] | None = None,
         views: view specs (``"ms"``, ``"rgb"``, ``"bands:B02,B03"``, ``"sar"``, ``"sar-sim"``).
         split: ``train``, ``val``, ``test`` or ``all``.
         seed: seeds the split when the data has none, and sar-sim speckle / augmentation.
-        augment: random flips and 90-degree rotations (train split only).
+        augment: each view's training augmentations (train split only): flips and 90-degree
+            rotations for optical/Sentinel-1 views, random crops for radar chip views.
         split_file: a split CSV (or run dir) to reuse if it exists; else a drawn split is written
             there.
 

@@ -2,7 +2,8 @@
 
 Detection order: ``None``/``synthetic[:...]`` -> synthetic; a ``.npz`` file or a folder holding one
 -> BigEarthNet pack; a folder with ``labels.csv`` and two raster folders sharing file names ->
-paired; BigEarthNet patch folders or ``.tar.*`` archives -> BigEarthNet GeoTIFF; class folders of
+paired; BigEarthNet patch folders or ``.tar.*`` archives -> BigEarthNet GeoTIFF; a labels.csv of
+PNG/JPEG (or one-band 8-bit TIFF) chips, or class folders of them -> chips; class folders of
 GeoTIFFs -> EuroSAT-MS. Loaded catalogs are cached (keyed by path and modification time), so the
 train, val and test datasets of one run read each file once.
 """
@@ -12,12 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cmkd_edge.data import bigearthnet, eurosat, paired, synthetic
+from cmkd_edge.data import bigearthnet, chips, eurosat, paired, synthetic
 from cmkd_edge.data.archive import is_archive
 from cmkd_edge.data.catalog import Catalog
 from cmkd_edge.errors import DataError
 
-LAYOUTS = ("synthetic", "bigearthnet-npz", "paired", "bigearthnet-geotiff", "eurosat-ms")
+LAYOUTS = ("synthetic", "bigearthnet-npz", "paired", "bigearthnet-geotiff", "chips", "eurosat-ms")
+#: The view a layout's data is read in when ``--view`` is omitted (its own modality).
+DEFAULT_VIEWS = {"chips": "chip"}
+FALLBACK_VIEW = "ms"
 _CACHE: dict[tuple, Catalog] = {}
 _MAX_CACHED = 4
 
@@ -51,12 +55,14 @@ def detect_layout(path: str | os.PathLike[str] | None) -> str:
         return "bigearthnet-npz"
     if bigearthnet.looks_like_geotiff_folders(root):
         return "bigearthnet-geotiff"
+    if chips.looks_like_chips(root):
+        return "chips"
     if eurosat.looks_like_eurosat(root):
         return "eurosat-ms"
     raise DataError(
         f"no known dataset layout in {root}",
-        "expected <Class>/<name>.tif (EuroSAT-MS), a BigEarthNet .npz or patch folders, or "
-        "labels.csv with two folders of co-registered files",
+        "expected <Class>/<name>.tif (EuroSAT-MS), a BigEarthNet .npz or patch folders, "
+        "labels.csv with two folders of co-registered files, or PNG/JPEG chips",
     )
 
 
@@ -87,6 +93,8 @@ def load_catalog(path: str | os.PathLike[str] | None) -> Catalog:
         catalog = paired.load_paired(root)
     elif layout == "bigearthnet-geotiff":
         catalog = bigearthnet.load_geotiff_folders(root)
+    elif layout == "chips":
+        catalog = chips.load_chips(root)
     else:
         catalog = eurosat.load_eurosat(root)
     while len(_CACHE) >= _MAX_CACHED:
@@ -95,7 +103,21 @@ def load_catalog(path: str | os.PathLike[str] | None) -> Catalog:
     return catalog
 
 
+def default_view(path: str | os.PathLike[str] | None) -> str:
+    """The view of the data's own modality (``chip`` for radar chips; ``ms`` otherwise, the
+    historical default), used when ``--view`` is omitted."""
+    return DEFAULT_VIEWS.get(detect_layout(path), FALLBACK_VIEW)
+
+
 def clear_cache() -> None:
     """Forget every loaded catalog (e.g. after files changed in place)."""
     _CACHE.clear()
     synthetic.generate.cache_clear()
+
+
+def same_data(a: str | None, b: str | None) -> bool:
+    """Whether two dataset paths name the same data (None / "synthetic" = the synthetic default)."""
+    def norm(p: str | None) -> str:
+        return "synthetic" if p in (None, "", "synthetic") else str(Path(p).expanduser().resolve())
+
+    return norm(a) == norm(b)

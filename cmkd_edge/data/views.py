@@ -5,7 +5,11 @@ computed from it on the fly. Each view also says how to reproduce its input on a
 (:meth:`View.deploy_input`), which is the preprocessing spec baked into the exported model.
 
 Specs (``parse_view``): ``ms``, ``rgb``, ``bands:B02,B03,B04,B08``, ``sar``, ``sar-sim`` or
-``sar-sim:looks=8``.
+``sar-sim:looks=8``; for radar chips ``chip`` (``chip:crop=88,scale=db``) and the synthetic
+``edge-radar`` (``edge-radar:crop=88,factor=2,looks=1``), see :class:`ChipView`.
+
+Augmentation is chosen per view (``View.augment``): overhead optical and Sentinel-1 patches take the
+eight flips/rotations, radar chips take random crops only (see :mod:`cmkd_edge.data.augment`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from cmkd_edge.data.bands import (
 )
 from cmkd_edge.data.sar_sim import simulate_sar
 from cmkd_edge.errors import ConfigError, DataError, UnknownNameError
-from cmkd_edge.runtime.manifest import PreprocessSpec
+from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS
+from cmkd_edge.runtime.manifest import PreprocessSpec, centre_offset, log_scale
 
 #: Clip ranges applied by the model before normalisation: they bound outliers (saturated or
 #: nodata pixels, -inf dB from zero power) so calibration and normalisation are not skewed.
@@ -84,6 +89,9 @@ class View:
     all_bands: bool = False  # ``ms``: every band of the source, in the source's order
     # raw file units per source, remembered by ``bind`` so deploy_input knows linear SAR
     bound_units: tuple[tuple[str, str], ...] = ()
+    #: augmentations the dataset may apply to this view when augmenting (names in
+    #: ``cmkd_edge.data.augment.AUGMENTATIONS``); nadir patches have no "up", so D4 is the default
+    augment: tuple[str, ...] = ("dihedral",)
 
     # -- the two things a view does --------------------------------------------------------
     def __call__(self, sample: Mapping[str, np.ndarray],
@@ -280,6 +288,217 @@ def _sar_sim(spec: str, arg: str) -> View:
             raise ConfigError(f"looks must be > 0 in view {spec!r}")
     return SarSimView(spec, "sar", "s2", S1_BANDS, "db", synthetic=True, clip=SAR_CLIP,
                       looks=looks)
+
+
+# -- radar chips --------------------------------------------------------------------------------
+#: Per log scale of a chip view: the clip the network applies (8-bit magnitude is 0-255, i.e.
+#: 0-48.13 dB of amplitude and log1p 0-5.545; a zero pixel is floored, then clipped to 0 dB).
+CHIP_SCALES: dict[str, tuple[float, float]] = {"none": (0.0, 255.0), "db": (0.0, 48.2),
+                                               "log": (0.0, 5.55)}
+CHIP_AUGMENT = ("crop",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChipView(View):
+    """One band of a radar chip (source ``chip``, 8-bit magnitude), centre-cropped and log-scaled.
+
+    Options (``chip:crop=88,scale=db,aug=crop``):
+        crop: the network sees the centre ``crop x crop`` pixels (training draws random crops of
+            that size when augmenting, A-ConvNets' recipe); the device feeds the whole chip and
+            the exported graph crops it. None = the whole chip.
+        scale: ``none`` (magnitude 0-255), ``db`` (20 log10 of the magnitude) or ``log``
+            (``log(1 + m)``); the deployed graph applies the same conversion to raw chips.
+        aug: augmentations when training, ``+``-separated names (default ``crop``; ``none``).
+            Rotations/flips are not the default: the radar shadow falls away from the sensor, so
+            a rotated chip is not a chip the sensor can produce.
+    """
+
+    crop: int | None = None
+    scale: str = "none"
+
+    def full(self, sample: Mapping[str, np.ndarray], rng: np.random.Generator | None = None
+             ) -> np.ndarray:
+        """The whole chip in raw units, ``(..., 1, H, W)`` float32 (before crop and scale)."""
+        have = sample_bands(sample, self.source)
+        idx = self._indices(have, where=f"source {self.source!r}")
+        return np.take(np.asarray(sample[self.source]), idx, axis=-3).astype(np.float32, copy=False)
+
+    def __call__(self, sample: Mapping[str, np.ndarray], rng: np.random.Generator | None = None,
+                 offset: tuple[int, int] | None = None) -> np.ndarray:
+        """The view: full chip -> crop (centre, or at ``offset`` = (top, left)) -> log scale."""
+        return self.finish(self.full(sample, rng), offset)
+
+    def finish(self, arr: np.ndarray, offset: tuple[int, int] | None = None) -> np.ndarray:
+        """Crop and scale a full chip array (what the deployed graph does to the raw chip)."""
+        if self.crop is not None:
+            h, w = arr.shape[-2:]
+            if self.crop > min(h, w):
+                raise DataError(f"view {self.name!r} crops {self.crop}x{self.crop} from {h}x{w} chips",
+                                "choose a smaller --input-size")
+            top, left = offset if offset is not None else (centre_offset(h, self.crop),
+                                                           centre_offset(w, self.crop))
+            arr = arr[..., top:top + self.crop, left:left + self.crop]
+        out = log_scale(arr, self.scale == "db", self.scale == "log", 20.0)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def deploy_input(self, source_band_names: Mapping[str, Sequence[str]] | Sequence[str] | None
+                     = None, source_units: Mapping[str, str] | str | None = None) -> PreprocessSpec:
+        """The raw chip (8-bit magnitude) in, with this view's crop and log scale in the graph."""
+        bands = _bands_for(source_band_names, self.source, self.band_names)
+        return PreprocessSpec(source=self.source, source_bands=tuple(bands), source_units=CHIP_UNITS,
+                              select=tuple(self._indices(bands, "the deployed chip input")),
+                              to_db=self.scale == "db", to_log=self.scale == "log", clip=self.clip,
+                              crop=None if self.crop is None else (self.crop, self.crop))
+
+    @property
+    def raw_spec(self) -> str:
+        """Spec of the view yielding what the device feeds this view's model: the whole raw chip
+        (for ``edge-radar``: the degraded chip, as the cheaper sensor would deliver it)."""
+        return self.kind
+
+    @property
+    def kind(self) -> str:
+        return self.name.partition(":")[0]
+
+    def options(self) -> dict[str, str]:
+        """The view's options as spec text (what ``parse_view`` reads back)."""
+        out = {"crop": None if self.crop is None else str(self.crop), "scale": self.scale,
+               "aug": "+".join(self.augment) or "none"}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "crop": self.crop, "scale": self.scale, "augment": list(self.augment)}
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeRadarView(ChipView):
+    """SYNTHETIC: a radar chip degraded the way a cheaper on-board sensor would deliver it.
+
+    The chip's intensity (magnitude squared) is averaged over ``factor x factor`` blocks (coarser
+    resolution: a sensor with ``factor`` times the resolution cell), each block is multiplied by
+    Gamma(``looks``, 1/``looks``) speckle (fewer looks: unit-mean multiplicative noise of variance
+    1/looks, independent per resolution cell), the result is written back on the chip's pixel grid
+    (each block repeated, so crops and the deployed input size stay those of the original chips)
+    and re-quantised to 8-bit magnitude (square root, rounded, clipped to 0-255).
+
+    Seeded like ``sar-sim``: the speckle comes from the dataset's generator for (seed, sample
+    index), so evaluation sees one fixed realisation per chip and training a fresh one per epoch.
+    The view is derived and is reported as synthetic everywhere (checkpoint, manifest, benchmarks).
+    """
+
+    factor: int = 2
+    looks: float = 1.0
+
+    def full(self, sample: Mapping[str, np.ndarray], rng: np.random.Generator | None = None
+             ) -> np.ndarray:
+        return degrade_chip(super().full(sample, rng), self.factor, self.looks,
+                            rng if rng is not None else np.random.default_rng(0))
+
+    @property
+    def raw_spec(self) -> str:
+        return f"{self.kind}:factor={self.factor},looks={self.looks:g}"
+
+    def options(self) -> dict[str, str]:
+        return {**super().options(), "factor": str(self.factor), "looks": f"{self.looks:g}"}
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "factor": self.factor, "looks": self.looks}
+
+
+def degrade_chip(mag: np.ndarray, factor: int, looks: float, rng: np.random.Generator) -> np.ndarray:
+    """The edge-radar degradation of 8-bit magnitude chips ``(..., H, W)`` (see EdgeRadarView).
+
+    Raises:
+        DataError: the chip size is not a multiple of ``factor``.
+    """
+    h, w = mag.shape[-2:]
+    if h % factor or w % factor:
+        raise DataError(f"edge-radar factor {factor} does not divide the {h}x{w} chips",
+                        "choose a factor that divides the chip size")
+    inten = np.square(mag.astype(np.float64))
+    lead = inten.shape[:-2]
+    blocks = inten.reshape(*lead, h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
+    if np.isfinite(looks):
+        blocks = blocks * rng.gamma(looks, 1.0 / looks, size=blocks.shape)
+    up = np.repeat(np.repeat(blocks, factor, axis=-2), factor, axis=-1)
+    return np.clip(np.round(np.sqrt(up)), 0.0, 255.0).astype(np.float32)
+
+
+def _chip_options(spec: str, arg: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (a.strip() for a in arg.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed:
+            raise ConfigError(f"unknown option {item!r} of view {spec!r}",
+                              f"valid: {', '.join(k + '=...' for k in allowed)}")
+        out[key] = value.strip()
+    return out
+
+
+def _chip_common(spec: str, opts: dict[str, str]) -> dict[str, Any]:
+    from cmkd_edge.data.augment import AUGMENTATIONS
+
+    kw: dict[str, Any] = {}
+    if "crop" in opts:
+        try:
+            kw["crop"] = int(opts["crop"])
+        except ValueError:
+            raise ConfigError(f"crop must be an integer in view {spec!r}") from None
+        if kw["crop"] < 1:
+            raise ConfigError(f"crop must be >= 1 in view {spec!r}")
+    scale = opts.get("scale", "none")
+    if scale not in CHIP_SCALES:
+        raise ConfigError(f"unknown scale {scale!r} in view {spec!r}", f"valid: {', '.join(CHIP_SCALES)}")
+    kw["scale"], kw["clip"] = scale, CHIP_SCALES[scale]
+    aug = tuple(a for a in opts.get("aug", "+".join(CHIP_AUGMENT)).split("+") if a and a != "none")
+    for a in aug:
+        AUGMENTATIONS.get(a)  # UnknownNameError lists the valid names
+    kw["augment"] = aug
+    units = {"none": CHIP_UNITS, "db": "db", "log": f"log1p_{CHIP_UNITS}"}[scale]
+    return {**kw, "units": units}
+
+
+@VIEWS.register("chip", help="a radar chip's 8-bit magnitude band: chip:crop=88,scale=none|db|log,"
+                "aug=crop (the default view of chip data)")
+def _chip(spec: str, arg: str) -> View:
+    kw = _chip_common(spec, _chip_options(spec, arg, ("crop", "scale", "aug")))
+    return ChipView(spec, "sar", "chip", CHIP_BANDS, **kw)
+
+
+@VIEWS.register("edge-radar", help="SYNTHETIC cheaper-sensor chip: block-averaged intensity "
+                "(factor=2) with Gamma speckle (looks=1); also crop, scale, aug like chip")
+def _edge_radar(spec: str, arg: str) -> View:
+    opts = _chip_options(spec, arg, ("crop", "scale", "aug", "factor", "looks"))
+    kw = _chip_common(spec, opts)
+    try:
+        factor = int(opts.get("factor", "2"))
+        looks = float(opts.get("looks", "1"))
+    except ValueError:
+        raise ConfigError(f"factor must be an integer and looks a number in view {spec!r}") from None
+    if factor < 1 or not looks > 0:
+        raise ConfigError(f"factor must be >= 1 and looks > 0 in view {spec!r}")
+    return EdgeRadarView(spec, "sar", "chip", CHIP_BANDS, synthetic=True, factor=factor,
+                         looks=looks, **kw)
+
+
+def with_input_size(spec: str, size: int | None) -> str:
+    """``spec`` with ``crop=size`` (the ``--input-size`` option); unchanged when ``size`` is None.
+
+    Raises:
+        ConfigError: the view cannot crop (only chip views can), or it names another crop.
+    """
+    if size is None:
+        return spec
+    view = parse_view(spec)
+    if not isinstance(view, ChipView):
+        raise ConfigError(f"--input-size crops chip views; view {spec!r} has no crop",
+                          "drop --input-size, or use a chip view (chip, edge-radar)")
+    if view.crop is not None:
+        if view.crop != size:
+            raise ConfigError(f"--input-size {size} contradicts crop={view.crop} in view {spec!r}")
+        return spec
+    name, _, arg = spec.partition(":")
+    return f"{name}:{arg + ',' if arg else ''}crop={int(size)}"
 
 
 def parse_view(spec: str) -> View:

@@ -24,7 +24,10 @@ class TrainConfig:
     Args:
         out: run directory (last.pt, best.pt, metrics.csv, summary.json, split.csv).
         data: dataset path, or None / "synthetic" for the deterministic synthetic default.
-        view: the trained model's view ("ms", "rgb", "sar", "sar-sim", "bands:...").
+        view: the trained model's view ("ms", "rgb", "sar", "sar-sim", "bands:...", "chip",
+            "edge-radar"); None = the data's own modality (``chip`` for radar chips, else ``ms``).
+        input_size: crop chip views to ``input_size`` x ``input_size`` (adds ``crop=N`` to the
+            view spec, so the view name records it for evaluate/export/distil); None = no crop.
         arch: model name in ``cmkd_edge.models.ARCHS``; ``arch_options`` go to ``build_model``.
         teacher: teacher checkpoint (file or run directory) for distillation; None trains a model
             from labels only (``method`` must then be one that needs no teacher, e.g. "none").
@@ -44,7 +47,8 @@ class TrainConfig:
 
     out: Path
     data: str | None = None
-    view: str = "ms"
+    view: str | None = "ms"
+    input_size: int | None = None
     arch: str = "resnet18-small"
     arch_options: dict[str, Any] = field(default_factory=dict)
     teacher: str | None = None
@@ -107,6 +111,17 @@ class TrainConfig:
                 raise ConfigError(msg)
         if self.teacher_view is not None and self.teacher is None:
             raise ConfigError("a teacher view was given without a teacher checkpoint")
+        if self.input_size is not None and self.input_size < 1:
+            raise ConfigError(f"input size must be >= 1 (got {self.input_size})")
+        from cmkd_edge.data.views import with_input_size
+
+        if self.view is None:
+            from cmkd_edge.data.layouts import default_view
+
+            object.__setattr__(self, "view", default_view(self.data))
+        object.__setattr__(self, "view", with_input_size(self.view, self.input_size))
+        if self.teacher_view is not None:
+            object.__setattr__(self, "teacher_view", with_input_size(self.teacher_view, self.input_size))
 
     @property
     def role(self) -> str:

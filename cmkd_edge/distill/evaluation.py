@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmkd_edge.data.layouts import same_data
 from cmkd_edge.distill.loaders import make_loader
 from cmkd_edge.errors import CheckpointError, ConfigError
 from cmkd_edge.runtime.metrics import classification_report, require_class_names
@@ -102,9 +103,13 @@ def evaluate_checkpoint(
     if view is not None and view != ckpt["view"]:
         compatible_view(ckpt, view)
     split_file = Path(ckpt["_path"]).parent / "split.csv"
+    trained_on = (ckpt.get("data") or {}).get("path") or ckpt.get("config", {}).get("data")
+    # the run's split table describes the data it was drawn from; other data (an external test
+    # set) is scored on its own split (labels.csv split column) or one drawn with the run's seed
+    own = same_data(data, trained_on)
     ds = open_dataset(
         data, views=[view_name], split=split, seed=int(ckpt.get("seed", 0)), augment=False,
-        split_file=split_file if split_file.is_file() else None,
+        split_file=split_file if own and split_file.is_file() else None,
     )
     require_class_names(ds.class_names, ckpt["class_names"], CheckpointError,
                         "the data's classes ({got}) differ from the checkpoint's ({want})")
@@ -120,6 +125,8 @@ def evaluate_checkpoint(
     report.update(
         checkpoint=ckpt["_path"], split=split, view=view_name, role=ckpt.get("role"),
         arch=ckpt["model"]["arch"], data=data or "synthetic", synthetic=synthetic,
+        split_table=("training run (split.csv)" if own and split_file.is_file()
+                     else f"the data's own ({getattr(ds, 'split_origin', 'drawn')})"),
     )
     return report
 

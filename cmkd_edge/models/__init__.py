@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 # explicit imports so registration never depends on import order
-from cmkd_edge.models import mobilenet, resnet  # noqa: F401
+from cmkd_edge.models import aconv, mobilenet, resnet  # noqa: F401
 from cmkd_edge.models.base import ARCHS, CmkdNet, InputNorm
 
 __all__ = ["ARCHS", "CmkdNet", "InputNorm", "build_model", "count_parameters"]

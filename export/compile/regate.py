@@ -34,8 +34,9 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
     """Fields to set on ``art``: ``gate_passed`` (None when not evaluated), ``accuracy`` and a
     ``gate`` record in ``extra`` (what was done, or why not). FP32 is the bundle's FP32 ONNX run
     by the same engine, as in quantize."""
-    from cmkd_edge.export.quantize.calib import Recorded, load_validation
+    from cmkd_edge.export.quantize.calib import load_validation
     from cmkd_edge.export.quantize.gate import Gate, judge
+    from cmkd_edge.export.samples import Recorded
 
     from cmkd_edge.errors import CmkdError
 
@@ -59,12 +60,21 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
     if ref is None:
         return not_evaluated(f"{art.backend} does not run on the machine that compiles; "
                              "evaluate the bundle on the device")
+    import numpy as np
+
+    th = manifest.output.thresholds
     verdict = judge(ref, _logits(art.backend, root / art.path, val.x), val.labels,
-                    list(manifest.class_names), Gate(gate["max_drop"], gate.get("max_class_drop")))
+                    list(manifest.class_names), Gate(gate["max_drop"], gate.get("max_class_drop")),
+                    split=gate["split"], thresholds=None if th is None else np.asarray(th))
+    key = "top1" if manifest.task == "multiclass" else "micro_f1"
     return {"gate_passed": verdict["passed"],
-            "accuracy": {"top1": verdict["top1"], "split": gate["split"], "backend": art.backend,
-                         "fp32_top1": verdict["fp32_top1"], "drop": verdict["drop"]},
+            "accuracy": {key: verdict["score"], "split": gate["split"], "n": len(val),
+                         "backend": art.backend, "fp32": verdict["fp32_score"],
+                         "drop": verdict["drop"],
+                         "drop_interval": [verdict["drop_lo"], verdict["drop_hi"]],
+                         "resolved": verdict["resolved"]},
             "extra": {**art.extra, "gate": {
                 "evaluated": True, "n": len(val), "sha256": gate["sha256"],
                 **{k: verdict[k] for k in ("passed", "worst_class", "worst_class_drop",
-                                           "agreement_with_fp32")}}}}
+                                           "agreement_with_fp32", "decided_by", "resolved",
+                                           "reason")}}}}

@@ -61,9 +61,13 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
                    cache_dir: str | os.PathLike[str] | None = None, min_batch: int | None = None,
                    opt_batch: int | None = None, max_batch: int | None = None,
                    timing_cache: str | os.PathLike[str] | None = None,
-                   strongly_typed: bool = False) -> list[dict[str, Any]]:
+                   strongly_typed: bool = False,
+                   out: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Compile the bundle for ``target``; returns the artifact entries added (as manifest.json
-    holds them).
+    holds them), each with ``replaced`` (what it displaced: the same-id artifact of an earlier
+    compile and anything built from it, each with whether it had passed its gate and why it went)
+    and ``bundle`` (where the result was written: an archive input is never rewritten, ``out`` or
+    ``<name>-<target>.tar.gz`` beside it).
 
     TensorRT: batch profile and timing cache default to the runtime builder's
     (``cmkd_edge.runtime.trt_build``: min 1, opt = max, max 8; per-user, per-device timing cache).
@@ -73,7 +77,7 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
         ExportValidationError: missing source artifact, compile or check failure.
         BackendUnavailableError: the target's toolkit (or GPU) is missing.
     """
-    from cmkd_edge.export.bundle import edit_bundle
+    from cmkd_edge.export.bundle import derived_archive, edit_bundle
     from cmkd_edge.export.compile.regate import regate
 
     hook, allowed = _hook(target)
@@ -81,8 +85,8 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     if bad or not precisions:
         raise ConfigError(f"precision {','.join(bad) or 'none'} is not available for {target}",
                           f"choose from {', '.join(allowed)}")
-    added: list[Artifact] = []
-    with edit_bundle(bundle) as edit:
+    added: list[tuple[Artifact, list[dict[str, Any]]]] = []
+    with edit_bundle(bundle, out=derived_archive(bundle, target, out)) as edit:
         inp = edit.manifest.input
         sample = synthetic_batch(inp.units, inp.channels, inp.shape[2:], 2, seed=0,
                                  expected_range=inp.expected_range or (0.0, 1.0))
@@ -95,6 +99,10 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
                        strongly_typed=strongly_typed)
             if precision == "int8":
                 art = replace(art, **regate(edit.root, edit.manifest, art))
-            edit.put(art)
-            added.append(art)
-    return [a.to_dict() for a in added]
+            before = {a.id: a for a in edit.manifest.artifacts}
+            gone = ([art.id] if art.id in before else []) + edit.put(art)
+            added.append((art, [{"id": i, "gate_passed": before[i].gate_passed,
+                                 "why": (f"replaced by this compile of {art.id} from {src.id}"
+                                         if i == art.id else f"built from the replaced {art.id}")}
+                                for i in gone if i in before]))
+    return [{**a.to_dict(), "replaced": r, "bundle": str(edit.written)} for a, r in added]

@@ -10,12 +10,10 @@ sha256 goes into the manifest, so a calibration cache or a result can be tied to
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cmkd_edge.export.samples import RawSamples, check_raw_batch, load_raw_samples
+from cmkd_edge.export.samples import RawSamples, Recorded, check_raw_batch, load_raw_samples
 from cmkd_edge.runtime.manifest import InputSpec, Manifest
 from cmkd_edge.runtime.metrics import require_class_names
 
@@ -31,29 +29,6 @@ def check_split(split: str) -> str:
         raise QuantizationError(f"calibration from the {split!r} split is refused",
                                 "calibrate on --calib-split train (or val); test is for reporting")
     return split
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """How the training run drew its data, as export recorded it in ``provenance.data``.
-
-    ``path`` None is the synthetic default; ``split_file`` is the run's split table copied into the
-    bundle (absolute path while the bundle is open), None when the bundle predates it.
-    """
-
-    path: str | None = None
-    seed: int = 0
-    split_file: Path | None = None
-    known: bool = False  # False: an old bundle without provenance.data
-
-    @classmethod
-    def from_manifest(cls, manifest: Manifest, root: Path | None) -> Recorded:
-        rec = manifest.provenance.get("data")
-        if not rec:
-            return cls()
-        rel = rec.get("split_file")
-        return cls(path=rec.get("path"), seed=int(rec.get("seed") or 0),
-                   split_file=(root / rel) if rel and root is not None else None, known=True)
 
 
 def _read(manifest: Manifest, data: str | None, split: str, n: int | None,
@@ -152,3 +127,38 @@ def load_validation(manifest: Manifest, data: str | RawSamples | None, split: st
     samples = _read(manifest, data, split, None, seed, recorded or Recorded())
     return checked(samples, manifest.input, f"validation data ({samples.info.get('data', 'arrays')})",
                    manifest.class_names)
+
+
+def load_agreement(manifest: Manifest, data: str | RawSamples | None, calib: RawSamples | None,
+                   size: int = 2000, seed: int = 0, recorded: Recorded | None = None
+                   ) -> RawSamples | None:
+    """Unlabelled in-distribution inputs for the gate's agreement evidence, or None.
+
+    The training split outside the calibration sample: the model has seen these patches in
+    training, but the quantized model has not been calibrated on them, and agreement with FP32 needs
+    no labels (``gate.py`` says why it bounds the drop). At most ``size`` rows (a seeded subset), so
+    the gate's time stays bounded on large data. Arrays the caller passed as calibration data give
+    no extra data (there is nothing beside them); data that cannot be read gives None, not an error.
+    """
+    if isinstance(data, RawSamples):
+        if calib is not None and data is calib:
+            return None
+        return checked(data, manifest.input, "agreement data", None)
+    try:
+        train = _read(manifest, data, "train", None, seed, recorded or Recorded())
+    except (DataError, QuantizationError):
+        return None
+    used = set() if calib is None else {bytes(np.ascontiguousarray(r).data) for r in calib.x}
+    keep = np.asarray([bytes(np.ascontiguousarray(r).data) not in used for r in train.x], bool)
+    idx = np.flatnonzero(keep)
+    if len(idx) > size:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size, replace=False))
+    if not len(idx):
+        return None
+    info = {**train.info, "n": int(len(idx)), "excluded": int((~keep).sum()),
+            "split": "train (outside the calibration sample)"}
+    out = RawSamples(x=train.x[idx], labels=train.labels[idx], info=info)
+    try:
+        return checked(out, manifest.input, "agreement data", manifest.class_names)
+    except QuantizationError:
+        return None

@@ -62,6 +62,11 @@ class _Reader:
         self._i = 0
 
 
+def even_batch(n: int, cap: int = 8) -> int:
+    """The largest batch size <= ``cap`` that divides ``n`` (every calibration batch equal)."""
+    return next(b for b in range(min(cap, max(n, 1)), 0, -1) if n % b == 0 or n == 0)
+
+
 @contextlib.contextmanager
 def _quiet_ort() -> Iterator[None]:
     """Silence onnxruntime.quantization's prints and root-logger advice during one call.
@@ -98,7 +103,11 @@ def quantize_int8(fp32: Path, out: Path, calib_x: np.ndarray, method: str,
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     model = onnx.load(str(fp32))
-    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib_x, model.graph.input[0].name)
+    # why equal batches: the histogram calibrators (entropy, percentile) stack every batch's
+    # activations into one array, so a shorter last batch made them fail with "inhomogeneous shape"
+    batch = even_batch(len(calib_x)) if method in ("entropy", "percentile") else 8
+    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib_x, model.graph.input[0].name,
+                                                                  batch)
     extra = {"ActivationSymmetric": types["activation"] == "QInt8", "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99

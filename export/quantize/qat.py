@@ -91,7 +91,7 @@ class QatPlan:
         Raises:
             QuantizationError: an explicitly given checkpoint is missing or is another student.
         """
-        from cmkd_edge.export.quantize.calib import Recorded
+        from cmkd_edge.export.samples import Recorded
 
         rec = Recorded.from_manifest(manifest, root)
         prov = manifest.provenance

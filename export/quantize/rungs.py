@@ -62,7 +62,8 @@ class Quantizer:
         self.ref = self.run(self.fp32)
         return self.ref
 
-    def run(self, model: Path) -> np.ndarray:
+    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
+        """Logits of ``model`` on ``x`` (default: the validation inputs), run by this backend."""
         raise NotImplementedError
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
@@ -145,10 +146,10 @@ class OrtQuantizer(Quantizer):
             out.append({"rung": "int8-sensitive-float", "precision": "int8"})
         return out + super().rungs(precision, calib_method)
 
-    def run(self, model: Path) -> np.ndarray:
+    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
         from cmkd_edge.export.quantize.gate import run_onnxruntime
 
-        return run_onnxruntime(model, self.val.x)
+        return run_onnxruntime(model, self.val.x if x is None else x)
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         import onnx
@@ -219,10 +220,11 @@ class NncfQuantizer(Quantizer):
                     "calib_method": "nncf"}]
         return out + super().rungs(precision, calib_method)
 
-    def run(self, model: Path) -> np.ndarray:
+    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
         from cmkd_edge.export.quantize.gate import run_openvino
 
-        return run_openvino(model, self.val.x)  # the FP32 ONNX too: the reference is OpenVINO's
+        # the FP32 ONNX too: the reference is OpenVINO's
+        return run_openvino(model, self.val.x if x is None else x)
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         from cmkd_edge.export.quantize import openvino as ovq

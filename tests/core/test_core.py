@@ -180,7 +180,12 @@ def test_bundle_is_not_a_checkpoint(tmp_path) -> None:
     for path in (bundle, tmp_path / "b.tar.gz", tmp_path / "model.onnx"):
         with pytest.raises(CheckpointError, match="is a deployment bundle or model, not a training checkpoint"):
             load_checkpoint(path)
+    # evaluate scores bundles (issue 9): a damaged archive is named as such; a bare .onnx still
+    # gets the checkpoint message
     res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "b.tar.gz")])
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
-    assert "weights" not in lines[0] and "best.pt" in lines[0]
+    assert "weights" not in lines[0] and "truncated or corrupt" in lines[0]
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "model.onnx")])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "best.pt" in lines[0] and "weights" not in lines[0]

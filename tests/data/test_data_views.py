@@ -25,7 +25,7 @@ EXPECTED = {
 
 
 def test_registry_lists_every_view() -> None:
-    assert set(VIEWS.names()) == {"ms", "rgb", "bands", "sar", "sar-sim"}
+    assert set(VIEWS.names()) == {"ms", "rgb", "bands", "sar", "sar-sim", "chip", "edge-radar"}
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -32,11 +32,17 @@ def test_staged_dir_error_keeps_target(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
 
 
-def test_edit_packed_bundle_repacks(optical_bundle, tmp_path):
+def test_edit_packed_bundle_writes_a_new_archive(optical_bundle, tmp_path):
+    """An archive given as input is never rewritten (issue 9): the result goes beside it, or to out."""
     archive = pack_bundle(optical_bundle, tmp_path / "b.tar.gz")
+    before = archive.read_bytes()
     with edit_bundle(archive) as edit:
         edit.manifest = replace(edit.manifest, provenance={**edit.manifest.provenance, "note": "edited"})
-    assert open_bundle(archive, cache_dir=tmp_path / "cache").manifest.provenance["note"] == "edited"
+    assert edit.written == tmp_path / "b-edited.tar.gz" and archive.read_bytes() == before
+    assert open_bundle(edit.written, cache_dir=tmp_path / "cache").manifest.provenance["note"] == "edited"
+    with edit_bundle(archive, out=tmp_path / "as-dir") as edit:
+        pass
+    assert (tmp_path / "as-dir" / "manifest.json").is_file() and archive.read_bytes() == before
 
 
 def test_edit_refuses_tampered_bundle(optical_bundle, tmp_path):

@@ -83,7 +83,7 @@ def test_failed_export_leaves_previous_bundle_intact(optical_bundle, optical_ckp
     before = {p.name: p.read_bytes() for p in target.iterdir()}
     with pytest.raises(ExportValidationError, match="opset"):
         export_checkpoint(optical_ckpt, target, opset=17, exporter="dynamo", samples=4, batch=2,
-                          hw=(32, 32), data="/nonexistent")
+                          hw=(32, 32), data="/nonexistent", force=True)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging left behind
 

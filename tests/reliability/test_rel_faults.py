@@ -96,7 +96,7 @@ def test_export_killed_midway_keeps_previous_bundle(exported_bundle: Path, stude
                                                     tmp_path: Path) -> None:
     target = Path(shutil.copytree(exported_bundle, tmp_path / "bundle"))
     before = tree_digest(target)
-    proc = popen_cmkd("export", student_run / "best.pt", "--out", target, "--samples", "8")
+    proc = popen_cmkd("export", student_run / "best.pt", "--out", target, "--samples", "8", "--force")
     # kill once the new model is being written in the staging directory beside the target
     _kill_when(proc, lambda: any(tmp_path.glob(".bundle.staging-*/model.onnx")), "export")
     assert tree_digest(target) == before

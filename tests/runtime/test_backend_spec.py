@@ -95,9 +95,13 @@ def test_unregistered_backend_is_refused_by_the_manifest(bundle_copy: Path) -> N
     assert not available("ort-copy") and "ort-copy" not in FORMATS
 
 
-def test_registered_backend_is_picked_up_everywhere(copy_backend: BackendSpec, bundle_copy: Path) -> None:
+def test_registered_backend_is_picked_up_everywhere(copy_backend: BackendSpec, bundle_copy: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from cmkd_edge.runtime import manifest
     from cmkd_edge.runtime.classifier import Classifier
+
+    # the fixed order decides "auto" here: what is under test is registration, not the speed probe
+    monkeypatch.setenv("CMKD_EDGE_SPEED_PROBE", "0")
 
     # listing (the summary comes from the declaration) and availability
     out = CliRunner().invoke(main, ["list", "backends", "--json"])

@@ -79,8 +79,20 @@ def test_every_verb_names_its_extra_on_the_base_install(bundle_dir: Path, tmp_pa
         "help": ["train-teacher", "--help"],
         "classify": ["classify", b, f"{t}/p.npy", "--json"],
         "profile --compare": ["profile", b, "--compare", "--warmup", "0", "--iterations", "2", "--json", "-"],
+        # issue 9: a bundle is scored on saved arrays without torch; a dataset needs the data layer
+        "evaluate npz": ["evaluate", b, "--data", f"{t}/test.npz", "--latency-iterations", "2", "--json"],
+        "evaluate dataset": ["evaluate", b, "--split", "test"],
     }
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "test.npz", x=rng.uniform(0, 3000, (12, 13, 16, 16)).astype(np.float32),
+             labels=rng.integers(0, 3, 12))
     res = run_without(OPTIONAL, cases, tmp_path)
+    ev = res["evaluate npz"]
+    assert ev["code"] == 0, ev
+    rows = json.loads(ev["stdout"])["rows"]
+    assert [(r["backend"], r["artifact"], r["n"]) for r in rows] == [("onnxruntime", "onnx-fp32", 12)]
+    assert rows[0]["difference"] == "reference" and rows[0]["p50_ms_batch1"] > 0
+    assert_one_line(res["evaluate dataset"], "evaluate BUNDLE --data DATASET", "needs torch", "FILE.npz")
     for verb in train_verbs:
         assert_one_line(res[verb], f"error: {verb} needs torch", "not installed (the [train] extra)", TRAIN_HINT)
     assert not (tmp_path / "r").exists() and not (tmp_path / "demo").exists()  # checked before any work

@@ -65,7 +65,8 @@ def test_several_scenes_need_out_to_be_a_directory(bundle_dir: Path, tmp_path: P
     assert existing.read_bytes() == b"keep me"
     res = run("classify", bundle_dir, a, b, "--out", tmp_path / "maps", "--no-progress")
     assert res.exit_code == 0, res.output
-    assert {p.name for p in (tmp_path / "maps").iterdir()} == {f"{a.stem}_classes.tif", f"{b.stem}_classes.tif"}
+    maps = {f"{a.stem}_classes.tif", f"{b.stem}_classes.tif"}  # each with its category sidecar (cog.py)
+    assert {p.name for p in (tmp_path / "maps").iterdir()} == maps | {f"{m}.aux.xml" for m in maps}
 
 
 def test_geotiff_patch_nodata_goes_through_validation(bundle_dir: Path, tmp_path: Path, scene_factory) -> None:

@@ -74,7 +74,7 @@ def clf(bundle_dir: Path):
 def test_scene_class_map(clf: Classifier, scene_factory, tmp_path: Path, stride: int | None) -> None:
     src = scene_factory(53, 41, block=16)
     out = tmp_path / "out" / "classes.tif"
-    res = classify_scene(clf, src, out, stride=stride, batch=5, probabilities=True, progress=False)
+    res = classify_scene(clf, src, out, stride=stride, batch=5, probabilities=True, progress=False, blend="none")
     with rasterio.open(src) as s, rasterio.open(out) as o, rasterio.open(res.probabilities) as p:
         assert (o.crs, o.transform, o.shape) == (s.crs, s.transform, s.shape)
         assert o.dtypes == ("uint8",) and o.nodata == NODATA_CLASS
