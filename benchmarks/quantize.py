@@ -206,7 +206,7 @@ def main() -> None:
     if not args.no_precise_bn:
         ckpt = precise_bn(ckpt, args.data)
     print(machine_line(), flush=True)
-    main_b = export_checkpoint(ckpt, work / "bundle", data=args.data)
+    main_b = export_checkpoint(ckpt, work / "bundle", data=args.data, force=True)  # ours to redo
     ptq_b, acc_b, qat_b = work / "bundle-ptq", work / "bundle-accuracy-control", work / "bundle-qat"
     for b in (ptq_b, acc_b, qat_b):
         shutil.rmtree(b, ignore_errors=True)
