@@ -9,8 +9,8 @@ A depthwise (MobileNetV2-style) student is trained here with ``cmkd-edge train-t
 * NNCF accuracy control (OpenVINO: keeps sensitive layers in float).
 
 Every artifact is scored on the *test* split (split and n printed with every accuracy); each
-difference from FP32 is paired on the same test inputs, with a 95 % interval (Newcombe/Wilson when
-``runtime.metrics.paired_difference`` exists, else a paired bootstrap) and McNemar's exact p.
+difference from FP32 is paired on the same test inputs, with a 95 % interval and McNemar's exact p
+(``runtime.metrics.paired_difference``).
 Latency: all variants of both backends interleaved in one loop, batch 1, medians over repeats, so a
 ratio is measured side by side in one run.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import statistics
 import subprocess
@@ -133,32 +132,14 @@ def measure(variants: dict[str, Any], x1: np.ndarray, repeats: int, runs: int) -
     return {k: {"ms": statistics.median(v), "all": v} for k, v in per.items()}
 
 
-def _binom_p(k: int, n: int) -> float:
-    """Two-sided exact binomial p (McNemar's exact test on ``n`` discordant items)."""
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+def paired(ref_ok: np.ndarray, cand_ok: np.ndarray) -> dict[str, Any]:
+    """Candidate minus reference accuracy on the same items, in points, with a 95 % interval
+    (the project's ``runtime.metrics.paired_difference``: Newcombe method 10, McNemar exact p)."""
+    from cmkd_edge.runtime.metrics import paired_difference
 
-
-def paired(ref_ok: np.ndarray, cand_ok: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Candidate minus reference accuracy on the same items, in points, with a 95 % interval."""
-    try:
-        from cmkd_edge.runtime.metrics import paired_difference  # the project's (issue 10)
-    except ImportError:
-        paired_difference = None
-    if paired_difference is not None:
-        r = paired_difference(ref_ok, cand_ok)
-        return {"diff": r["diff"] * 100, "lo": r["lo"] * 100, "hi": r["hi"] * 100,
-                "lost": r["a_only"], "gained": r["b_only"], "p": r["p_value"], "method": r["method"]}
-    d = cand_ok.astype(float) - ref_ok.astype(float)
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), size=(10000, len(d)))].mean(1) * 100
-    lost, gained = int(((ref_ok) & (~cand_ok)).sum()), int(((~ref_ok) & cand_ok).sum())
-    return {"diff": float(d.mean() * 100), "lo": float(np.percentile(boots, 2.5)),
-            "hi": float(np.percentile(boots, 97.5)), "lost": lost, "gained": gained,
-            "p": _binom_p(min(lost, gained), lost + gained),
-            "method": "paired bootstrap (10,000 resamples); McNemar exact p"}
+    r = paired_difference(np.asarray(ref_ok, bool), np.asarray(cand_ok, bool))
+    return {"diff": r["difference"] * 100, "lo": r["lo"] * 100, "hi": r["hi"] * 100,
+            "lost": r["lost"], "gained": r["gained"], "p": r["p_value"], "method": r["method"]}
 
 
 def fmt_paired(p: dict[str, Any]) -> str:
@@ -225,7 +206,7 @@ def main() -> None:
     if not args.no_precise_bn:
         ckpt = precise_bn(ckpt, args.data)
     print(machine_line(), flush=True)
-    main_b = export_checkpoint(ckpt, work / "bundle", data=args.data)
+    main_b = export_checkpoint(ckpt, work / "bundle", data=args.data, force=True)  # ours to redo
     ptq_b, acc_b, qat_b = work / "bundle-ptq", work / "bundle-accuracy-control", work / "bundle-qat"
     for b in (ptq_b, acc_b, qat_b):
         shutil.rmtree(b, ignore_errors=True)
@@ -296,7 +277,11 @@ def main() -> None:
               f"view `{view}`, distilled with `{prov.get('method')}`; preprocessing in the graph, "
               "kept float by every INT8 variant. Calibration: stratified train split "
               f"({args.calib_size}); gate: val split n={q_ort['gate']['n']}, max drop "
-              f"{args.max_drop} point(s), per-class limit {q_ort['gate']['max_class_drop']}. "
+              f"{args.max_drop} point(s), per-class limit {q_ort['gate']['max_class_drop']} "
+              f"(one flip moves the smallest val class "
+              f"{q_ort['gate']['resolution']['smallest_class_points']:.0f} points"
+              + ("; a limit of 100 switches the per-class rule off, which this split cannot "
+                 "resolve" if (args.max_class_drop or 0) >= 100 else "") + "). "
               f"QAT: {len(qat.get('epochs', []))} epoch(s) of torch.ao fake-quant fine-tuning, CE + KD "
               f"from the {teacher.get('kind', '?')} (sha256 {str(teacher.get('sha256'))[:12]}), "
               f"train split n={qat.get('data', {}).get('n')}, {qat.get('seconds')} s. Both ladders "
@@ -368,7 +353,10 @@ def main() -> None:
     text = "\n".join(header + lines)
     print(text, flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    write_section("quantize", "## Quantization: PTQ vs teacher-guided QAT (benchmarks/quantize.py)"
+    name = Path(args.data).name
+    # one section per data set, so the EuroSAT and MSTAR columns stand side by side
+    write_section("quantize" if Path(args.data) == DATA else f"quantize-{name}",
+                  f"## Quantization on {name}: PTQ vs teacher-guided QAT (benchmarks/quantize.py)"
                   "\n\n" + text)
 
 

@@ -45,6 +45,7 @@ log = logging.getLogger("cmkd_edge.runtime")
 SCHEMA = "cmkd-edge/speed-probe"
 ENV_SWITCH = "CMKD_EDGE_SPEED_PROBE"
 BACKEND_DISTS = ("onnxruntime", "openvino", "tensorrt")
+TIE = 0.05  # relative latency difference below which the fixed order decides
 
 
 def probing_enabled(probe: bool | None) -> bool:
@@ -140,10 +141,6 @@ def _time(pairs: Sequence[tuple[str, Artifact]], bundle: Bundle, *, threads: int
             r.close()
 
 
-#: Relative latency difference below which two candidates count as equally fast.
-TIE = 0.05
-
-
 def rank_by_speed(bundle: Bundle, pairs: list[tuple[str, Artifact]], *, threads: int | None = None,
                   device: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                   rebuild: bool = False, warmup: int = 5, rounds: int = 5, calls: int = 10,
@@ -196,11 +193,16 @@ def rank_by_speed(bundle: Bundle, pairs: list[tuple[str, Artifact]], *, threads:
     best = measured[0]
     fixed_first = pairs[0]
     key = f"{best[0]}:{best[1].id}"
-    others = ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(ms.items(), key=lambda kv: kv[1])[1:])
+    tie = ms[key] > min(ms.values())
+    others = ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(ms.items(), key=lambda kv: kv[1])
+                       if k != key)
     record.update(how="measured", cached=cached, cache=str(path), ms_p50_batch1=ms,
                   failed=doc.get("failed") or {},
-                  why=(f"fastest gated artifact measured on this device: {key} {ms[key]:.3f} ms at "
-                       f"batch 1 (vs {others})" + (" [cached probe]" if cached else "")
+                  why=((f"within {TIE:.0%} of the fastest gated artifact measured on this device, "
+                        "so the fixed order's pick: " if tie else
+                        "fastest gated artifact measured on this device: ")
+                       + f"{key} {ms[key]:.3f} ms at batch 1 (vs {others})"
+                       + (" [cached probe]" if cached else "")
                        + ("" if best == fixed_first else
                           f"; the fixed order would have run {fixed_first[0]}:{fixed_first[1].id}")))
     return measured + rest, record

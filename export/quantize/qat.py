@@ -213,6 +213,25 @@ def _teacher(ckpt: dict[str, Any], student: Any) -> tuple[Any, str, dict[str, An
         "sha256": sha256_file(ckpt["_path"]), "view": ckpt["view"]}
 
 
+def kd_term(student: Any, teacher: Any, temperature: float, multilabel: bool) -> Any:
+    """Hinton et al. (2015) KD at temperature T, times T^2: KL(p_t || p_s) over classes, mean over
+    samples (the ``batchmean`` convention of ``distill/losses/kd.py``, which export may not import);
+    multi-label: per-class sigmoid cross-entropy against the teacher's probabilities (the Bernoulli
+    KL up to the teacher's entropy, a constant, so the same gradient).
+
+    Args:
+        student, teacher: logits (N, K); the teacher is not differentiated.
+    """
+    from torch.nn import functional as F
+
+    t = float(temperature)
+    teacher = teacher.detach()
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(student / t, (teacher / t).sigmoid()) * t * t
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
 def finetune(plan: QatPlan, types: dict[str, Any],
              say: Callable[[str], None] = lambda _m: None) -> tuple[Any, dict[str, Any], Any]:
     """Fine-tune the plan's student with fake quantization and CE + KD.
@@ -227,7 +246,6 @@ def finetune(plan: QatPlan, types: dict[str, Any],
 
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
     from cmkd_edge.data import open_dataset
-    from cmkd_edge.distill.losses.kd import kd_loss
     from cmkd_edge.errors import CmkdError
 
     if plan.missing:
@@ -277,7 +295,7 @@ def finetune(plan: QatPlan, types: dict[str, Any],
                 logits = model(xs[idx])
                 ce = (torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
                       if multilabel else torch.nn.functional.cross_entropy(logits, y[idx]))
-                kd = kd_loss(logits, t_logits[idx], cfg.temperature, multilabel=multilabel)
+                kd = kd_term(logits, t_logits[idx], cfg.temperature, multilabel)
                 loss = cfg.ce_weight * ce + cfg.kd_weight * kd
                 if not torch.isfinite(loss):
                     raise QuantizationError(f"QAT loss became {loss.item()} in epoch {ep + 1}",
@@ -328,9 +346,10 @@ def qat_fp32_onnx(plan: QatPlan, types: dict[str, Any], fp32_onnx: Path, out: Pa
 
     if plan.missing:
         raise QuantizationError(plan.missing)
-    key = (str(plan.checkpoint), sha256_file(plan.checkpoint), plan.data, plan.seed,
-           str(plan.split_file), plan.config, types.get("name"), bool(types.get("reduce_range")),
-           sha256_file(fp32_onnx))
+    # contents, not paths: quantize edits a staging copy of the bundle, whose split file moves
+    key = (sha256_file(plan.checkpoint), plan.data, plan.seed,
+           sha256_file(plan.split_file) if plan.split_file else None, plan.config,
+           types.get("name"), bool(types.get("reduce_range")), sha256_file(fp32_onnx))
     if key not in _CACHE:
         import torch
 

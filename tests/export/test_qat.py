@@ -30,8 +30,7 @@ def qat_case(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
-    shutil.copytree(bundle, tmp_path / "b")
-    return tmp_path / "b"
+    return Path(shutil.copytree(bundle, tmp_path / "b"))
 
 
 def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
@@ -56,6 +55,14 @@ def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
     # QuantizeLinear reads an integer tensor
     first_q = ops.index("QuantizeLinear")
     assert "Gather" in ops[:first_q] or "Slice" in ops[:first_q] or first_q > 0
+    # a second request (another backend, another staging copy) reuses this process's fine-tune
+    from cmkd_edge.export.quantize import qat as qat_mod
+
+    cached = len(qat_mod._CACHE)
+    again = quantize_bundle(_copy(bundle, tmp_path / "again"), backend="onnxruntime",
+                            calib_size=16, max_drop=100.0, checkpoint=str(ckpt), qat_epochs=1,
+                            only_rungs=["int8-qat"])
+    assert len(qat_mod._CACHE) == cached and again["rungs"][0]["qat"]["seconds"] == qat["seconds"]
 
 
 def test_qat_missing_checkpoint_is_one_stated_reason(qat_case, tmp_path):
@@ -114,3 +121,20 @@ def test_quantize_cli_bad_qat_input_is_one_line(qat_case, tmp_path, args, messag
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in res.output
+
+
+def test_kd_term_equals_the_trainers_kd_loss():
+    import torch
+    from cmkd_edge.export.quantize.qat import kd_term
+
+    from cmkd_edge.distill.losses.kd import kd_loss
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    assert torch.allclose(kd_term(s, t, 4.0, False), kd_loss(s, t, 4.0))
+    # multi-label: same gradient as the Bernoulli KL (they differ by the teacher's entropy only)
+    a = s.clone().requires_grad_(True)
+    b = s.clone().requires_grad_(True)
+    kd_term(a, t, 2.0, True).backward()
+    (kd_loss(b, t, 2.0, multilabel=True) / s.shape[1]).backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
