@@ -272,8 +272,10 @@ def main() -> None:
     teacher = qat.get("teacher", {})
     results: dict[str, Any] = {"test_n": n, "rows": {}}
     header = [machine_line(), "",
-              f"Data: `{args.data}`; student: **{prov.get('arch')}** (MobileNetV2-style inverted "
-              f"residuals with depthwise 3x3 convolutions: post-training INT8's usual victim) on "
+              f"Data: `{args.data}`; student: **{prov.get('arch')}** ("
+              + ("MobileNetV2-style inverted residuals with depthwise 3x3 convolutions: "
+                 "post-training INT8's usual victim" if str(prov.get("arch")).startswith("mobilenet")
+                 else "no depthwise convolutions") + f") on "
               f"view `{view}`, distilled with `{prov.get('method')}`; preprocessing in the graph, "
               "kept float by every INT8 variant. Calibration: stratified train split "
               f"({args.calib_size}); gate: val split n={q_ort['gate']['n']}, max drop "

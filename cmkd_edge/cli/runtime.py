@@ -157,6 +157,9 @@ def _classify_archive(bundle: Path, inputs: list[Path], out: Path | None, out_di
     if quicklook not in (None, "auto"):
         raise ConfigError(f"--quicklook {quicklook}: in archive mode each scene gets <id>_classes_quicklook.png",
                           "pass --quicklook without a value")
+    if workers and scheduler:  # before the extra check: a clash is an error with or without dask
+        raise ConfigError("--workers and --scheduler both given",
+                          "--workers N starts a local cluster; --scheduler ADDRESS uses an existing one")
     if (workers or scheduler) and not _importable("distributed"):
         from cmkd_edge.errors import BackendUnavailableError
 
