@@ -290,6 +290,8 @@ def run_archive(bundle: Path, inputs: list[Path], out_dir: Path, settings: Scene
                           "--workers starts a local cluster, --scheduler uses an existing one: pick one")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if workers is not None or scheduler is not None:
+        _cluster_modules()  # a missing [cluster] extra is said before any scene is planned
     jobs, bundle_hash = plan(bundle, inputs, out_dir, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = ArchiveRun(run_key=jobs[0].run_key if jobs else run_key(bundle_hash, settings), bundle_hash=bundle_hash)
@@ -318,15 +320,23 @@ def run_archive(bundle: Path, inputs: list[Path], out_dir: Path, settings: Scene
     return run
 
 
-def _run_distributed(todo: list[SceneJob], run: ArchiveRun, workers: int | None, scheduler: str | None,
-                     on_record: Callable[[dict[str, Any]], None] | None) -> None:
-    """Submit every job to a Dask cluster and collect records as they complete."""
+def _cluster_modules() -> tuple[Any, Any, Any, Any]:
+    """``dask`` and distributed's ``Client``, ``LocalCluster``, ``as_completed``; the one place that
+    says the optional [cluster] extra is missing (the engine is never needed on a device)."""
     try:
         import dask
         from distributed import Client, LocalCluster, as_completed
-    except ImportError as exc:  # the engine is an optional extra, never on a device
-        raise BackendUnavailableError("--workers / --scheduler need dask and distributed, which are not installed "
-                                      "(the [cluster] extra)", "pip install 'cmkd-edge[cluster]'") from exc
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "classify --workers / --scheduler needs dask and distributed, which are not installed "
+            "(the [cluster] extra)", "pip install 'cmkd-edge[cluster]'") from exc
+    return dask, Client, LocalCluster, as_completed
+
+
+def _run_distributed(todo: list[SceneJob], run: ArchiveRun, workers: int | None, scheduler: str | None,
+                     on_record: Callable[[dict[str, Any]], None] | None) -> None:
+    """Submit every job to a Dask cluster and collect records as they complete."""
+    dask, Client, LocalCluster, as_completed = _cluster_modules()
 
     # why allowed-failures 0: a scene is done or failed once; a retry after a worker died would mask the
     # failure. For our own LocalCluster only: no worker profiler (its 10 ms stack sampling took ~10 % of a

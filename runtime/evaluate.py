@@ -4,7 +4,7 @@ Why here, in the runtime: the accuracy a user trusts must be measured by the cod
 (:class:`~cmkd_edge.runtime.classifier.Classifier`: verification, input validation, the runner,
 batch splitting), never copied from the manifest. This module takes arrays (raw sensor inputs and
 labels), so it needs numpy and a backend only; reading a labelled *dataset* needs the data layer
-(torch), which the CLI does when torch is present (``cmkd_edge.distill.evaluation.bundle_samples``).
+(torch), which the CLI does when torch is present (``cmkd_edge.export.samples.bundle_samples``).
 On the base install, ``cmkd-edge evaluate BUNDLE --data FILE.npz`` scores arrays saved with keys
 ``x`` (N, C, H, W raw inputs) and ``labels``.
 

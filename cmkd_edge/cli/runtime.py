@@ -157,14 +157,6 @@ def _classify_archive(bundle: Path, inputs: list[Path], out: Path | None, out_di
     if quicklook not in (None, "auto"):
         raise ConfigError(f"--quicklook {quicklook}: in archive mode each scene gets <id>_classes_quicklook.png",
                           "pass --quicklook without a value")
-    if workers and scheduler:  # before the extra check: a clash is an error with or without dask
-        raise ConfigError("--workers and --scheduler both given",
-                          "--workers N starts a local cluster; --scheduler ADDRESS uses an existing one")
-    if (workers or scheduler) and not _importable("distributed"):
-        from cmkd_edge.errors import BackendUnavailableError
-
-        raise BackendUnavailableError("classify --workers / --scheduler needs dask and distributed, which are "
-                                      "not installed (the [cluster] extra)", "pip install 'cmkd-edge[cluster]'")
     if workers and settings["threads"] is None:  # why: N single-threaded workers share the cores
         settings["threads"] = max(1, (os.cpu_count() or 1) // workers)
     cfg = SceneSettings(quicklook=quicklook is not None, **settings)  # type: ignore[arg-type]
@@ -189,12 +181,6 @@ def _classify_archive(bundle: Path, inputs: list[Path], out: Path | None, out_di
         names = ", ".join(r["scene"] for r in run.failed)
         raise DataError(f"{len(run.failed)} of {len(run.records)} scenes failed ({names})",
                         f"see the errors above and {run.summary_json}; a re-run redoes only those")
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 @click.command("profile")
