@@ -214,22 +214,18 @@ def _teacher(ckpt: dict[str, Any], student: Any) -> tuple[Any, str, dict[str, An
 
 
 def kd_term(student: Any, teacher: Any, temperature: float, multilabel: bool) -> Any:
-    """Hinton et al. (2015) KD at temperature T, times T^2: KL(p_t || p_s) over classes, mean over
-    samples (the ``batchmean`` convention of ``distill/losses/kd.py``, which export may not import);
-    multi-label: per-class sigmoid cross-entropy against the teacher's probabilities (the Bernoulli
-    KL up to the teacher's entropy, a constant, so the same gradient).
+    """The trainer's KD loss (``distill.losses.kd.kd_loss``: Hinton et al. 2015, KL(p_t || p_s) at
+    temperature T times T^2, mean over samples; multi-label: the per-class Bernoulli KL), so QAT and
+    distillation optimise one KD. Multi-label is divided by the class count to keep the term on the
+    scale of the per-class CE it is added to.
 
     Args:
         student, teacher: logits (N, K); the teacher is not differentiated.
     """
-    from torch.nn import functional as F
+    from cmkd_edge.distill.losses.kd import kd_loss
 
-    t = float(temperature)
-    teacher = teacher.detach()
-    if multilabel:
-        return F.binary_cross_entropy_with_logits(student / t, (teacher / t).sigmoid()) * t * t
-    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
-                    reduction="batchmean", log_target=True) * t * t
+    loss = kd_loss(student, teacher, temperature, multilabel=multilabel)
+    return loss / student.shape[1] if multilabel else loss
 
 
 def finetune(plan: QatPlan, types: dict[str, Any],
