@@ -1,7 +1,7 @@
 """The methods table on real radar: MSTAR SOC, teacher on the full chip, students on the edge-radar view.
 
 Issue 11. The teacher is the radar benchmark's chip student (``benchmarks/radar.py``: ``aconv`` on
-``chip:crop=88,scale=db,aug=crop+gain``, seed 0; pass ``--teacher RUN_DIR`` to reuse a finished one).
+``chip:crop=88,scale=db,norm=mean,aug=crop+gain``, seed 0; pass ``--teacher RUN_DIR`` to reuse a finished one).
 Students: the same arch on ``edge-radar:crop=88,...,factor=2,looks=1`` (block-averaged, single-look
 speckled copies of the real chips), methods none/kd/fitnet/ds/sembridge/mfh with their defaults,
 ``--seeds`` seeds, paired (same seed = same data order and speckle realisations, one method changed).
@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--arch", default="aconv")
-    ap.add_argument("--chip", default="scale=db,aug=crop+gain")
+    ap.add_argument("--chip", default="scale=db,norm=mean,aug=crop+gain")
     ap.add_argument("--edge", default="factor=2,looks=1")
     ap.add_argument("--crop", type=int, default=88)
     ap.add_argument("--batch-size", type=int, default=32)

@@ -448,7 +448,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--arch", default="aconv")
-    ap.add_argument("--chip", default="scale=db,aug=crop+gain",
+    ap.add_argument("--chip", default="scale=db,norm=mean,aug=crop+gain",
                     help="chip view options after crop=88 (scale=none|db|log, aug=crop[+gain])")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)

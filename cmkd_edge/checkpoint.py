@@ -91,7 +91,8 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
     from cmkd_edge.models import build_model
 
     cfg = ckpt["model"]
-    clip = ckpt["preprocess"].get("clip")
+    pre = ckpt["preprocess"]
+    clip = None if pre.get("centre") else pre.get("clip")  # PreprocessSpec.clip_in_net
     net = build_model(cfg["arch"], cfg["in_channels"], cfg["num_classes"], clip=clip, **cfg.get("kwargs", {}))
     try:
         net.load_state_dict(ckpt["state_dict"])

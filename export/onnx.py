@@ -30,7 +30,8 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
 def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
-    """Wrap ``net`` so it takes raw source bands: select -> centre crop -> (dB | log1p) -> clip -> net.
+    """Wrap ``net`` so it takes raw source bands: select -> centre crop -> (dB | log1p) -> clip ->
+    (subtract the per-sample mean, ``spec.centre``) -> net.
 
     The same ops in the same order as ``PreprocessSpec.apply`` (the numpy reference the graph is
     tested against). The crop is a static slice of the input's centre: the input size is fixed by
@@ -50,10 +51,13 @@ def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
             self.register_buffer("select", torch.tensor(list(spec.select), dtype=torch.int64))
             self.identity = list(spec.select) == list(range(len(spec.source_bands)))
             self.to_db, self.to_log, self.db_factor = spec.to_db, spec.to_log, float(spec.db_factor)
-            self.crop = spec.crop
+            self.crop, self.centre = spec.crop, spec.centre
             clip = spec.clip
             self.clip = None if clip is None or getattr(net.norm, "has_clip", False) else (
                 float(clip[0]), float(clip[1]))
+            if self.centre and getattr(net.norm, "has_clip", False):
+                raise ExportValidationError("a centred preprocessing spec needs a network built "
+                                            "without its own clip (PreprocessSpec.clip_in_net)")
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if not self.identity:
@@ -69,6 +73,8 @@ def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
                 x = torch.log1p(torch.clamp(x, min=0.0))
             if self.clip is not None:
                 x = torch.clamp(x, self.clip[0], self.clip[1])
+            if self.centre:
+                x = x - x.mean(dim=(-2, -1), keepdim=True)
             return self.net(x)
 
     return DeployModel().eval()

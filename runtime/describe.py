@@ -34,8 +34,11 @@ def describe_manifest(m: Manifest) -> str:
         f"task        {m.task} ({len(names)} classes: "
         f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''})",
         f"input       {inp.modality} {inp.units} {list(inp.shape)} bands {','.join(inp.band_names)}",
-        f"preprocess  select {list(pre.select)} to_db {pre.to_db} "
-        f"clip {None if pre.clip is None else list(pre.clip)} in_graph {pre.in_graph}",
+        f"preprocess  select {list(pre.select)} "
+        + (f"crop {list(pre.crop)} " if pre.crop else "")
+        + f"to_db {pre.to_db} " + ("to_log True " if pre.to_log else "")
+        + f"clip {None if pre.clip is None else list(pre.clip)} "
+        + ("centre True " if pre.centre else "") + f"in_graph {pre.in_graph}",
         "",
         f"{'artifact':22s} {'precision':9s} {'backend':12s} {'format':14s} "
         f"{'recorded accuracy (split, n)':32s}  files",

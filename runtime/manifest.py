@@ -224,6 +224,10 @@ class PreprocessSpec:
         clip: ``(lo, hi)`` applied before normalisation, or None.
         mean, std: per selected band, from the training split (empty until the trainer sets them).
         in_graph: the ops are inside the model file (always, for bundles this tool writes).
+        centre: after the log scale and the clip, subtract each sample's per-band spatial mean
+            (per-chip radiometric normalisation: an unknown gain of an 8-bit magnitude product is
+            an offset in dB, removed here). The graph then clips before centring and the network
+            does not clip (``clip_in_net``). Needs a log scale (``to_db`` or ``to_log``).
     """
 
     source: str
@@ -237,6 +241,7 @@ class PreprocessSpec:
     in_graph: bool = True
     to_log: bool = False
     crop: tuple[int, int] | None = None
+    centre: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -246,6 +251,11 @@ class PreprocessSpec:
         if self.to_log and self.to_db:
             raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.to_log' are both "
                               "true (choose one log scale)")
+        if not isinstance(self.centre, bool):
+            raise BundleError("manifest field 'preprocess.centre' must be true or false")
+        if self.centre and not (self.to_db or self.to_log):
+            raise BundleError("manifest field 'preprocess.centre' needs a log scale "
+                              "('preprocess.to_db' or 'preprocess.to_log')")
         if self.crop is not None and not (isinstance(self.crop, tuple) and len(self.crop) == 2
                                           and all(_is_int(v) and v > 0 for v in self.crop)):
             raise BundleError(f"manifest field 'preprocess.crop' must be [h, w] (positive ints) or "
@@ -280,6 +290,12 @@ class PreprocessSpec:
         if self.to_db:
             return "db"
         return f"log1p_{self.source_units}" if self.to_log else self.source_units
+
+    @property
+    def clip_in_net(self) -> tuple[float, float] | None:
+        """The clip the network applies itself (InputNorm): the spec's clip, or None when
+        centring (the graph clips before subtracting the mean, so the net must not clip after)."""
+        return None if self.centre else self.clip
 
     @property
     def db_factor(self) -> float:
@@ -344,6 +360,8 @@ class PreprocessSpec:
         y = log_scale(y, self.to_db, self.to_log, self.db_factor)
         if self.clip is not None:
             y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
+        if self.centre:
+            y = y - y.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
         if normalise:
             if not self.has_stats:
                 raise ValueError("the preprocessing spec has no band statistics to normalise with")
@@ -365,7 +383,7 @@ class PreprocessSpec:
                    mean=_floats(_get(d, "mean", where, [])), std=_floats(_get(d, "std", where, [])),
                    in_graph=_get(d, "in_graph", where, True),
                    to_log=_get(d, "to_log", where, False), crop=_ints(_get(d, "crop", where, None)),
-                   extra=_extra(d, cls))
+                   centre=_get(d, "centre", where, False), extra=_extra(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)

@@ -296,6 +296,8 @@ def _sar_sim(spec: str, arg: str) -> View:
 CHIP_SCALES: dict[str, tuple[float, float]] = {"none": (0.0, 255.0), "db": (0.0, 48.2),
                                                "log": (0.0, 5.55)}
 CHIP_AUGMENT = ("crop",)
+#: Per-chip radiometric normalisations of a chip view (``norm=``); ``mean`` needs a log scale.
+CHIP_NORMS = ("none", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,10 +313,18 @@ class ChipView(View):
         aug: augmentations when training, ``+``-separated names (default ``crop``; ``none``).
             Rotations/flips are not the default: the radar shadow falls away from the sensor, so
             a rotated chip is not a chip the sensor can produce.
+        norm: ``mean`` subtracts each chip's mean (after the log scale and its clip, over the
+            cropped window): a per-chip radiometric normalisation. Why: an 8-bit magnitude product
+            is scaled by its processor and the scale moves with the acquisition (the 15-degree
+            MSTAR test chips are ~1 dB darker than the 17-degree training chips); in dB a gain
+            is an offset, and removing the chip's mean makes the net blind to it (aconv, 20
+            epochs, seed 0: 86.3 % test without, 96.3 % with; docs/benchmarks.md). ``none``
+            (default) keeps absolute levels.
     """
 
     crop: int | None = None
     scale: str = "none"
+    norm: str = "none"
 
     def full(self, sample: Mapping[str, np.ndarray], rng: np.random.Generator | None = None
              ) -> np.ndarray:
@@ -339,6 +349,10 @@ class ChipView(View):
                                                            centre_offset(w, self.crop))
             arr = arr[..., top:top + self.crop, left:left + self.crop]
         out = log_scale(arr, self.scale == "db", self.scale == "log", 20.0)
+        if self.norm == "mean":  # the graph's order: clip, then centre (PreprocessSpec.apply)
+            lo, hi = CHIP_SCALES[self.scale]
+            out = np.clip(out, np.float32(lo), np.float32(hi))
+            out = out - out.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def deploy_input(self, source_band_names: Mapping[str, Sequence[str]] | Sequence[str] | None
@@ -347,7 +361,8 @@ class ChipView(View):
         bands = _bands_for(source_band_names, self.source, self.band_names)
         return PreprocessSpec(source=self.source, source_bands=tuple(bands), source_units=CHIP_UNITS,
                               select=tuple(self._indices(bands, "the deployed chip input")),
-                              to_db=self.scale == "db", to_log=self.scale == "log", clip=self.clip,
+                              to_db=self.scale == "db", to_log=self.scale == "log",
+                              clip=CHIP_SCALES[self.scale], centre=self.norm == "mean",
                               crop=None if self.crop is None else (self.crop, self.crop))
 
     @property
@@ -363,11 +378,13 @@ class ChipView(View):
     def options(self) -> dict[str, str]:
         """The view's options as spec text (what ``parse_view`` reads back)."""
         out = {"crop": None if self.crop is None else str(self.crop), "scale": self.scale,
-               "aug": "+".join(self.augment) or "none"}
+               "aug": "+".join(self.augment) or "none",
+               "norm": None if self.norm == "none" else self.norm}
         return {k: v for k, v in out.items() if v is not None}
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "crop": self.crop, "scale": self.scale, "augment": list(self.augment)}
+        return {**super().info(), "crop": self.crop, "scale": self.scale, "norm": self.norm,
+                "augment": list(self.augment)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,7 +466,15 @@ def _chip_common(spec: str, opts: dict[str, str]) -> dict[str, Any]:
     scale = opts.get("scale", "none")
     if scale not in CHIP_SCALES:
         raise ConfigError(f"unknown scale {scale!r} in view {spec!r}", f"valid: {', '.join(CHIP_SCALES)}")
-    kw["scale"], kw["clip"] = scale, CHIP_SCALES[scale]
+    norm = opts.get("norm", "none")
+    if norm not in CHIP_NORMS:
+        raise ConfigError(f"unknown norm {norm!r} in view {spec!r}", f"valid: {', '.join(CHIP_NORMS)}")
+    if norm == "mean" and scale == "none":
+        raise ConfigError(f"norm=mean in view {spec!r} needs a log scale (a gain is an offset only "
+                          "in dB)", "add scale=db (or scale=log)")
+    # with norm=mean the view clips before centring and the network must not clip after it
+    kw["scale"], kw["norm"] = scale, norm
+    kw["clip"] = None if norm == "mean" else CHIP_SCALES[scale]
     aug = tuple(a for a in opts.get("aug", "+".join(CHIP_AUGMENT)).split("+") if a and a != "none")
     for a in aug:
         AUGMENTATIONS.get(a)  # UnknownNameError lists the valid names
@@ -459,16 +484,16 @@ def _chip_common(spec: str, opts: dict[str, str]) -> dict[str, Any]:
 
 
 @VIEWS.register("chip", help="a radar chip's 8-bit magnitude band: chip:crop=88,scale=none|db|log,"
-                "aug=crop (the default view of chip data)")
+                "norm=none|mean,aug=crop (the default view of chip data)")
 def _chip(spec: str, arg: str) -> View:
-    kw = _chip_common(spec, _chip_options(spec, arg, ("crop", "scale", "aug")))
+    kw = _chip_common(spec, _chip_options(spec, arg, ("crop", "scale", "aug", "norm")))
     return ChipView(spec, "sar", "chip", CHIP_BANDS, **kw)
 
 
 @VIEWS.register("edge-radar", help="SYNTHETIC cheaper-sensor chip: block-averaged intensity "
                 "(factor=2) with Gamma speckle (looks=1); also crop, scale, aug like chip")
 def _edge_radar(spec: str, arg: str) -> View:
-    opts = _chip_options(spec, arg, ("crop", "scale", "aug", "factor", "looks"))
+    opts = _chip_options(spec, arg, ("crop", "scale", "aug", "norm", "factor", "looks"))
     kw = _chip_common(spec, opts)
     try:
         factor = int(opts.get("factor", "2"))

@@ -121,6 +121,15 @@ def test_chip_view_crop_and_scales_match_the_deploy_spec(chips: Path) -> None:
                                       spec.apply(full, normalise=False)[0])
     db = ds.views["chip:crop=20,scale=db"]
     assert db.units == "db" and db.clip == (0.0, 48.2)
+    # norm=mean: the view clips, then centres; the spec does the same and the net does not clip
+    ds2 = open_dataset(chips, views=["chip:crop=20,scale=db,norm=mean", "chip"], split="train")
+    view = ds2.views["chip:crop=20,scale=db,norm=mean"]
+    spec = view.deploy_input(ds2.source_band_names)
+    assert view.clip is None and spec.clip == (0.0, 48.2) and spec.centre and spec.clip_in_net is None
+    got = ds2.view_arrays(1)["chip:crop=20,scale=db,norm=mean"]
+    np.testing.assert_allclose(got, spec.apply(ds2.view_arrays(1)["chip"][None], normalise=False)[0],
+                               atol=1e-5)
+    assert abs(float(got.mean())) < 1e-4
     assert ds.view_arrays(1)["chip:crop=20,scale=db"].shape == (1, 20, 20)
 
 
@@ -133,6 +142,11 @@ def test_view_options_are_checked() -> None:
         parse_view("chip:aug=rotate")
     with pytest.raises(ConfigError, match="looks"):
         parse_view("edge-radar:looks=0")
+    with pytest.raises(ConfigError, match="needs a log scale"):
+        parse_view("chip:norm=mean")
+    with pytest.raises(ConfigError, match="unknown norm"):
+        parse_view("chip:scale=db,norm=max")
+    assert parse_view("edge-radar:scale=db,norm=mean").norm == "mean"
     assert with_input_size("edge-radar:looks=2", 88) == "edge-radar:looks=2,crop=88"
     assert with_input_size("chip", 88) == "chip:crop=88"
     with pytest.raises(ConfigError, match="chip views"):
@@ -224,6 +238,11 @@ def test_spec_crop_and_log_round_trip_and_validate() -> None:
         PreprocessSpec.from_dict({**spec.to_dict(), "crop": [88]})
     with pytest.raises(BundleError, match="larger"):
         spec.network_hw((64, 64))
+    with pytest.raises(BundleError, match="centre.*needs a log scale"):
+        PreprocessSpec.from_dict({**spec.to_dict(), "to_log": False, "centre": True})
+    with pytest.raises(BundleError, match="centre"):
+        PreprocessSpec.from_dict({**spec.to_dict(), "centre": "yes"})
+    assert PreprocessSpec.from_dict({**spec.to_dict(), "centre": True}).centre
     x = np.zeros((1, 1, 128, 128), np.float32)
     x[0, 0, 20:108, 20:108] = 255.0  # exactly the centre 88x88
     assert (spec.apply(x, normalise=False) == np.float32(np.log1p(255.0))).all()

@@ -19,8 +19,9 @@ from test_data_chips import make_chips  # noqa: E402
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def chip_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+@pytest.fixture(scope="module", params=[None, "chip:crop=24,scale=db,norm=mean"])
+def chip_bundle(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+                ) -> tuple[Path, Path]:
     from cmkd_edge.export.student import export_checkpoint
 
     from cmkd_edge.distill.config import TrainConfig
@@ -29,8 +30,8 @@ def chip_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("chipdata")
     chips = make_chips(root / "chips", per_class=8)
     run = root / "run"
-    # view omitted: chip data's own view (chip), cropped by --input-size
-    train(TrainConfig(out=run, data=str(chips), view=None, input_size=24, arch="aconv",
+    # view omitted: chip data's own view (chip), cropped by --input-size; or a centred dB view
+    train(TrainConfig(out=run, data=str(chips), view=request.param, input_size=24, arch="aconv",
                       arch_options={"width": 4}, epochs=1, batch_size=4, device="cpu", quiet=True))
     bundle = export_checkpoint(run / "best.pt", root / "bundle", samples=4, batch=2)
     return chips, bundle
@@ -46,7 +47,8 @@ def test_chip_bundle_graph_matches_the_numpy_reference(chip_bundle: tuple[Path, 
     chips, bundle = chip_bundle
     m = read_manifest(bundle)
     assert m.input.units == "magnitude_u8" and m.input.shape == (None, 1, 32, 32)
-    assert m.preprocess.crop == (24, 24) and m.provenance["view"] == "chip:crop=24"
+    assert m.preprocess.crop == (24, 24)
+    assert m.provenance["view"] == "chip:crop=24" or m.preprocess.centre
     raw = read_chips(find_chips([chips / "jpeg" / "test"]))
     ckpt = load_checkpoint(bundle.parent / "run" / "best.pt")
     net = model_from_checkpoint(ckpt)
@@ -57,9 +59,10 @@ def test_chip_bundle_graph_matches_the_numpy_reference(chip_bundle: tuple[Path, 
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("scale", ["db", "log"])
+@pytest.mark.parametrize("scale", ["db", "log", "db,norm=mean"])
 def test_log_scales_in_the_graph(scale: str, tmp_path: Path) -> None:
-    """The deploy module (crop -> dB/log1p -> clip) exported to ONNX equals PreprocessSpec.apply."""
+    """The deploy module (crop -> dB/log1p -> clip [-> centre]) exported to ONNX equals
+    PreprocessSpec.apply."""
     import onnxruntime as ort
     from cmkd_edge.export.onnx import build_deploy_module, export_onnx
 
@@ -68,7 +71,8 @@ def test_log_scales_in_the_graph(scale: str, tmp_path: Path) -> None:
 
     view = parse_view(f"chip:crop=20,scale={scale}")
     spec = view.deploy_input(("MAG",)).with_stats([3.0], [2.0])
-    net = build_model("aconv", 1, 3, mean=spec.mean, std=spec.std, clip=spec.clip, width=4).eval()
+    net = build_model("aconv", 1, 3, mean=spec.mean, std=spec.std, clip=spec.clip_in_net,
+                      width=4).eval()
     module = build_deploy_module(net, spec)
     raw = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28)).astype(np.float32)
     raw[0, 0, 10, 10] = 0.0  # a zero pixel: the dB floor, then the clip
@@ -77,7 +81,11 @@ def test_log_scales_in_the_graph(scale: str, tmp_path: Path) -> None:
     with torch.no_grad():
         ref = net(torch.from_numpy(spec.apply(raw, normalise=False))).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
-    assert spec.units == ("db" if scale == "db" else "log1p_magnitude_u8")
+    assert spec.units == ("log1p_magnitude_u8" if scale == "log" else "db")
+    if spec.centre:  # a gain of the 8-bit product (short of saturation) changes nothing
+        dim = raw.clip(1, 200)
+        np.testing.assert_allclose(spec.apply(dim * 1.25, normalise=False),
+                                   spec.apply(dim, normalise=False), atol=1e-4)
 
 
 def test_classify_a_chip_from_the_packed_bundle_without_torch(chip_bundle: tuple[Path, Path],
