@@ -348,9 +348,9 @@ def main() -> None:
                  f"`{sel.get('chosen')}` — {sel.get('why')}.")
     lines += ["", "MSTAR column (the radar chips reader from issue 10 must be on the branch):",
               "`python benchmarks/quantize.py --data ../shared/data/mstar_soc --workdir "
-              "runs/bench-quantize-mstar --teacher-view chip:crop=88,scale=db --student-view "
-              "chip:crop=88,scale=db --teacher-arch aconv --arch mobilenetv2 --epochs-teacher 30 "
-              "--epochs-student 30 --qat-epochs 3`"]
+              "runs/bench-quantize-mstar --teacher-view chip:crop=88,scale=db,norm=mean,aug=crop+gain "
+              "--student-view chip:crop=88,scale=db,norm=mean,aug=crop+gain --teacher-arch aconv "
+              "--arch mobilenetv2 --epochs-teacher 40 --epochs-student 30 --qat-epochs 3`"]
     results["auto_selection"] = sel
     text = "\n".join(header + lines)
     print(text, flush=True)

@@ -388,7 +388,7 @@ def part_chain(args: argparse.Namespace, n_val: int, rec: dict[str, Any], scored
         f"Gate records: ONNX Runtime INT8 accepted **{q.get('accepted')}** (INT8 types "
         f"{(q.get('int8_types') or {}).get('name', 'n/a')}); OpenVINO INT8 accepted "
         f"**{qov.get('accepted')}**. Targets: INT8 within 0.2 points of FP32 and >= 1.7x faster: "
-        + "; ".join(f"`{r['id']}` {r['paired']['diff'] * 100:+.2f} points, {r['speedup']:.2f}x" for r in int8)
+        + "; ".join(f"`{r['id']}` {r['paired']['difference'] * 100:+.2f} points, {r['speedup']:.2f}x" for r in int8)
         + ".", "",
         f"On the device (base install, torch blocked from import): `cmkd-edge classify "
         f"radar-student.tar.gz {chip.relative_to(DATA)} --json` -> {r0['class']} "

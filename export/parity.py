@@ -16,19 +16,27 @@ from cmkd_edge.runtime.backends.onnxruntime import OrtRunner
 from cmkd_edge.errors import ExportValidationError
 
 ATOL = 1e-4
+#: Relative part of the tolerance, times the largest |logit| of the reference: float32 rounding
+#: grows with the size of the numbers a graph carries (a confident 10-class net reaches logits of
+#: 20-40 and differs by ~1.5e-4 after the same ops in another order), while a real export bug
+#: moves logits by far more.
+RTOL = 1e-5
 
 
-def compare_logits(ref: np.ndarray, got: np.ndarray, label: str, atol: float = ATOL) -> dict[str, Any]:
-    """Max abs difference and top-1 agreement of two (N, K) logit arrays."""
+def compare_logits(ref: np.ndarray, got: np.ndarray, label: str, atol: float = ATOL,
+                   rtol: float = RTOL) -> dict[str, Any]:
+    """Max abs difference (allowed: ``atol + rtol * max|ref|``) and top-1 agreement of two (N, K)
+    logit arrays."""
     if ref.shape != got.shape:
         return {"case": label, "ok": False, "problem": f"shape {got.shape} != {ref.shape}"}
     diff = float(np.abs(ref - got).max()) if ref.size else 0.0
+    tol = atol + rtol * (float(np.abs(ref).max()) if ref.size else 0.0)
     same_top1 = bool((ref.argmax(1) == got.argmax(1)).all())
     problem = None
     if not np.isfinite(got).all():
         problem = "non-finite logits"
-    elif diff > atol:
-        problem = f"max abs diff {diff:.3g} > {atol:g}"
+    elif diff > tol:
+        problem = f"max abs diff {diff:.3g} > {tol:.3g} (atol {atol:g} + rtol {rtol:g} x max |logit|)"
     elif not same_top1:
         problem = "top-1 differs"
     return {"case": label, "batch": int(ref.shape[0]), "max_abs_diff": diff,
@@ -56,7 +64,7 @@ def check_parity(torch_fn: Callable[[np.ndarray], np.ndarray], onnx_path: Path, 
                 cases.append(compare_logits(torch_fn(x), runner.infer({name: x})[output],
                                             f"batch {b} @ {start}", atol))
     failed = [c for c in cases if not c["ok"]]
-    report = {"atol": atol, "samples": int(len(samples)), "batches": list(batches),
+    report = {"atol": atol, "rtol": RTOL, "samples": int(len(samples)), "batches": list(batches),
               "max_abs_diff": max((c.get("max_abs_diff", float("inf")) for c in cases), default=0.0),
               "top1_identical": all(c.get("top1_identical", False) for c in cases),
               "cases": len(cases), "failed": failed}

@@ -74,6 +74,10 @@ def test_compare_logits_reports_each_problem():
     ref = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     assert compare_logits(ref, ref + 1e-6, "ok")["ok"]
     assert "max abs diff" in compare_logits(ref, ref + 1e-2, "far")["problem"]
+    # the allowance grows with the logits' size (float32 rounding), not enough to hide a bug
+    big = ref * 30.0  # a confident net: tolerance 1e-4 + 30 x 1e-5
+    assert compare_logits(big, big + 1.5e-4, "confident")["ok"]
+    assert not compare_logits(big, big + 1e-2, "confident, off")["ok"]
     assert "top-1" in compare_logits(ref, ref[:, ::-1] * 1e-5 + ref * 0, "flip", atol=1.0)["problem"]
 
 
