@@ -305,9 +305,11 @@ def report(args, one: dict, one_all: dict, two: dict, warm: dict, big: dict, ide
         f"**{speedup_all:.2f}x** over one process whose model calls already use every core (only the "
         "reading, blending and COG writing are serial there). Measured at a 1-minute load average of "
         f"{min(one['load_before'], one_all['load_before']):.1f}-{two['load_after']:.1f} on {os.cpu_count()} "
-        "cores" + (": above the core count, other processes held cores during the run and the speed-up is "
-                   "depressed" if max(one["load_before"], two["load_after"]) > (os.cpu_count() or 1) else
-                   " (a quiet machine)") + ". Class maps byte-identical between the four runs (sha256 of all "
+        "cores" + (": the single-threaded run got less than 90 % of a core (CPU/wall below), other processes "
+                   "held cores and the speed-up is depressed" if cpu(one) < 0.9 * scene_wall(one) else
+                   "; the single-threaded run had its core to itself (CPU/wall >= 0.9 below; the load average "
+                   "lags by a minute, so it can still show jobs paused or finished just before)")
+        + ". Class maps byte-identical between the four runs (sha256 of all "
         f"{n} COGs): **{'yes' if identical else 'NO'}**.", "",
         "CPU seconds the scenes took (sum of each scene's process CPU time, bundle open included; not wall "
         f"clock, so less sensitive to the load): 1 process, 1 thread {cpu(one):.1f} s over {scene_wall(one):.1f} s "
