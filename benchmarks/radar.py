@@ -341,7 +341,11 @@ def part_student(work: Path, args: argparse.Namespace, seeds: list[int], chip_vi
         f"n={n_test} (15 degrees: a depression-angle shift). Model chosen on val only (best.pt); "
         "test scored once per run.",
         f"Student: {arch_line(args.arch)}, view `{chip_view}` (the deployed graph takes the whole "
-        f"128x128 chip and crops/scales it); training augmentation: random 88x88 crops (A-ConvNets) "
+        f"128x128 chip and crops/scales it"
+        + ("; `norm=mean` subtracts each chip's mean dB in the graph, so the processor's 8-bit "
+           "scaling, which differs between the 17- and 15-degree chips by ~1 dB, cannot move a "
+           "prediction" if "norm=mean" in chip_view else "")
+        + "); training augmentation: random 88x88 crops (A-ConvNets) "
         f"and, with `aug=crop+gain`, a random radiometric gain of +-2.5 dB per chip (no rotations: "
         f"the radar shadow is physical); AdamW lr {args.lr} (cosine, 1 warm-up epoch), weight decay "
         f"{args.weight_decay}, batch {args.batch_size}, {args.epochs} epochs, torch on 2 CPU threads.", "",
