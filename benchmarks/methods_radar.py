@@ -13,8 +13,10 @@ paired difference to ``none`` and to ``kd``: mean over seeds with a 95 % t-inter
 differences, and per seed the per-chip paired interval (Newcombe method 10,
 ``runtime.metrics.paired_difference``). An interval holding zero = "no measurable difference".
 
-Runs are resumable (finished run directories are reused). Cost: one 30-epoch run on 2,472 chips took
-~1.5 h on the shared 2-core machine (150-230 s per epoch under load), so the full table is
+Runs are resumable (finished run directories are reused; a run another process is training is waited
+for, so two processes can split the seeds: ``CMKD_BENCH_THREADS=1`` each). Cost on this 2-core machine:
+a 20-epoch student takes 3-4 min alone on 2 threads and 10-15 min when two share the cores; ``mfh``
+also trains its reference student to convergence. The full table is
 1 + 6 x 5 runs; ``--methods`` / ``--seeds`` select a part.
 
     nice python benchmarks/methods_radar.py [--workdir runs/bench-methods-radar] [--teacher RUN_DIR]

@@ -86,7 +86,8 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
     from cmkd_edge.distill.config import TrainConfig
     from cmkd_edge.distill.trainer import train
 
-    torch.set_num_threads(2)
+    # CMKD_BENCH_THREADS=1: two benchmark processes side by side on 2 cores without oversubscribing
+    torch.set_num_threads(int(os.environ.get("CMKD_BENCH_THREADS", "2")))
     resume = (out / "last.pt").exists()
     log(f"train {out.name}: view {view}, method {method}, seed {seed}" + (" (resume)" if resume else ""))
     epochs = epochs or args.epochs
