@@ -43,9 +43,8 @@ def compile_check(xml: Path, sample: np.ndarray, cache_dir: Path | None = None) 
 
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-    # the runtime's runner, as the gate compiles: CPU, one thread, f32 (what the device runs)
-    runner = OpenVinoRunner(xml, threads=1, device="CPU", performance_hint=None, precision_hint="f32",
-                            cache_dir=cache_dir)
+    # the runtime's runner, as the gate compiles: CPU, one thread, the runner's f32 precision
+    runner = OpenVinoRunner(xml, threads=1, device="CPU", performance_hint=None, cache_dir=cache_dir)
     try:
         with runner:
             x = np.ascontiguousarray(sample, dtype=np.float32)

@@ -62,14 +62,12 @@ def run_onnxruntime(path: str | os.PathLike[str] | bytes, x: np.ndarray, batch: 
 def run_openvino(model: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
     """Logits of an OpenVINO model (a path, or an ``openvino.Model`` in memory) on raw inputs: the
     runtime's OpenVINO runner on CPU, one thread, OpenVINO's default performance hint and the
-    precision the device runs (``f32``, as ``OpenVinoRunner.for_artifact`` pins it).
+    runner's f32 precision (what the device runs).
 
-    why the precision hint: on CPUs with AVX512-BF16/AMX OpenVINO runs float layers in bf16 by
-    default, so an unpinned gate judged a bf16 model the device never runs (MSTAR MobileNetV2:
-    the FP32 IR scored 90.76 % test in bf16 against 91.84 % in f32, and the preprocessing's dB
-    values lose ~0.2 dB in bf16)."""
-    opts: dict[str, Any] = {"threads": 1, "device": "CPU", "performance_hint": None,
-                            "precision_hint": "f32"}
+    why the runner's precision: on CPUs with AVX512-BF16/AMX OpenVINO runs float layers in bf16 by
+    default, and a gate that compiled without a hint judged a bf16 model the device never runs
+    (MSTAR MobileNetV2: the FP32 IR scored 90.76 % test in bf16 against 91.84 % in f32)."""
+    opts: dict[str, Any] = {"threads": 1, "device": "CPU", "performance_hint": None}
     runner = (OpenVinoRunner(model, **opts) if isinstance(model, (str, os.PathLike))
               else OpenVinoRunner.from_memory(model, **opts))
     return logits(runner, x, batch)

@@ -6,8 +6,10 @@ performance_hint=...)``):
 * ``device``: "CPU" (default), "GPU", "NPU", "AUTO" - any name ``Core().available_devices`` knows.
 * ``cache_dir``: OpenVINO's model cache, makes a second load much faster (CACHE_DIR, set for this
   compile only, so one runner's cache never applies to another's).
-* ``precision_hint``: INFERENCE_PRECISION_HINT, e.g. "f32". Set it explicitly for FP32 artifacts:
-  on CPUs with AMX/AVX512-BF16 OpenVINO otherwise runs FP32 models in bf16, which changes accuracy.
+* ``precision_hint``: INFERENCE_PRECISION_HINT, default "f32": on CPUs with AMX/AVX512-BF16
+  OpenVINO otherwise runs float layers (an FP32 model, an INT8 model's float parts, the in-graph
+  preprocessing) in bf16, which changes accuracy, so every runner - the device's, the quantization
+  gate's, the IR check's - judges what the device runs. ``None`` leaves OpenVINO's own default.
 * ``threads``: INFERENCE_NUM_THREADS. ``performance_hint``: "LATENCY" (default) or "THROUGHPUT";
   None leaves OpenVINO's own default (export's gate compiles this way, as it always has).
 
@@ -92,7 +94,7 @@ class OpenVinoRunner(Runner):
         if device.split(":")[0] not in ("AUTO", "HETERO", "MULTI") and device not in c.available_devices:
             raise BackendUnavailableError(
                 f"OpenVINO device {device!r} is not present", f"available: {c.available_devices}")
-        cfg = compile_config(self.threads, self.options.get("precision_hint"),
+        cfg = compile_config(self.threads, self.options.get("precision_hint", "f32"),
                              self.options.get("performance_hint", "LATENCY"))
         if self.options.get("cache_dir"):  # per compile, not on the shared Core: no leak to others
             cfg["CACHE_DIR"] = str(self.options["cache_dir"])

@@ -155,6 +155,10 @@ def test_openvino_hook_pins_precision_and_cache(bundle_copy: Path, tmp_path: Pat
     fp16 = replace(fp32, precision="fp16")
     assert OpenVinoRunner.for_artifact(b, fp16, device="GPU").options["precision_hint"] == "f16"
     assert OpenVinoRunner.for_artifact(b, fp16).options["precision_hint"] == "f32"
+    # a runner built without the hook (the quantization gate's, the IR check's) compiles in f32 too,
+    # not in the bf16 OpenVINO picks by default on AVX512-BF16/AMX CPUs
+    with OpenVinoRunner(b.path(fp32.path), threads=1, performance_hint=None) as plain:
+        assert "float32" in plain.describe()["INFERENCE_PRECISION_HINT"]
 
 
 def test_in_memory_model_runs_like_the_file(bundle_dir: Path) -> None:
