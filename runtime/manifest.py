@@ -361,7 +361,7 @@ class PreprocessSpec:
         if self.clip is not None:
             y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
         if self.centre:
-            y = y - y.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
+            y = centre_mean(y)
         if normalise:
             if not self.has_stats:
                 raise ValueError("the preprocessing spec has no band statistics to normalise with")
@@ -402,6 +402,17 @@ def log_scale(y: Any, to_db: bool, to_log: bool, db_factor: float = 10.0) -> Any
     if to_log:
         return np.log1p(np.maximum(y, np.float32(0.0)))
     return y
+
+
+def centre_mean(y: Any) -> Any:
+    """``y`` minus each sample's per-band spatial mean (the last two axes), in float32.
+
+    One definition for ``PreprocessSpec.apply`` (``centre``) and the chip views' ``norm=mean``, as
+    :func:`log_scale` is for the log scales.
+    """
+    import numpy as np
+
+    return y - y.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
 
 
 def centre_offset(size: int, crop: int) -> int:

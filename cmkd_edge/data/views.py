@@ -34,7 +34,7 @@ from cmkd_edge.data.bands import (
 from cmkd_edge.data.sar_sim import simulate_sar
 from cmkd_edge.errors import ConfigError, DataError, UnknownNameError
 from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS
-from cmkd_edge.runtime.manifest import PreprocessSpec, centre_offset, log_scale
+from cmkd_edge.runtime.manifest import PreprocessSpec, centre_mean, centre_offset, log_scale
 
 #: Clip ranges applied by the model before normalisation: they bound outliers (saturated or
 #: nodata pixels, -inf dB from zero power) so calibration and normalisation are not skewed.
@@ -353,7 +353,7 @@ class ChipView(View):
         if self.norm == "mean":  # the graph's order: clip, then centre (PreprocessSpec.apply)
             lo, hi = CHIP_SCALES[self.scale]
             out = np.clip(out, np.float32(lo), np.float32(hi))
-            out = out - out.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
+            out = centre_mean(out)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def deploy_input(self, source_band_names: Mapping[str, Sequence[str]] | Sequence[str] | None
