@@ -64,13 +64,8 @@ from cmkd_edge.runtime.archive import SceneSettings, run_archive
 a = json.loads(sys.argv[1])
 cluster = None
 if a.get("existing"):  # a cluster already up (what --scheduler meets): started before the clock
-    import dask
-    from distributed import LocalCluster
-    # the settings run_archive gives its own LocalCluster (runtime/archive.py, _run_distributed)
-    with dask.config.set({"distributed.worker.profile.enabled": False,
-                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        cluster = LocalCluster(n_workers=a["existing"], threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=40)
+    from cmkd_edge.runtime.archive import local_cluster  # the cluster run_archive starts itself
+    cluster = local_cluster(a["existing"])
 t = time.perf_counter()
 run = run_archive(Path(a["bundle"]), [Path(p) for p in a["scenes"]], Path(a["out"]),
                   SceneSettings(backend="onnxruntime", threads=a["threads"]), workers=a["workers"],

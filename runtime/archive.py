@@ -333,32 +333,41 @@ def _cluster_modules() -> tuple[Any, Any, Any, Any]:
     return dask, Client, LocalCluster, as_completed
 
 
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` single-threaded processes, tuned for scenes.
+
+    Why the settings: allowed-failures 0, a scene is done or failed once (a retry after a worker
+    died would mask the failure); no worker profiler (its 10 ms stack sampling took ~10 % of a
+    worker's CPU per scene here); glibc's own malloc tuning: distributed sets MALLOC_TRIM_THRESHOLD_
+    for its workers, which also freezes glibc's mmap threshold, so every array over 128 KiB was
+    mapped and unmapped afresh - 30 % more CPU per scene than the same scene in one process
+    (measured). ``benchmarks/scenes.py`` starts its running cluster here too.
+    """
+    dask, _, LocalCluster, _ = _cluster_modules()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.worker.profile.enabled": False,
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0", silence_logs=40)
+
+
 def _run_distributed(todo: list[SceneJob], run: ArchiveRun, workers: int | None, scheduler: str | None,
                      on_record: Callable[[dict[str, Any]], None] | None) -> None:
-    """Submit every job to a Dask cluster and collect records as they complete."""
-    dask, Client, LocalCluster, as_completed = _cluster_modules()
+    """Submit every job to a Dask cluster (ours: :func:`local_cluster`) and collect records."""
+    dask, Client, _, as_completed = _cluster_modules()
 
-    # why allowed-failures 0: a scene is done or failed once; a retry after a worker died would mask the
-    # failure. For our own LocalCluster only: no worker profiler (its 10 ms stack sampling took ~10 % of a
-    # worker's CPU per scene here), and glibc's own malloc tuning: distributed sets MALLOC_TRIM_THRESHOLD_
-    # for its workers, which also freezes glibc's mmap threshold, so every array over 128 KiB was mapped
-    # and unmapped afresh - 30 % more CPU per scene than the same scene in one process (measured)
-    cfg: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
-    if scheduler is None:
-        cfg.update({"distributed.worker.profile.enabled": False,
-                    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
-    with dask.config.set(cfg):
-        if scheduler is not None:
+    # why allowed-failures 0 here too: on an existing cluster the client asks for it as well
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        if workers is not None:  # run_archive passes workers or a scheduler, never both
+            cluster = local_cluster(workers)
+            client = Client(cluster)
+        else:
             try:
                 client = Client(scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})",
                                   "start one (dask scheduler) or use --workers N for a local cluster") from exc
             cluster = None
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=40)
-            client = Client(cluster)
         try:
             futures = {client.submit(process_scene, job, key=f"scene-{job.run_key}-{job.scene_id}", pure=False): job
                        for job in todo}
