@@ -193,6 +193,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--max-class-drop", type=float, default=None)
+    ap.add_argument("--section", default=None,
+                    help="docs/benchmarks.md section to (re)write (default: quantize[-<data name>]).")
     ap.add_argument("--no-precise-bn", action="store_true",
                     help="Keep the student's running BatchNorm statistics as trained.")
     args = ap.parse_args()
@@ -210,6 +212,9 @@ def main() -> None:
     ckpt = Path(args.student) if args.student else train(args, work)
     if not args.no_precise_bn:
         ckpt = precise_bn(ckpt, args.data)
+    from cmkd_edge.checkpoint import load_checkpoint
+
+    arch_kw = ", ".join(f"{k}={v}" for k, v in (load_checkpoint(ckpt)["model"].get("kwargs") or {}).items())
     print(machine_line(), flush=True)
     main_b = export_checkpoint(ckpt, work / "bundle", data=args.data, force=True)  # ours to redo
     ptq_b, acc_b, qat_b = work / "bundle-ptq", work / "bundle-accuracy-control", work / "bundle-qat"
@@ -277,7 +282,7 @@ def main() -> None:
     teacher = qat.get("teacher", {})
     results: dict[str, Any] = {"test_n": n, "rows": {}}
     header = [machine_line(), "",
-              f"Data: `{args.data}`; student: **{prov.get('arch')}** ("
+              f"Data: `{args.data}`; student: **{prov.get('arch')}**{f' ({arch_kw})' if arch_kw else ''} ("
               + ("MobileNetV2-style inverted residuals with depthwise 3x3 convolutions: "
                  "post-training INT8's usual victim" if str(prov.get("arch")).startswith("mobilenet")
                  else "no depthwise convolutions") + f") on "
@@ -351,18 +356,14 @@ def main() -> None:
         sel = clf.selection or {}
     lines.append(f"`precision=auto` on this device (runtime speed probe, threads={args.threads}): runs "
                  f"`{sel.get('chosen')}` — {sel.get('why')}.")
-    lines += ["", "MSTAR column (the radar chips reader from issue 10 must be on the branch):",
-              "`python benchmarks/quantize.py --data ../shared/data/mstar_soc --workdir "
-              "runs/bench-quantize-mstar --teacher-view chip:crop=88,scale=db,norm=mean,aug=crop+gain "
-              "--student-view chip:crop=88,scale=db,norm=mean,aug=crop+gain --teacher-arch aconv "
-              "--arch mobilenetv2 --epochs-teacher 40 --epochs-student 30 --qat-epochs 3`"]
     results["auto_selection"] = sel
     text = "\n".join(header + lines)
     print(text, flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     name = Path(args.data).name
-    # one section per data set, so the EuroSAT and MSTAR columns stand side by side
-    write_section("quantize" if Path(args.data) == DATA else f"quantize-{name}",
+    # one section per data set (and per --section), so students and data sets stand side by side
+    section = args.section or ("quantize" if Path(args.data) == DATA else f"quantize-{name}")
+    write_section(section,
                   f"## Quantization on {name}: PTQ vs teacher-guided QAT (benchmarks/quantize.py)"
                   "\n\n" + text)
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.runtime.manifest import DB_FLOOR, PreprocessSpec, centre_offset
+from cmkd_edge.runtime.specs import DB_FLOOR, PreprocessSpec, centre_offset
 
 from cmkd_edge.errors import ExportValidationError
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 from cmkd_edge.runtime import units as _units
-from cmkd_edge.runtime.manifest import InputSpec, Manifest, PreprocessSpec
+from cmkd_edge.runtime.manifest import Manifest
+from cmkd_edge.runtime.specs import InputSpec, PreprocessSpec
 
 from cmkd_edge.errors import DataError, ExportValidationError
 

@@ -25,7 +25,8 @@ from cmkd_edge.export.onnx import (
 from cmkd_edge.export.parity import check_parity
 from cmkd_edge.export.samples import RawSamples, load_raw_samples
 from cmkd_edge.runtime.device import package_versions
-from cmkd_edge.runtime.manifest import Artifact, Manifest, OutputSpec, PreprocessSpec
+from cmkd_edge.runtime.manifest import Artifact, Manifest
+from cmkd_edge.runtime.specs import OutputSpec, PreprocessSpec
 from cmkd_edge.runtime.units import synthetic_batch
 
 from cmkd_edge.errors import DataError, ExportValidationError

@@ -36,8 +36,8 @@ from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
 from .bandsources import band_indexes
 from .chips import CHIP_UNITS, find_chips, is_chip_path, read_chip
 from .classifier import Classifier
-from .manifest import InputSpec
 from .scene import classify_scene
+from .specs import InputSpec
 
 _TIFF_DRIVERS = ("GTiff", "COG")
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from cmkd_edge.errors import ConfigError, InputMismatchError
 
-from .manifest import InputSpec
+from .specs import InputSpec
 from .units import units_problem
 
 log = logging.getLogger("cmkd_edge.runtime")

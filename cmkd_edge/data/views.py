@@ -34,7 +34,7 @@ from cmkd_edge.data.bands import (
 from cmkd_edge.data.sar_sim import simulate_sar
 from cmkd_edge.errors import ConfigError, DataError, UnknownNameError
 from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS
-from cmkd_edge.runtime.manifest import PreprocessSpec, centre_mean, centre_offset, log_scale
+from cmkd_edge.runtime.specs import PreprocessSpec, centre_mean, centre_offset, log_scale
 
 #: Clip ranges applied by the model before normalisation: they bound outliers (saturated or
 #: nodata pixels, -inf dB from zero power) so calibration and normalisation are not skewed.

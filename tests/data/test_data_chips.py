@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cmkd_edge.runtime.manifest import PreprocessSpec
+from cmkd_edge.runtime.specs import PreprocessSpec
 from PIL import Image
 
 from cmkd_edge.data import open_dataset

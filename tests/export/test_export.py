@@ -13,7 +13,7 @@ from cmkd_edge.export.onnx import onnxruntime_maxima, preprocessing_nodes
 from cmkd_edge.export.parity import compare_logits
 from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.bundle import open_bundle
-from cmkd_edge.runtime.manifest import PreprocessSpec
+from cmkd_edge.runtime.specs import PreprocessSpec
 from conftest import raw_batch
 from onnx.utils import Extractor
 

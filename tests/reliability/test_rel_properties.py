@@ -169,7 +169,7 @@ def test_in_graph_preprocessing_equals_numpy_reference(exported_graphs, kind: st
                                                        specials: list[float]) -> None:
     """Random valid raw inputs (incl. values at/over the clip and near the dB floor); the graph
     has a dynamic batch and the fixed patch size it was exported with."""
-    from cmkd_edge.runtime.manifest import PreprocessSpec
+    from cmkd_edge.runtime.specs import PreprocessSpec
 
     sess, spec = exported_graphs[kind]
     h, w = 8, 8

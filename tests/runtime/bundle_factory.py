@@ -88,7 +88,8 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
                 depth: int = 1, openvino: bool = True, int8: bool = False, task: str = "multiclass",
                 nodata: float | None = None, batch: int | None = None, seed: int = 0) -> Path:
     """Write a complete bundle directory at ``root`` and return it."""
-    from cmkd_edge.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, PreprocessSpec, write_manifest
+    from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
+    from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
 
     root.mkdir(parents=True, exist_ok=True)
     build_onnx(root / "model.onnx", bands=bands, size=size, classes=classes, width=width,

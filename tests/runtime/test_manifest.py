@@ -6,16 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cmkd_edge.runtime.manifest import (
-    Artifact,
-    InputSpec,
-    Manifest,
-    OutputSpec,
-    PreprocessSpec,
-    hash_bundle_files,
-    read_manifest,
-    write_manifest,
-)
+from cmkd_edge.runtime.manifest import Artifact, Manifest, hash_bundle_files, read_manifest, write_manifest
+from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

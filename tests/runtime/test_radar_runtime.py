@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cmkd_edge.runtime.chips import find_chips, read_chip, read_chips
-from cmkd_edge.runtime.manifest import UNITS, InputSpec
 from cmkd_edge.runtime.metrics import agreement, paired_difference
+from cmkd_edge.runtime.specs import UNITS, InputSpec
 from cmkd_edge.runtime.units import EXPECTED_RANGE, units_problem
 from PIL import Image
 

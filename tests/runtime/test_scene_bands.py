@@ -158,7 +158,8 @@ def test_cli_bad_stac_item_is_one_line(bundle_dir: Path, tmp_path: Path) -> None
 def test_sentinel1_vv_vh_files_with_a_mask(tmp_path: Path) -> None:
     """A SAR bundle reads VV at 10 m and VH at 20 m from a folder; a 20 m data mask (nearest) masks pixels."""
     from bundle_factory import build_onnx
-    from cmkd_edge.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, PreprocessSpec, write_manifest
+    from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
+    from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
 
     root = tmp_path / "sar_bundle"
     build_onnx(root / "model.onnx", bands=2, size=16, classes=3)

@@ -31,7 +31,7 @@ def test_plausible_and_partly_outside_pass():
 def test_quantize_refuses_what_the_runtime_flags():
     """0-1 reflectance used to pass quantize (all inside 0..20000) while the runtime warned."""
     from cmkd_edge.export.samples import check_raw_batch
-    from cmkd_edge.runtime.manifest import InputSpec
+    from cmkd_edge.runtime.specs import InputSpec
 
     from cmkd_edge.errors import ExportValidationError
 

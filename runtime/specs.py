@@ -1,0 +1,355 @@
+"""The typed deploy contract's input, preprocessing and output specs (frozen, validated dataclasses).
+
+``PreprocessSpec`` travels from view to device (view -> trainer -> checkpoint -> export graph ->
+manifest -> runtime); ``InputSpec``/``OutputSpec`` describe the model's tensors. The manifest
+(``runtime.manifest``) holds one of each; stdlib and numpy (lazily) only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cmkd_edge.errors import BundleError
+
+from .fields import (
+    as_floats,
+    as_ints,
+    as_tuple,
+    check_choice,
+    check_range,
+    check_type,
+    extra_keys,
+    get_field,
+    is_int,
+    is_num,
+    plain,
+    str_tuple,
+)
+
+MODALITIES = ("optical", "sar")
+#: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR
+#: magnitude (amplitude) chips quantised to 8 bits (MSTAR-style JPEG/PNG chips: 0-255, neither dB
+#: nor power; squaring gives a quantity proportional to power, up to the product's unknown scale).
+UNITS = ("reflectance_x1e4", "db", "linear", "magnitude_u8")
+#: Units that are an amplitude (dB = 20 log10) rather than a power (dB = 10 log10).
+AMPLITUDE_UNITS = ("magnitude_u8",)
+ACTIVATIONS = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's input tensor holds: raw sensor values, bands in file order."""
+
+    modality: str
+    band_names: tuple[str, ...]
+    units: str
+    shape: tuple[int | None, ...]
+    name: str = "input"
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    nodata: float | None = None
+    expected_range: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_choice(self.modality, MODALITIES, "input.modality")
+        check_choice(self.units, UNITS, "input.units")
+        str_tuple(self.band_names, "input.band_names")
+        for f in ("name", "dtype", "layout"):
+            check_type(getattr(self, f), f"input.{f}", "str")
+        check_type(self.nodata, "input.nodata", "num?")
+        check_range(self.expected_range, "input.expected_range")
+        if self.layout != "NCHW":
+            raise BundleError(f"manifest field 'input.layout' is {self.layout!r} (expected NCHW)")
+        if not isinstance(self.shape, tuple):
+            raise BundleError("manifest field 'input.shape' must be a list")
+        if len(self.shape) != 4 or not all(d is None or (is_int(d) and d > 0) for d in self.shape):
+            raise BundleError(f"manifest field 'input.shape' is {list(self.shape)} "
+                              "(expected [null|N, C, H, W] with positive ints)")
+        if self.shape[1] is not None and self.shape[1] != len(self.band_names):
+            raise BundleError(f"manifest field 'input.shape' has {self.shape[1]} channels but "
+                              f"'input.band_names' lists {len(self.band_names)}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.band_names)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        return cls(modality=get_field(d, "modality", "input"),
+                   band_names=str_tuple(get_field(d, "band_names", "input"), "input.band_names"),
+                   units=get_field(d, "units", "input"), shape=as_tuple(get_field(d, "shape", "input")),
+                   name=get_field(d, "name", "input", "input"), dtype=get_field(d, "dtype", "input", "float32"),
+                   layout=get_field(d, "layout", "input", "NCHW"), nodata=get_field(d, "nodata", "input", None),
+                   expected_range=as_floats(get_field(d, "expected_range", "input", None)),
+                   extra=extra_keys(d, cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+#: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = Sentinel-1
+#: radar, ``chip`` = a radar image chip without geo-referencing, e.g. MSTAR).
+MODALITY_OF_SOURCE = {"s2": "optical", "s1": "sar", "chip": "sar"}
+
+
+DB_FLOOR = 1e-10  # linear power floor before log10: a zero pixel must not become -inf
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """What the deployed graph does to raw sensor input before the network's first layer.
+
+    One record from view to device: a view produces it (``View.deploy_input``), the trainer adds
+    the training split's band statistics (``with_stats``) and stores ``to_dict()`` in the
+    checkpoint, export bakes it into the ONNX graph and the manifest, and :meth:`apply` is the numpy
+    reference every backend's graph is tested against. One meaning per name: ``source_*`` describe
+    the raw input the device feeds; ``bands``/``units`` (derived) what the network sees after
+    ``select`` and ``to_db``; ``clip`` lives only here (the network applies it, export reads it).
+
+    Attributes:
+        source: raw source the deployed model reads (``s2`` optical, ``s1`` radar).
+        source_bands: raw input bands in file order; source_units: their units.
+        select: indices into ``source_bands`` of the network's input channels, in order.
+        to_db: to dB after selection: ``10 log10(max(x, DB_FLOOR))`` for power units, ``20 log10``
+            for amplitude units (``magnitude_u8``), see :attr:`db_factor`.
+        to_log: ``log(1 + x)`` after selection (a log scale that keeps a zero pixel finite and
+            needs no floor); exclusive with ``to_db``.
+        crop: ``(h, w)`` centre crop after selection (A-ConvNets' 88x88 of a 128x128 chip): the
+            device feeds the whole chip, the network sees its centre; None = no crop.
+        clip: ``(lo, hi)`` applied before normalisation, or None.
+        mean, std: per selected band, from the training split (empty until the trainer sets them).
+        in_graph: the ops are inside the model file (always, for bundles this tool writes).
+        centre: after the log scale and the clip, subtract each sample's per-band spatial mean
+            (per-chip radiometric normalisation: an unknown gain of an 8-bit magnitude product is
+            an offset in dB, removed here). The graph then clips before centring and the network
+            does not clip (``clip_in_net``). Needs a log scale (``to_db`` or ``to_log``).
+    """
+
+    source: str
+    source_bands: tuple[str, ...]
+    source_units: str
+    select: tuple[int, ...]
+    to_db: bool = False
+    clip: tuple[float, float] | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    in_graph: bool = True
+    to_log: bool = False
+    crop: tuple[int, int] | None = None
+    centre: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_type(self.source, "preprocess.source", "str")
+        if not isinstance(self.to_log, bool):
+            raise BundleError("manifest field 'preprocess.to_log' must be true or false")
+        if self.to_log and self.to_db:
+            raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.to_log' are both "
+                              "true (choose one log scale)")
+        if not isinstance(self.centre, bool):
+            raise BundleError("manifest field 'preprocess.centre' must be true or false")
+        if self.centre and not (self.to_db or self.to_log):
+            raise BundleError("manifest field 'preprocess.centre' needs a log scale "
+                              "('preprocess.to_db' or 'preprocess.to_log')")
+        if self.crop is not None and not (isinstance(self.crop, tuple) and len(self.crop) == 2
+                                          and all(is_int(v) and v > 0 for v in self.crop)):
+            raise BundleError(f"manifest field 'preprocess.crop' must be [h, w] (positive ints) or "
+                              f"null, got {self.crop!r}")
+        str_tuple(self.source_bands, "preprocess.source_bands")
+        check_choice(self.source_units, UNITS, "preprocess.source_units")
+        if not isinstance(self.to_db, bool) or not isinstance(self.in_graph, bool):
+            raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.in_graph' must be "
+                              "true or false")
+        n = len(self.source_bands)
+        if (not isinstance(self.select, tuple) or not self.select
+                or not all(is_int(i) and 0 <= i < n for i in self.select)):
+            raise BundleError(f"manifest field 'preprocess.select' {list(self.select or ())} does not "
+                              f"index 'preprocess.source_bands' ({n} bands)")
+        check_range(self.clip, "preprocess.clip")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or not all(is_num(x) for x in v) or (
+                    v and len(v) != len(self.select)):
+                raise BundleError(f"manifest field 'preprocess.{name}' must list one number per "
+                                  f"selected band ({len(self.select)}), got {list(v)[:4]}")
+
+    # -- derived: what the network sees --------------------------------------------------------
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Names of the network's input channels (``source_bands`` picked by ``select``)."""
+        return tuple(self.source_bands[i] for i in self.select)
+
+    @property
+    def units(self) -> str:
+        """Units of the network's input channels (after ``to_db`` / ``to_log``)."""
+        if self.to_db:
+            return "db"
+        return f"log1p_{self.source_units}" if self.to_log else self.source_units
+
+    @property
+    def clip_in_net(self) -> tuple[float, float] | None:
+        """The clip the network applies itself (InputNorm): the spec's clip, or None when
+        centring (the graph clips before subtracting the mean, so the net must not clip after)."""
+        return None if self.centre else self.clip
+
+    @property
+    def db_factor(self) -> float:
+        """10 for power units, 20 for amplitude units: the same dB either way."""
+        return 20.0 if self.source_units in AMPLITUDE_UNITS else 10.0
+
+    def network_hw(self, hw: Sequence[int]) -> tuple[int, int]:
+        """Spatial size the network sees for a raw input of ``hw`` (after the crop).
+
+        Raises:
+            BundleError: the crop is larger than the input.
+        """
+        h, w = int(hw[0]), int(hw[1])
+        if self.crop is None:
+            return h, w
+        if self.crop[0] > h or self.crop[1] > w:
+            raise BundleError(f"preprocess crop {self.crop[0]}x{self.crop[1]} is larger than the "
+                              f"input {h}x{w}")
+        return self.crop
+
+    @property
+    def modality(self) -> str:
+        return MODALITY_OF_SOURCE.get(self.source, "optical")
+
+    @property
+    def has_stats(self) -> bool:
+        return bool(self.mean) and bool(self.std)
+
+    def with_stats(self, mean: Sequence[float], std: Sequence[float]) -> PreprocessSpec:
+        """This spec with the training split's per-band statistics."""
+        return replace(self, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
+
+    def input_spec(self, hw: Sequence[int], modality: str | None = None,
+                   nodata: float | None = None) -> InputSpec:
+        """The graph input this spec implies: raw source bands, their units, a dynamic batch."""
+        from .units import EXPECTED_RANGE
+
+        return InputSpec(modality=modality or self.modality, band_names=self.source_bands,
+                         units=self.source_units,
+                         shape=(None, len(self.source_bands), int(hw[0]), int(hw[1])),
+                         nodata=nodata, expected_range=EXPECTED_RANGE.get(self.source_units))
+
+    def apply(self, x: Any, normalise: bool = True) -> Any:
+        """The numpy reference of the in-graph preprocessing.
+
+        Args:
+            x: raw sensor values (N, len(source_bands), H, W).
+            normalise: also apply ``(x - mean) / std`` (the network's InputNorm).
+        Returns:
+            (N, len(select), H, W) float32 (``crop`` sized when a crop is set).
+        """
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != len(self.source_bands):
+            raise ValueError(f"expected (N, {len(self.source_bands)}, H, W), got {x.shape}")
+        y = x[:, list(self.select)]
+        if self.crop is not None:
+            ch, cw = self.network_hw(y.shape[-2:])
+            top, left = centre_offset(y.shape[-2], ch), centre_offset(y.shape[-1], cw)
+            y = y[..., top:top + ch, left:left + cw]
+        y = log_scale(y, self.to_db, self.to_log, self.db_factor)
+        if self.clip is not None:
+            y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
+        if self.centre:
+            y = centre_mean(y)
+        if normalise:
+            if not self.has_stats:
+                raise ValueError("the preprocessing spec has no band statistics to normalise with")
+            mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+            # same guard as InputNorm: a constant band (std 0) must not divide by zero
+            inv_std = (1.0 / np.maximum(np.asarray(self.std, np.float32), 1e-6)).reshape(1, -1, 1, 1)
+            y = (y - mean) * inv_std.astype(np.float32)
+        return y.astype(np.float32, copy=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "preprocess") -> PreprocessSpec:
+        """Parse a stored spec (manifest ``preprocess`` or a checkpoint's); BundleError names the
+        missing or bad field."""
+        return cls(source=get_field(d, "source", where),
+                   source_bands=str_tuple(get_field(d, "source_bands", where), f"{where}.source_bands"),
+                   source_units=get_field(d, "source_units", where),
+                   select=as_tuple(get_field(d, "select", where)), to_db=get_field(d, "to_db", where, False),
+                   clip=as_floats(get_field(d, "clip", where, None)),
+                   mean=as_floats(get_field(d, "mean", where, [])), std=as_floats(get_field(d, "std", where, [])),
+                   in_graph=get_field(d, "in_graph", where, True),
+                   to_log=get_field(d, "to_log", where, False), crop=as_ints(get_field(d, "crop", where, None)),
+                   centre=get_field(d, "centre", where, False), extra=extra_keys(d, cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(self)
+
+
+def log_scale(y: Any, to_db: bool, to_log: bool, db_factor: float = 10.0) -> Any:
+    """``db_factor * log10(max(y, DB_FLOOR))`` (to_db), ``log(1 + max(y, 0))`` (to_log), or ``y``.
+
+    One definition for the numpy reference and the data layer's chip views, so a view's training
+    values and the deployed graph's agree to the last bit the float32 ops allow.
+    """
+    import numpy as np
+
+    if to_db:
+        return np.float32(db_factor) * np.log10(np.maximum(y, np.float32(DB_FLOOR)))
+    if to_log:
+        return np.log1p(np.maximum(y, np.float32(0.0)))
+    return y
+
+
+def centre_mean(y: Any) -> Any:
+    """``y`` minus each sample's per-band spatial mean (the last two axes), in float32.
+
+    One definition for ``PreprocessSpec.apply`` (``centre``) and the chip views' ``norm=mean``, as
+    :func:`log_scale` is for the log scales.
+    """
+    import numpy as np
+
+    return y - y.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
+
+
+def centre_offset(size: int, crop: int) -> int:
+    """Start of a centred window of ``crop`` in ``size`` (the extra pixel of an odd margin goes to
+    the end): the one definition the numpy reference, the ONNX graph and the data layer share."""
+    return (int(size) - int(crop)) // 2
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The model's output: logits, turned into probabilities by ``activation``."""
+
+    name: str = "logits"
+    activation: str = "softmax"
+    #: multi-label only: per-class decision thresholds on the sigmoid probabilities, one per class,
+    #: chosen on the validation split at export (how: ``provenance.thresholds``); None = 0.5 each
+    thresholds: tuple[float, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_choice(self.activation, ACTIVATIONS, "output.activation")
+        check_type(self.name, "output.name", "str")
+        if self.thresholds is not None and not (
+                isinstance(self.thresholds, tuple) and self.thresholds
+                and all(is_num(t) and 0.0 <= t <= 1.0 for t in self.thresholds)):
+            raise BundleError("manifest field 'output.thresholds' must be a list of numbers in "
+                              "[0, 1] (one per class) or null")
+        if self.thresholds is not None and self.activation != "sigmoid":
+            raise BundleError("manifest field 'output.thresholds' is only for multi-label "
+                              "(sigmoid) outputs")
+
+    def threshold_array(self, k: int) -> Any:
+        """The (K,) thresholds as float32 (0.5 each when none are recorded)."""
+        import numpy as np
+
+        return np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, np.float32)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputSpec:
+        return cls(name=get_field(d, "name", "output", "logits"),
+                   activation=get_field(d, "activation", "output"),
+                   thresholds=as_floats(get_field(d, "thresholds", "output", None)), extra=extra_keys(d, cls))
