@@ -103,6 +103,7 @@ class ModalityFocusing(LogitKD):
             frozen_accuracy,
             permutation_saliency,
             retrain_head,
+            shuffled_batch_accuracy,
             train_reference_student,
             unit_mask,
         )
@@ -173,7 +174,8 @@ class ModalityFocusing(LogitKD):
         mg.eval()
         with torch.no_grad():
             acc_before = _acc(t_logits, labels)
-            acc_after = _acc(batched_forward(lambda e: mg.forward_head(mg.freeze(e)), embeds, ctx.device), labels)
+        # as training sees it: shuffled batches (ordered ones leak each class's mean into the frozen units)
+        acc_after = shuffled_batch_accuracy(mg, embeds, labels, seed=ctx.seed)
         ctx.log(
             f"mfh: froze {n_freeze}/{sal.numel()} units; teacher train accuracy {acc_before:.3f} -> {acc_after:.3f}"
         )

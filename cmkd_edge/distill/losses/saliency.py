@@ -250,6 +250,27 @@ class ModalityGeneralTeacher(FeatureTaps, nn.Module):
         return self.teacher.feature_dims
 
 
+def shuffled_batch_accuracy(
+    teacher: ModalityGeneralTeacher, embeds: Tensor, labels: Tensor, batch_size: int = 32, seed: int = 0
+) -> float:
+    """Accuracy of a modality-general teacher as distillation uses it: on shuffled batches, each
+    batch freezing the units to its own mean (``freeze_to="batch"``).
+
+    why shuffled: samples collected in split order come class by class, and a batch of one class
+    freezes the units to that class's mean, which leaks the label into the frozen units (MSTAR
+    teacher, 75 % frozen: 0.957 with ordered batches of 64, 0.627 with the whole-set mean).
+    """
+    perm = torch.randperm(len(embeds), generator=torch.Generator().manual_seed(seed))
+    e, y = embeds[perm], labels[perm]
+    device = next((b.device for b in teacher.buffers()), torch.device("cpu"))
+    with torch.no_grad():
+        out = torch.cat([teacher.forward_head(teacher.freeze(e[i:i + batch_size].to(device))).cpu()
+                         for i in range(0, len(e), batch_size)])
+    if y.dim() > 1:
+        return float(((out > 0) == (y > 0.5)).float().mean())
+    return float((out.argmax(1) == y.cpu()).float().mean())
+
+
 def retrain_head(
     teacher: ModalityGeneralTeacher,
     embeds: Tensor,
