@@ -364,7 +364,8 @@ def main() -> None:
     # one section per data set (and per --section), so students and data sets stand side by side
     section = args.section or ("quantize" if Path(args.data) == DATA else f"quantize-{name}")
     write_section(section,
-                  f"## Quantization on {name}: PTQ vs teacher-guided QAT (benchmarks/quantize.py)"
+                  f"## Quantization on {name}, {prov.get('arch')}{f' ({arch_kw})' if arch_kw else ''}: PTQ vs "
+                  "teacher-guided QAT (benchmarks/quantize.py)"
                   "\n\n" + text)
 
 
