@@ -36,6 +36,11 @@ import radar  # noqa: E402
 from _report import SHARED_DATA, machine_line, write_section  # noqa: E402
 
 METHODS = ("none", "kd", "fitnet", "ds", "sembridge", "mfh")
+#: Named non-default settings, run only when asked for (``--methods ...,mfh-ce``): method, options.
+#: mfh-ce is the project's earlier MFH (docs/methods.md): half the units frozen, CE + KL at T = 4
+#: (x T^2), the teacher's head retrained on the frozen features - is pure KL the cause of mfh's score?
+VARIANTS = {"mfh-ce": ("mfh", {"ratio": "0.5", "ce_weight": "1", "temperature": "4", "reduction": "batchmean",
+                               "t2": "true", "head_epochs": "10"})}
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -92,24 +97,24 @@ def report(work: Path, teacher: Path, seeds: list[int], methods: list[str], edge
             else:
                 cells.append("–")
         lines.append(f"| `{m}` | " + " | ".join(cells) + " |")
-    lines += mfh_lines(work, seeds)
+    lines += mfh_lines(work, seeds, [m for m in methods if m.startswith("mfh")])
     return "\n".join(lines) + "\n"
 
 
-def mfh_lines(work: Path, seeds: list[int]) -> list[str]:
+def mfh_lines(work: Path, seeds: list[int], variants: list[str]) -> list[str]:
     """Why mfh scores what it does: per seed, its reference student and the frozen-unit control
     (the teacher's training accuracy with the low-saliency / a random / the high-saliency set frozen
     to the whole-set mean), from each run's ``mfh_saliency.json``."""
     import json
 
     rows = []
-    for s in seeds:
-        f = work / f"edge-mfh-s{s}" / "mfh_saliency.json"
+    for m, s in ((m, s) for m in variants for s in seeds):
+        f = work / f"edge-{m}-s{s}" / "mfh_saliency.json"
         if not f.is_file():
             continue
         d = json.loads(f.read_text())
         ref, ctl = d.get("reference_student", {}), d.get("frozen_control", {})
-        rows.append(f"| {s} | {ref.get('epochs')} (best {ref.get('best_epoch')}) | "
+        rows.append(f"| `{m}` | {s} | {ref.get('epochs')} (best {ref.get('best_epoch')}) | "
                     f"{ref.get('val_agreement', float('nan')):.3f} | {len(d.get('frozen', []))}/"
                     f"{len(d.get('saliency', []))} | {ctl.get('low_saliency', float('nan')):.3f} | "
                     f"{ctl.get('random_mean_of_10', float('nan')):.3f} | "
@@ -118,9 +123,9 @@ def mfh_lines(work: Path, seeds: list[int]) -> list[str]:
         return []
     return ["", "`mfh` per seed: the reference student (Algorithm 1, early-stopped on its fit to the teacher) "
             "and the teacher's training accuracy with units frozen to their mean (the control):", "",
-            "| seed | reference epochs | its held-out agreement with the teacher | frozen units | "
+            "| method | seed | reference epochs | its held-out agreement with the teacher | frozen units | "
             "teacher acc., low-saliency frozen | random set (mean of 10) | high-saliency frozen |",
-            "|---:|---:|---:|---:|---:|---:|---:|", *rows]
+            "|---|---:|---:|---:|---:|---:|---:|---:|", *rows]
 
 
 def main() -> None:
@@ -142,14 +147,15 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in METHODS and m not in VARIANTS]
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
         seeds = []
     if bad or not methods or not seeds or args.epochs < 1:
         what = f"unknown method(s) {bad}" if bad else "empty --methods/--seeds or --epochs < 1"
-        print(f"error: {what} (methods: {', '.join(METHODS)}; seeds: comma-separated integers)", file=sys.stderr)
+        print(f"error: {what} (methods: {', '.join(METHODS + tuple(VARIANTS))}; seeds: comma-separated "
+              "integers)", file=sys.stderr)
         raise SystemExit(2)
     radar.DATA = Path(args.data)
     if not (radar.DATA / "labels.csv").is_file():
@@ -176,8 +182,10 @@ def main() -> None:
     # seed-major order: a stopped benchmark still has complete paired rows for the first seeds
     for s in seeds:
         for m in methods:
+            method, options = VARIANTS.get(m, (m, {}))
             radar.train_run(work / f"edge-{m}-s{s}", edge_view, args, s,
-                            teacher=None if m == "none" else teacher / "best.pt", method=m)
+                            teacher=None if m == "none" else teacher / "best.pt", method=method,
+                            method_options=options)
             write()
 
 

@@ -72,7 +72,8 @@ def _wait_for_other(out: Path) -> None:
 
 
 def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher: Path | None = None,
-              method: str = "none", epochs: int | None = None) -> dict[str, Any]:
+              method: str = "none", epochs: int | None = None,
+              method_options: dict[str, str] | None = None) -> dict[str, Any]:
     """One training run (in-process, 2 torch threads); a finished run is read back, not redone."""
     _wait_for_other(out)
     summary_path = out / "summary.json"
@@ -92,7 +93,8 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
     log(f"train {out.name}: view {view}, method {method}, seed {seed}" + (" (resume)" if resume else ""))
     epochs = epochs or args.epochs
     cfg = TrainConfig(out=out, data=str(DATA), view=view, arch=args.arch, teacher=str(teacher) if teacher else None,
-                      method=method, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                      method=method, method_options=dict(method_options or {}), epochs=epochs,
+                      batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=min(1, epochs - 1), seed=seed, device="cpu",
                       quiet=True, resume=resume, command=f"benchmarks/radar.py run {out.name}")
     t0 = time.perf_counter()
