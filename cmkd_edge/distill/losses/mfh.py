@@ -101,6 +101,7 @@ class ModalityFocusing(LogitKD):
         from cmkd_edge.distill.losses.saliency import (
             ModalityGeneralTeacher,
             frozen_accuracy,
+            logit_accuracy,
             permutation_saliency,
             retrain_head,
             shuffled_batch_accuracy,
@@ -172,10 +173,9 @@ class ModalityFocusing(LogitKD):
             mg.teacher = copy.deepcopy(teacher)
             retrain_head(mg, embeds, labels, c.head_epochs, seed=ctx.seed, multilabel=multilabel)
         mg.eval()
-        with torch.no_grad():
-            acc_before = _acc(t_logits, labels)
+        acc_before = logit_accuracy(t_logits, labels)
         # as training sees it: shuffled batches (ordered ones leak each class's mean into the frozen units)
-        acc_after = shuffled_batch_accuracy(mg, embeds, labels, seed=ctx.seed)
+        acc_after = shuffled_batch_accuracy(mg, embeds, labels, seed=ctx.seed, device=ctx.device)
         ctx.log(
             f"mfh: froze {n_freeze}/{sal.numel()} units; teacher train accuracy {acc_before:.3f} -> {acc_after:.3f}"
         )
@@ -183,12 +183,6 @@ class ModalityFocusing(LogitKD):
         ctx.teacher = mg
         extra = {"reference_student": dataclasses.asdict(fit), "frozen_control": control}
         _write_ranking(ctx, sal, frozen, acc_before, acc_after, extra)
-
-
-def _acc(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    if labels.dim() > 1:
-        return float(((logits > 0) == (labels > 0.5)).float().mean())
-    return float((logits.argmax(1) == labels).float().mean())
 
 
 def _write_ranking(

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from cmkd_edge.distill.dataset_tensors import batched_forward
 from cmkd_edge.models.base import FeatureTaps
 
 
@@ -201,10 +202,15 @@ def frozen_accuracy(
     is given (e.g. the training set's mean, when scoring a test set).
     """
     mean = embeds.mean(0, keepdim=True) if unit_mean is None else unit_mean.view(1, -1).to(embeds)
-    out = head(torch.where(mask[None].to(embeds.device), mean.expand_as(embeds), embeds))
+    return logit_accuracy(head(torch.where(mask[None].to(embeds.device), mean.expand_as(embeds), embeds)), labels)
+
+
+def logit_accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy (multi-class) or per-label accuracy at logit 0 (multi-label), on CPU."""
+    logits, labels = logits.cpu(), labels.cpu()
     if labels.dim() > 1:
-        return float(((out > 0) == (labels > 0.5)).float().mean())
-    return float((out.argmax(1).cpu() == labels.cpu()).float().mean())
+        return float(((logits > 0) == (labels > 0.5)).float().mean())
+    return float((logits.argmax(1) == labels).float().mean())
 
 
 class ModalityGeneralTeacher(FeatureTaps, nn.Module):
@@ -251,7 +257,12 @@ class ModalityGeneralTeacher(FeatureTaps, nn.Module):
 
 
 def shuffled_batch_accuracy(
-    teacher: ModalityGeneralTeacher, embeds: Tensor, labels: Tensor, batch_size: int = 32, seed: int = 0
+    teacher: ModalityGeneralTeacher,
+    embeds: Tensor,
+    labels: Tensor,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> float:
     """Accuracy of a modality-general teacher as distillation uses it: on shuffled batches, each
     batch freezing the units to its own mean (``freeze_to="batch"``).
@@ -261,14 +272,9 @@ def shuffled_batch_accuracy(
     teacher, 75 % frozen: 0.957 with ordered batches of 64, 0.627 with the whole-set mean).
     """
     perm = torch.randperm(len(embeds), generator=torch.Generator().manual_seed(seed))
-    e, y = embeds[perm], labels[perm]
-    device = next((b.device for b in teacher.buffers()), torch.device("cpu"))
     with torch.no_grad():
-        out = torch.cat([teacher.forward_head(teacher.freeze(e[i:i + batch_size].to(device))).cpu()
-                         for i in range(0, len(e), batch_size)])
-    if y.dim() > 1:
-        return float(((out > 0) == (y > 0.5)).float().mean())
-    return float((out.argmax(1) == y.cpu()).float().mean())
+        out = batched_forward(lambda e: teacher.forward_head(teacher.freeze(e)), embeds[perm], device, batch_size)
+    return logit_accuracy(out, labels[perm])
 
 
 def retrain_head(
