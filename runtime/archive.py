@@ -353,38 +353,40 @@ def local_cluster(workers: int) -> Any:
 
 def _run_distributed(todo: list[SceneJob], run: ArchiveRun, workers: int | None, scheduler: str | None,
                      on_record: Callable[[dict[str, Any]], None] | None) -> None:
-    """Submit every job to a Dask cluster (ours: :func:`local_cluster`) and collect records."""
-    dask, Client, _, as_completed = _cluster_modules()
+    """Submit every job to a Dask cluster (ours: :func:`local_cluster`) and collect records.
 
-    # why allowed-failures 0 here too: on an existing cluster the client asks for it as well
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        if workers is not None:  # run_archive passes workers or a scheduler, never both
-            cluster = local_cluster(workers)
-            client = Client(cluster)
-        else:
-            try:
-                client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})",
-                                  "start one (dask scheduler) or use --workers N for a local cluster") from exc
-            cluster = None
+    Retries are the scheduler's setting, read when it starts: :func:`local_cluster` starts ours with
+    allowed-failures 0; an external ``scheduler`` keeps its own.
+    """
+    _, Client, _, as_completed = _cluster_modules()
+
+    if workers is not None:  # run_archive passes workers or a scheduler, never both
+        cluster = local_cluster(workers)
+        client = Client(cluster)
+    else:
         try:
-            futures = {client.submit(process_scene, job, key=f"scene-{job.run_key}-{job.scene_id}", pure=False): job
-                       for job in todo}
-            for fut in as_completed(list(futures)):
-                job = futures[fut]
-                try:
-                    rec = fut.result()
-                except Exception as exc:  # the worker process died (KilledWorker) or the task was lost
-                    rec = {"scene": job.scene_id, "input": job.scene, "status": "failed", "run_key": job.run_key,
-                           "error": f"{type(exc).__name__}: {exc}"}
-                run.records.append(rec)
-                if on_record:
-                    on_record(rec)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})",
+                              "start one (dask scheduler) or use --workers N for a local cluster") from exc
+        cluster = None
+    try:
+        futures = {client.submit(process_scene, job, key=f"scene-{job.run_key}-{job.scene_id}", pure=False): job
+                   for job in todo}
+        for fut in as_completed(list(futures)):
+            job = futures[fut]
+            try:
+                rec = fut.result()
+            except Exception as exc:  # the worker process died (KilledWorker) or the task was lost
+                rec = {"scene": job.scene_id, "input": job.scene, "status": "failed", "run_key": job.run_key,
+                       "error": f"{type(exc).__name__}: {exc}"}
+            run.records.append(rec)
+            if on_record:
+                on_record(rec)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 SUMMARY_COLUMNS = ("scene", "status", "seconds", "backend", "artifact", "precision", "worker_pid", "peak_rss_mb",
