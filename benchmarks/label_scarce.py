@@ -31,13 +31,13 @@ diagnose's verdict and its hit rate over the cells whose interval excludes zero;
 crosses zero; a PNG (test accuracy against labelled fraction, one line per method, 95 % bands);
 validation curves (where they flatten).
 
-Resumable per run (finished run directories are reused; a run being trained by another process is
-waited for). Two processes split the runs: ``--worker 0/2`` and ``--worker 1/2`` with
-``CMKD_BENCH_THREADS=1`` each.
+Resumable per run (finished run directories are reused). Several processes share the list: each
+claims the next run nobody trains (an exclusive ``.lock`` with its pid) - start the script twice with
+``CMKD_BENCH_THREADS=1`` on a 2-core machine.
 
     nice python benchmarks/label_scarce.py --workdir runs/bench-label-scarce --teacher RUN_DIR
-        [--seeds 0,1,2] [--fractions 0.01,0.05,0.1,0.25,1] [--epochs 20] [--patient-epochs 40]
-        [--only kd,none] [--worker 0/2] [--report-only]
+        [--seeds 0,1,2] [--fractions 0.01,0.05,0.1,0.25,1] [--epochs 20] [--patient-epochs 30]
+        [--only kd,none] [--report-only]
 """
 
 from __future__ import annotations
@@ -82,15 +82,14 @@ def log(msg: str) -> None:
 # -- the cells -------------------------------------------------------------------------------------
 
 def paired_runs(fractions: list[float], seeds: list[int]) -> list[tuple[str, str, float, int]]:
-    """(run name, variant, fraction, seed) of the paired part, the most informative first."""
-    order = sorted(fractions, key=lambda f: (f != 0.05, f != 1.0, f != 0.1, f))
-    runs = []
-    for s in seeds:
-        for f in order:
-            names = ["none", "kd", "kdp"] + (["ds", "sembridge"] if f == 0.1 else []) \
-                + (["kdt"] if f == 1.0 else [])
-            runs += [(f"{v}-f{pct(f)}-s{s}", v, f, s) for v in names]
-    return runs
+    """(run name, variant, fraction, seed) of the paired part, cell by cell, the most informative first:
+    none/kd/kdp at 5 %, 100 %, 10 %, 1 %, 25 % (every seed of a cell before the next cell), then the
+    extra variants (ds and sembridge at 10 %, kdt at 100 %)."""
+    order = sorted(fractions, key=lambda f: ({0.05: 0, 1.0: 1, 0.1: 2, 0.01: 3}.get(f, 4), f))
+    core = [(f"{v}-f{pct(f)}-s{s}", v, f, s) for f in order for s in seeds for v in ("none", "kd", "kdp")]
+    extra = [(f"{v}-f{pct(f)}-s{s}", v, f, s) for f in order for v in
+             (["ds", "sembridge"] if f == 0.1 else []) + (["kdt"] if f == 1.0 else []) for s in seeds]
+    return core + extra
 
 
 def unpaired_runs(seeds: list[int]) -> list[tuple[str, str, int]]:
@@ -127,7 +126,7 @@ def diagnose_cell(work: Path, name: str, teacher: Path, edge_view: str, fraction
     out = work / f"diagnose-{name}.json"
     if out.exists():
         return json.loads(out.read_text())
-    from cmkd_edge.distill.diagnostics import predict_gain
+    from cmkd_edge.distill.prediction import predict_gain
     from cmkd_edge.fsutil import atomic_write_json
 
     t0 = time.perf_counter()
@@ -368,6 +367,33 @@ def plot(rows: dict[str, list[tuple[float, float, float, float]]]) -> None:
 
 # -- main ----------------------------------------------------------------------------------------
 
+def claim(run: Path) -> bool:
+    """Take ``run`` for this process: an exclusive ``.lock`` with our pid (a dead owner's is taken over)."""
+    import os
+
+    run.mkdir(parents=True, exist_ok=True)
+    lock = run / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or "0")
+                if pid == os.getpid():
+                    return True
+                os.kill(pid, 0)
+                return False  # another live process trains it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # a stale claim
+                continue
+            except PermissionError:
+                return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="runs/bench-label-scarce")
@@ -375,7 +401,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--patient-epochs", type=int, default=40)
+    ap.add_argument("--patient-epochs", type=int, default=30)
     ap.add_argument("--arch", default="aconv")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -385,7 +411,6 @@ def main() -> None:
     ap.add_argument("--edge", default="factor=2,looks=1")
     ap.add_argument("--only", default="", help="comma-separated variants/parts to run (none,kd,kdp,kdt,ds,"
                     "sembridge,unpaired)")
-    ap.add_argument("--worker", default="0/1", help="i/n: run every n-th run starting at i")
     ap.add_argument("--no-diagnose", action="store_true", help="train without writing predictions first")
     ap.add_argument("--data", default=str(SHARED_DATA / "mstar_soc"))
     ap.add_argument("--report-only", action="store_true")
@@ -393,11 +418,10 @@ def main() -> None:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s]
         fractions = [float(f) for f in args.fractions.split(",") if f]
-        wi, wn = (int(x) for x in args.worker.split("/"))
     except ValueError:
-        sys.exit("error: --seeds, --fractions and --worker i/n take numbers")
-    if not seeds or not fractions or any(not 0 < f <= 1 for f in fractions) or not 0 <= wi < wn:
-        sys.exit("error: empty --seeds/--fractions, a fraction outside (0, 1], or a bad --worker")
+        sys.exit("error: --seeds and --fractions take comma-separated numbers")
+    if not seeds or not fractions or any(not 0 < f <= 1 for f in fractions):
+        sys.exit("error: empty --seeds/--fractions, or a fraction outside (0, 1]")
     radar.DATA = Path(args.data)
     if not (radar.DATA / "labels.csv").is_file():
         sys.exit(f"error: {radar.DATA} has no labels.csv (MSTAR SOC chips expected)")
@@ -417,16 +441,20 @@ def main() -> None:
         write()
         return
     jobs: list[tuple[str, Any]] = []
+    unpaired = [(name, ("unpaired", r, 0.1, s)) for name, r, s in unpaired_runs(seeds)] \
+        if not only or "unpaired" in only else []
     for name, v, f, s in paired_runs(fractions, seeds):
-        if only and v not in only:
-            continue
-        jobs.append((name, ("paired", v, f, s)))
-    if not only or "unpaired" in only:
-        jobs += [(name, ("unpaired", r, 0.1, s)) for name, r, s in unpaired_runs(seeds)]
-    mine = jobs[wi::wn]
-    log(f"{len(mine)} of {len(jobs)} runs for worker {wi}/{wn}")
+        if f not in (0.05, 1.0, 0.1) and unpaired:  # the unpaired case right after the 10 % cell
+            jobs += unpaired
+            unpaired = []
+        if not only or v in only:
+            jobs.append((name, ("paired", v, f, s)))
+    jobs += unpaired
+    log(f"{len(jobs)} runs; this process takes each one nobody else trains")
     t_file = s_file = None
-    for name, (part, v, f, s) in mine:
+    for name, (part, v, f, s) in jobs:
+        if radar.finished(work / name) or not claim(work / name):
+            continue
         extra: dict[str, Any] = {"labelled_share": args.labelled_share}
         if f < 1:
             extra.update(labelled_fraction=f, label_seed=s)
@@ -434,7 +462,10 @@ def main() -> None:
         if part == "unpaired":
             t_file, s_file = halves(work, radar.DATA)
             t = work / "teacher-half"
-            radar.train_run(t, args.chip_view, args, 0, epochs=40, extra={"split_file": str(t_file)})
+            if not radar.finished(t):
+                radar._wait_for_other(t)
+                claim(t)
+                radar.train_run(t, args.chip_view, args, 0, epochs=40, extra={"split_file": str(t_file)})
             extra["split_file"] = str(s_file)
             if v != "none":
                 extra.update(pairing=v, teacher_data=str(radar.DATA), teacher_split_file=str(t_file))

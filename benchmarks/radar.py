@@ -62,7 +62,10 @@ def _wait_for_other(out: Path) -> None:
     lock = out / ".lock"
     while lock.exists():
         try:
-            os.kill(int(lock.read_text()), 0)
+            pid = int(lock.read_text())
+            if pid == os.getpid():  # our own claim (label_scarce.py claims a run before training it)
+                return
+            os.kill(pid, 0)
         except (ValueError, ProcessLookupError):
             lock.unlink(missing_ok=True)
             return

@@ -138,9 +138,8 @@ class _Run:
         """Fail on an unknown arch, method or view before any data is read or file written."""
         from cmkd_edge.data.views import parse_view
         from cmkd_edge.distill.losses import METHODS
-        from cmkd_edge.models import ARCHS
-
         from cmkd_edge.distill.pairing import build_pairing
+        from cmkd_edge.models import ARCHS
 
         ARCHS.get(self.cfg.arch)
         METHODS.get(self.cfg.method)
