@@ -22,11 +22,11 @@ def _bundle(state: DemoState):
 
 
 def step_export(state: DemoState) -> None:
-    """Export the distilled student with its preprocessing in the graph; parity is checked inside."""
+    """Export the chosen student with its preprocessing in the graph; parity is checked inside."""
     from cmkd_edge.export.student import export_checkpoint
 
-    state.say("export: student -> ONNX with in-graph preprocessing (parity vs torch at batch 1 and 8)")
-    export_checkpoint(state.runs["student-kd"] / "best.pt", _bundle(state), data=state.data, max_batch=32,
+    state.say(f"export: {state.chosen} -> ONNX with in-graph preprocessing (parity vs torch at batch 1 and 8)")
+    export_checkpoint(state.runs[state.chosen] / "best.pt", _bundle(state), data=state.data, max_batch=32,
                       force=True)  # the demo's own bundle of a previous demo run (prepare_workdir)
 
 
@@ -72,7 +72,7 @@ def _test_samples(state: DemoState, manifest: Manifest):
     from cmkd_edge.checkpoint import load_checkpoint
     from cmkd_edge.export.samples import load_raw_samples
 
-    ckpt = load_checkpoint(state.runs["student-kd"] / "best.pt")
+    ckpt = load_checkpoint(state.runs[state.chosen] / "best.pt")
     return load_raw_samples(state.data, manifest.preprocess, ckpt["view"], "test")
 
 

@@ -101,7 +101,7 @@ class LabelsSeen:
 
     Attributes:
         source: ``all`` (every training sample labelled), ``fraction`` (``--labelled-fraction``),
-            ``data`` (the data holds unlabelled samples).
+            ``ids`` (``--labelled-ids``: another run's draw), ``data`` (the data holds unlabelled samples).
         n_train: training samples (labelled and not).
         n_labelled: of those, how many carried a label the model saw.
         n_unlabelled: how many did not; ``used_unlabelled`` says whether they took part (only through
@@ -135,8 +135,8 @@ class LabelsSeen:
         """One line for logs and reports, e.g. ``124 of 2472 training labels (5 %, seed 0)``."""
         if self.source == "all":
             return f"all {self.n_train} training labels"
-        how = (f"{self.fraction:.0%}, label seed {self.label_seed}" if self.source == "fraction"
-               else "the data's unlabelled samples")
+        how = {"fraction": f"{self.fraction or 0:.0%}, label seed {self.label_seed}",
+               "ids": f"the ids of {self.ids_file}"}.get(self.source, "the data's unlabelled samples")
         use = "used through the teacher" if self.used_unlabelled else "not used"
         return (f"{self.n_labelled} of {self.n_train} training labels ({how}); "
                 f"{self.n_unlabelled} unlabelled {use}")

@@ -60,8 +60,12 @@ class SyntheticConfig:
     size: int = 32
     looks: float = 4.0
     seed: int = 0
+    val: float = 0.2
+    test: float = 0.2
 
     def __post_init__(self) -> None:
+        if not (0 < self.val < 1 and 0 < self.test < 1 and self.val + self.test < 1):
+            raise ConfigError("synthetic val and test fractions must be in (0, 1) and leave a train split")
         if not 2 <= self.num_classes <= len(CLASS_NAMES):
             raise ConfigError(f"synthetic num_classes must be 2..{len(CLASS_NAMES)}")
         if self.per_class < 3 or self.size < 4 or self.looks <= 0:
@@ -69,7 +73,7 @@ class SyntheticConfig:
 
 
 def parse_synthetic(spec: str) -> SyntheticConfig:
-    """``synthetic`` or ``synthetic:per_class=20,size=16[,num_classes=4,looks=4,seed=1]``."""
+    """``synthetic`` or ``synthetic:per_class=20,size=16[,num_classes=4,looks=4,seed=1,val=0.2,test=0.2]``."""
     _, _, arg = spec.partition(":")
     kwargs: dict[str, float | int] = {}
     fields = {f.name: f.type for f in dataclasses.fields(SyntheticConfig)}
@@ -78,7 +82,7 @@ def parse_synthetic(spec: str) -> SyntheticConfig:
         if key not in fields:
             raise ConfigError(f"unknown synthetic option {key!r}", f"valid: {', '.join(fields)}")
         try:
-            kwargs[key] = float(value) if key == "looks" else int(value)
+            kwargs[key] = float(value) if key in ("looks", "val", "test") else int(value)
         except ValueError:
             raise ConfigError(f"synthetic option {key} needs a number, got {value!r}") from None
     return SyntheticConfig(**kwargs)  # type: ignore[arg-type]
@@ -134,9 +138,12 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Catalog:
     s1 = (10.0 * np.log10(np.maximum(power, 1e-10))).astype(np.float32)
 
     ids = [f"syn{i:05d}" for i in range(n)]
-    splits = stratified_split(labels, seed=cfg.seed)
+    fractions = (1.0 - cfg.val - cfg.test, cfg.val, cfg.test)
+    splits = stratified_split(labels, seed=cfg.seed, fractions=fractions)
     spec = (f"synthetic:num_classes={k},per_class={cfg.per_class},size={s},looks={cfg.looks:g},"
             f"seed={cfg.seed}")
+    if (cfg.val, cfg.test) != (0.2, 0.2):  # older specs name the default split as before
+        spec += f",val={cfg.val:g},test={cfg.test:g}"
     return Catalog("synthetic", spec, ids, labels, list(CLASS_NAMES[:k]), "multiclass",
                    {"s2": s2, "s1": s1}, {"s2": EUROSAT_BANDS, "s1": S1_BANDS},
                    {"s2": OPTICAL_UNITS, "s1": "db"}, splits, synthetic=True,

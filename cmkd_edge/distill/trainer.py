@@ -290,7 +290,7 @@ class _Run:
             ds.hide_labels(np.asarray([i in wanted for i in ds.ids]))
             if self.info.is_main and not (cfg.resume and own.is_file()):
                 write_labelled_ids(own, [i for i, k in zip(ds.ids, ds.labelled, strict=True) if k])
-            ids_file, source = LABELLED_FILE, "fraction"
+            ids_file, source = LABELLED_FILE, ("fraction" if cfg.labelled_fraction is not None else "ids")
         n_lab, n_unl = int(ds.labelled.sum()), int((~ds.labelled).sum())
         counts = per_class_counts(ds.labels, ds.labelled, len(self.class_names))
         if n_unl and missing_classes(counts, self.class_names):
