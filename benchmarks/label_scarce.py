@@ -82,14 +82,20 @@ def log(msg: str) -> None:
 # -- the cells -------------------------------------------------------------------------------------
 
 def paired_runs(fractions: list[float], seeds: list[int]) -> list[tuple[str, str, float, int]]:
-    """(run name, variant, fraction, seed) of the paired part, cell by cell, the most informative first:
-    none/kd/kdp at 5 %, 100 %, 10 %, 1 %, 25 % (every seed of a cell before the next cell), then the
-    extra variants (ds and sembridge at 10 %, kdt at 100 %)."""
+    """(run name, variant, fraction, seed) of the paired part, the most informative first: none and
+    kd cell by cell (5 %, 100 %, 10 %, 1 %, 25 %; every seed of a cell before the next), then the
+    patient variant at 5 % and 100 % (does it remove the full-label loss?), ds and sembridge at 10 %,
+    kd with T on validation at 100 %, and last the patient variant at the other fractions."""
     order = sorted(fractions, key=lambda f: ({0.05: 0, 1.0: 1, 0.1: 2, 0.01: 3}.get(f, 4), f))
-    core = [(f"{v}-f{pct(f)}-s{s}", v, f, s) for f in order for s in seeds for v in ("none", "kd", "kdp")]
-    extra = [(f"{v}-f{pct(f)}-s{s}", v, f, s) for f in order for v in
-             (["ds", "sembridge"] if f == 0.1 else []) + (["kdt"] if f == 1.0 else []) for s in seeds]
-    return core + extra
+
+    def runs(variants: tuple[str, ...], fs: list[float]) -> list[tuple[str, str, float, int]]:
+        return [(f"{v}-f{pct(f)}-s{s}", v, f, s) for f in fs for s in seeds for v in variants]
+
+    core = runs(("none", "kd"), order)
+    ends = [f for f in order if f in (0.05, 1.0)]
+    extra = runs(("kdp",), ends) + runs(("ds", "sembridge"), [f for f in order if f == 0.1]) \
+        + runs(("kdt",), [f for f in order if f == 1.0])
+    return core, extra + runs(("kdp",), [f for f in order if f not in ends])
 
 
 def unpaired_runs(seeds: list[int]) -> list[tuple[str, str, int]]:
@@ -443,13 +449,12 @@ def main() -> None:
     jobs: list[tuple[str, Any]] = []
     unpaired = [(name, ("unpaired", r, 0.1, s)) for name, r, s in unpaired_runs(seeds)] \
         if not only or "unpaired" in only else []
-    for name, v, f, s in paired_runs(fractions, seeds):
-        if f not in (0.05, 1.0, 0.1) and unpaired:  # the unpaired case right after the 10 % cell
+    core, extra = paired_runs(fractions, seeds)
+    for name, v, f, s in core + [("", "unpaired", 0, 0)] + extra:  # the unpaired case after the core cells
+        if v == "unpaired":
             jobs += unpaired
-            unpaired = []
-        if not only or v in only:
+        elif not only or v in only:
             jobs.append((name, ("paired", v, f, s)))
-    jobs += unpaired
     log(f"{len(jobs)} runs; this process takes each one nobody else trains")
     t_file = s_file = None
     for name, (part, v, f, s) in jobs:
