@@ -62,7 +62,10 @@ def _wait_for_other(out: Path) -> None:
     lock = out / ".lock"
     while lock.exists():
         try:
-            os.kill(int(lock.read_text()), 0)
+            pid = int(lock.read_text())
+            if pid == os.getpid():  # our own claim (label_scarce.py claims a run before training it)
+                return
+            os.kill(pid, 0)
         except (ValueError, ProcessLookupError):
             lock.unlink(missing_ok=True)
             return
@@ -73,8 +76,10 @@ def _wait_for_other(out: Path) -> None:
 
 def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher: Path | None = None,
               method: str = "none", epochs: int | None = None,
-              method_options: dict[str, str] | None = None) -> dict[str, Any]:
-    """One training run (in-process, 2 torch threads); a finished run is read back, not redone."""
+              method_options: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training run (in-process, 2 torch threads); a finished run is read back, not redone.
+
+    ``extra`` holds further TrainConfig fields (labelled fraction, pairing, teacher data, ...)."""
     _wait_for_other(out)
     summary_path = out / "summary.json"
     if summary_path.exists():
@@ -96,7 +101,8 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
                       method=method, method_options=dict(method_options or {}), epochs=epochs,
                       batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=min(1, epochs - 1), seed=seed, device="cpu",
-                      quiet=True, resume=resume, command=f"benchmarks/radar.py run {out.name}")
+                      quiet=True, resume=resume, command=f"benchmarks/{Path(sys.argv[0]).name} run {out.name}",
+                      **(extra or {}))
     t0 = time.perf_counter()
     load0 = os.getloadavg()[2]
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ T = TypeVar("T")
 REGISTRIES: dict[str, str] = {
     "archs": "cmkd_edge.models:ARCHS",
     "methods": "cmkd_edge.distill.losses:METHODS",
+    "pairings": "cmkd_edge.distill.pairing:PAIRINGS",
     "views": "cmkd_edge.data.views:VIEWS",
     "backends": "cmkd_edge.runtime.backends:BACKENDS",
 }

@@ -93,6 +93,18 @@ training_options = _stack(
     click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt."),
     click.option("--stop-after-epoch", default=None, type=int, metavar="K",
                  help="End after epoch K as if interrupted (the schedule still spans --epochs)."),
+    click.option("--labelled-fraction", default=None, type=float, metavar="F",
+                 help="Keep a stratified fraction F of the train split's labels (at least one per "
+                      "class) and hide the rest, e.g. 0.05; the kept ids go to OUT/labelled.csv."),
+    click.option("--label-seed", default=0, show_default=True, type=int,
+                 help="Seed of the --labelled-fraction draw (independent of --seed)."),
+    click.option("--labelled-ids", default=None, metavar="PATH",
+                 help="Use the labelled ids of another run (its labelled.csv or run directory)."),
+    click.option("--labelled-share", default=0.25, show_default=True, type=float,
+                 help="With unlabelled samples taught by a teacher: the least share of each batch "
+                      "that is labelled."),
+    click.option("--ignore-unlabelled", is_flag=True,
+                 help="Without a teacher, train on the labelled samples and skip the data's unlabelled ones."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines."),
     json_option,
 )

@@ -28,6 +28,8 @@ def _run(params: dict[str, Any]) -> None:
 
     as_json = params.pop("as_json")
     params["data"] = check_data_path(params["data"])
+    if params.get("teacher_data") is not None:
+        params["teacher_data"] = check_data_path(params["teacher_data"])
     params["arch_options"] = coerce_arch_options(params["arch_options"])
     summary = train(TrainConfig(command=command_line(), **params))
     if summary["world_size"] > 1 and not _is_rank0():
@@ -73,6 +75,16 @@ def train_teacher(**params: Any) -> None:
 @click.option("--temperature", default=None, type=float, help="KD temperature T (method default if unset).")
 @click.option("--kd-weight", default=None, type=float, help="Weight of the KD term (method default if unset).")
 @click.option("--ce-weight", default=None, type=float, help="Weight of the label loss (method default if unset).")
+@click.option("--pairing", default="given", show_default=True,
+              help="Which teacher-modality sample teaches each student sample: given (the sample's own), "
+                   "random, class, sembridge (cmkd-edge list pairings).")
+@click.option("--pairing-opt", "pairing_options", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
+              help="Pairing option, e.g. matcher=runs/matcher.pt (repeatable).")
+@click.option("--teacher-data", default=None, metavar="PATH",
+              help="Teacher-modality samples that are not the student's (unpaired): the gallery an "
+                   "unpaired --pairing draws from (its train split).")
+@click.option("--teacher-split-file", default=None, metavar="PATH",
+              help="The split of --teacher-data (a split.csv; rows marked 'unused' are left out).")
 @training_options
 def distill(**params: Any) -> None:
     """Distil a teacher on one view into a student on another view of the same samples.
@@ -80,9 +92,16 @@ def distill(**params: Any) -> None:
     The teacher is frozen and in eval mode; its classes must match the data's. The student uses the
     teacher run's split.csv, so it is never tested on samples the teacher trained on.
 
+    Few labels: training samples without a label (an unlabelled/ folder, empty labels, or those
+    --labelled-fraction hides) learn only from the teacher through their paired sample; unpaired
+    teacher data (--teacher-data) is paired by --pairing.
+
     \b
     Example:
       cmkd-edge distill --teacher runs/teacher/best.pt --data data/eurosat --teacher-view ms \\
           --student-view rgb --method kd --arch resnet-narrow --out runs/student
+      cmkd-edge distill --teacher runs/radar/best.pt --data ../shared/data/mstar_soc \\
+          --student-view edge-radar:crop=88,scale=db,norm=mean,aug=crop+gain --arch aconv \\
+          --labelled-fraction 0.05 --out runs/few-labels
     """
     _run(params)

@@ -2,8 +2,10 @@
 
 ``labels.csv`` (columns ``file,label[,class_name][,split]``, paths relative to the CSV; extra columns
 such as ``depression_deg`` or ``md5`` are ignored) fixes labels and the split, exactly as for
-EuroSAT-MS; without it, every chip under ``<Class>/`` (one level, or under ``jpeg/``/``png/``) is a
-sample of that class and the dataset draws a seeded split. Chips are read by the runtime's reader
+EuroSAT-MS; a row with an empty ``label`` is an unlabelled chip. Without it, every chip under
+``<Class>/`` (one level, or under ``jpeg/``/``png/``) is a sample of that class, every chip under
+``unlabelled/`` beside them a sample without a label (training split only: it learns through its
+teacher-modality partner), and the dataset draws a seeded split. Chips are read by the runtime's reader
 (:func:`cmkd_edge.runtime.chips.read_chip`, Pillow), so training and the device see the same array:
 one band ``MAG`` of 8-bit magnitude (source ``chip``, units ``magnitude_u8``).
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cmkd_edge.data.catalog import Catalog, stack_patches
-from cmkd_edge.data.labels import read_labels_csv, resolve_labels
+from cmkd_edge.data.labels import UNLABELLED, UNLABELLED_DIRS, read_labels_csv, resolve_labels
 from cmkd_edge.data.splits import normalise_split
 from cmkd_edge.errors import DataError
 from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS, is_chip_path, read_chip
@@ -114,12 +116,20 @@ def load_chips(root: Path) -> Catalog:
         croot = class_root(root)
         if croot is None:
             raise DataError(f"{root} has no labels.csv and no <Class>/ folders of chips")
-        class_names = sorted(d.name for d in croot.iterdir() if d.is_dir() and _chips(d))
+        dirs = sorted(d.name for d in croot.iterdir() if d.is_dir() and _chips(d))
+        class_names = [d for d in dirs if d.lower() not in UNLABELLED_DIRS]
+        if not class_names:
+            raise DataError(f"{croot} has chips only in {', '.join(dirs)}/ and no <Class>/ folder",
+                            "put the labelled chips in one folder per class")
         files, lab = [], []
         for k, cls in enumerate(class_names):
             for f in _chips(croot / cls):
                 files.append(f)
                 lab.append(k)
+        for d in (d for d in dirs if d.lower() in UNLABELLED_DIRS):
+            for f in _chips(croot / d):
+                files.append(f)
+                lab.append(UNLABELLED)
         ids = [f.relative_to(root).as_posix() for f in files]
         labels = np.asarray(lab, dtype=np.int64)
     arrays = []

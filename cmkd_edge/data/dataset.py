@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from cmkd_edge.data.augment import augmented_views
 from cmkd_edge.data.catalog import Catalog
-from cmkd_edge.data.labels import label_tensor
+from cmkd_edge.data.labels import hide_labels, label_tensor, labelled_mask
 from cmkd_edge.data.layouts import load_catalog
 from cmkd_edge.data.splits import (
     SPLITS,
@@ -48,6 +48,10 @@ class ViewDataset(Dataset):
         source_units: units of the raw files per source.
         ids: this split's sample ids.
         indices: this split's positions in the full catalog.
+        labelled: ``(N,)`` bool, which samples carry a label (:data:`~cmkd_edge.data.labels.UNLABELLED`
+            marks the others in ``labels``).
+        true_labels: the labels as the data has them, before :meth:`hide_labels` (an experiment's
+            hidden labels stay here for oracle pairings and reports; never used as training targets).
     """
 
     def __init__(self, catalog: Catalog, views: dict[str, View], split: str,
@@ -67,6 +71,13 @@ class ViewDataset(Dataset):
         self.class_names = list(catalog.class_names)
         self.task = catalog.task
         self.labels = catalog.labels[self.indices]
+        self.true_labels = self.labels
+        self.labelled = labelled_mask(self.labels)
+        if split in ("val", "test") and not self.labelled.all():
+            first = catalog.ids[int(self.indices[np.flatnonzero(~self.labelled)[0]])]
+            raise DataError(f"split {split!r} of {catalog.path} holds {int((~self.labelled).sum())} "
+                            f"unlabelled sample(s), e.g. {first!r} ({split_origin})",
+                            "validation and test need labels: put unlabelled samples in the train split")
         self.source_band_names = dict(catalog.band_names)
         self.source_units = dict(catalog.source_units)
         self.ids = [catalog.ids[i] for i in self.indices]
@@ -125,6 +136,18 @@ class ViewDataset(Dataset):
         batch = Sample({s: a[g] for s, a in self.catalog.sources.items()}, self.source_band_names)
         return view(batch, np.random.default_rng([self.seed, 7]))
 
+    def hide_labels(self, keep: np.ndarray) -> None:
+        """Forget the labels of every sample outside ``keep`` (bool mask over this split).
+
+        The few-label experiment: hidden samples become unlabelled (``labels`` -1), their true labels
+        stay in :attr:`true_labels` for oracle pairings and reports.
+        """
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self),):
+            raise ValueError(f"keep mask has shape {keep.shape}, expected ({len(self)},)")
+        self.labels = hide_labels(self.true_labels, keep & self.labelled)
+        self.labelled = labelled_mask(self.labels)
+
     def set_epoch(self, epoch: int) -> None:
         """Make augmentation/speckle depend on ``epoch`` (call once per epoch, like DistributedSampler).
 
@@ -158,6 +181,7 @@ class ViewDataset(Dataset):
             "path": self.catalog.path,
             "split": self.split,
             "n": len(self),
+            "n_labelled": int(self.labelled.sum()),
             "n_per_split": counts,
             "split_origin": self.split_origin,
             "seed": self.seed,

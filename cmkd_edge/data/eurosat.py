@@ -1,8 +1,9 @@
 """EuroSAT-MS layout: ``<Class>/<name>.tif`` (13 bands, EuroSAT order), optional ``labels.csv``.
 
 ``labels.csv`` (columns ``file,label[,class_name][,split]``, paths relative to the CSV) fixes labels
-and the split when present; otherwise every ``.tif`` under a class folder is a sample of that class
-and the dataset draws a seeded split.
+and the split when present (an empty ``label`` = an unlabelled patch); otherwise every ``.tif`` under
+a class folder is a sample of that class, every ``.tif`` under ``unlabelled/`` a sample without a
+label (training split only), and the dataset draws a seeded split.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from cmkd_edge.data.bands import EUROSAT_BANDS, OPTICAL_UNITS
 from cmkd_edge.data.catalog import Catalog, stack_patches
-from cmkd_edge.data.labels import read_labels_csv, resolve_labels
+from cmkd_edge.data.labels import UNLABELLED, UNLABELLED_DIRS, read_labels_csv, resolve_labels
 from cmkd_edge.data.readers import read_geotiff
 from cmkd_edge.data.splits import normalise_split
 from cmkd_edge.errors import DataError
@@ -48,7 +49,11 @@ def load_eurosat(root: Path) -> Catalog:
     croot = class_root(root)
     if croot is None:
         raise DataError(f"{root} has no <Class>/<name>.tif folders (EuroSAT-MS layout)")
-    folders = sorted(d.name for d in croot.iterdir() if d.is_dir() and _tifs(d))
+    dirs = sorted(d.name for d in croot.iterdir() if d.is_dir() and _tifs(d))
+    folders = [d for d in dirs if d.lower() not in UNLABELLED_DIRS]
+    if not folders:
+        raise DataError(f"{croot} has patches only in {', '.join(dirs)}/ and no <Class>/ folder",
+                        "put the labelled patches in one folder per class")
     csv_path = root / "labels.csv"
     splits = None
     if csv_path.is_file():
@@ -57,7 +62,7 @@ def load_eurosat(root: Path) -> Catalog:
         if "class_name" in rows[0]:
             known = set(folders)
             for line, row in enumerate(rows, start=2):
-                if row["class_name"] not in known:
+                if row["class_name"] not in known and row["label"] != "":
                     raise DataError(f"unknown class {row['class_name']!r} in {csv_path} "
                                     f"(line {line}; class folders: {', '.join(folders)})")
         else:
@@ -75,6 +80,11 @@ def load_eurosat(root: Path) -> Catalog:
                 files.append(f)
                 ids.append(f.relative_to(root).as_posix())
                 lab.append(k)
+        for d in (d for d in dirs if d.lower() in UNLABELLED_DIRS):
+            for f in _tifs(croot / d):
+                files.append(f)
+                ids.append(f.relative_to(root).as_posix())
+                lab.append(UNLABELLED)
         labels = np.asarray(lab, dtype=np.int64)
     arrays, band_names = [], None
     for f in files:

@@ -1,7 +1,11 @@
 """Labels: the ``labels.csv`` reader shared by layouts, and label tensors for both tasks.
 
 Multiclass labels are int64 class indices (what ``cross_entropy`` takes); multi-label targets are
-float32 multi-hot rows (what ``binary_cross_entropy_with_logits`` takes).
+float32 multi-hot rows (what ``binary_cross_entropy_with_logits`` takes). A sample without a label
+(an empty ``label`` in labels.csv, a file in an ``unlabelled/`` folder, or a label hidden by
+``--labelled-fraction``) carries :data:`UNLABELLED` (-1; a row of -1 for multi-label): it can only
+learn through its teacher-modality partner, and the losses and metrics skip it
+(:func:`labelled_mask`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,26 @@ from typing import Any
 import numpy as np
 
 from cmkd_edge.errors import DataError
+
+#: The label of a sample without one (multiclass index; every entry of a multi-label row).
+UNLABELLED = -1
+#: Folder names that hold unlabelled samples beside the class folders of a layout.
+UNLABELLED_DIRS = ("unlabelled", "unlabeled")
+
+
+def labelled_mask(labels: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which samples carry a label (multiclass ``>= 0``; multi-label rows not all -1)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return labels >= 0
+    return ~(labels < 0).all(axis=1) if labels.shape[1] else np.ones(len(labels), bool)
+
+
+def hide_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """A copy of ``labels`` with every sample outside ``keep`` (bool mask) set to :data:`UNLABELLED`."""
+    out = np.array(labels, copy=True)
+    out[~np.asarray(keep, dtype=bool)] = UNLABELLED
+    return out
 
 
 def read_labels_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
@@ -53,9 +77,14 @@ def resolve_labels(rows: list[dict[str, str]], path: Path,
     """
     has_name = "class_name" in rows[0]
     pairs: dict[int, str] = {}
+    named = [r for r in rows if r["label"] != ""]  # an empty label = an unlabelled sample
+    if not named:
+        raise DataError(f"{path} has no labelled row", "give at least one sample of every class a label")
     if class_names is None:
         if has_name:
             for line, row in enumerate(rows, start=2):
+                if row["label"] == "":
+                    continue
                 idx = _int(row["label"], path, line)
                 if pairs.setdefault(idx, row["class_name"]) != row["class_name"]:
                     raise DataError(f"label {idx} means both {pairs[idx]!r} and "
@@ -63,15 +92,22 @@ def resolve_labels(rows: list[dict[str, str]], path: Path,
             if sorted(pairs) != list(range(len(pairs))):
                 raise DataError(f"labels in {path} are not 0..{len(pairs) - 1}")
             class_names = [pairs[i] for i in range(len(pairs))]
-        elif all(r["label"].lstrip("-").isdigit() for r in rows):
-            class_names = [str(i) for i in range(max(int(r["label"]) for r in rows) + 1)]
+        elif all(r["label"].lstrip("-").isdigit() for r in named):
+            class_names = [str(i) for i in range(max(int(r["label"]) for r in named) + 1)]
         else:
-            class_names = sorted({r["label"] for r in rows})
+            class_names = sorted({r["label"] for r in named})
     lookup = {name: i for i, name in enumerate(class_names)}
     out = np.empty(len(rows), dtype=np.int64)
     for line, row in enumerate(rows, start=2):
         label = row["label"]
         name = row["class_name"] if has_name else None
+        if label == "":
+            if name:
+                raise DataError(f"row for {row['file']!r} has class_name {name!r} but no label in "
+                                f"{path} (line {line})", "give both, or leave both empty for an "
+                                "unlabelled sample")
+            out[line - 2] = UNLABELLED
+            continue
         if label.lstrip("-").isdigit():
             idx = int(label)
             if not 0 <= idx < len(class_names):

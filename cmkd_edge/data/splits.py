@@ -18,8 +18,11 @@ from cmkd_edge.errors import DataError
 from cmkd_edge.fsutil import atomic_write_text
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: A sample in no split: a split file can set samples aside (e.g. the teacher-modality half of an
+#: unpaired experiment, read by the teacher's gallery and never by the student).
+UNUSED = "unused"
 _ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-            "validation": "val", "test": "test", "testing": "test"}
+            "validation": "val", "test": "test", "testing": "test", UNUSED: UNUSED}
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 
 
@@ -34,7 +37,7 @@ def normalise_split(name: str, where: str = "") -> str:
         return key
     if key not in _ALIASES:
         at = f" in {where}" if where else ""
-        raise DataError(f"unknown split {name!r}{at} (expected train, val, test)")
+        raise DataError(f"unknown split {name!r}{at} (expected train, val, test or {UNUSED})")
     return _ALIASES[key]
 
 
@@ -43,7 +46,7 @@ def strata(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim == 1:
         return labels.astype(np.int64)
-    counts = labels.sum(axis=0)
+    counts = np.where(labels > 0, labels, 0).sum(axis=0)
     rarity = np.where(labels > 0, counts[None, :], np.inf)
     key = np.argmin(rarity, axis=1)
     return np.where(np.isfinite(rarity.min(axis=1)), key, -1).astype(np.int64)
@@ -67,6 +70,8 @@ def stratified_split(labels: np.ndarray, seed: int,
                      fractions: Sequence[float] = DEFAULT_FRACTIONS) -> np.ndarray:
     """Assign each sample to train/val/test, stratified by class, reproducibly from ``seed``.
 
+    Unlabelled samples (label -1) all go to train: validation and test need labels.
+
     Args:
         labels: ``(N,)`` class indices or ``(N, K)`` multi-hot.
         seed: RNG seed; the same seed and labels always give the same split.
@@ -75,11 +80,15 @@ def stratified_split(labels: np.ndarray, seed: int,
     Returns:
         ``(N,)`` array of split names.
     """
+    from cmkd_edge.data.labels import labelled_mask
+
     keys = strata(labels)
     rng = np.random.default_rng(seed)
     out = np.empty(len(keys), dtype=object)
-    for k in np.unique(keys):
-        members = rng.permutation(np.flatnonzero(keys == k))
+    has = labelled_mask(labels)
+    out[~has] = "train"
+    for k in np.unique(keys[has]):
+        members = rng.permutation(np.flatnonzero((keys == k) & has))
         start = 0
         for name, count in zip(SPLITS, _allocate(len(members), fractions), strict=True):
             out[members[start:start + count]] = name

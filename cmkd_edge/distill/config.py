@@ -43,6 +43,19 @@ class TrainConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda"; ``amp`` enables autocast + GradScaler
             on CUDA only (CPU always runs float32).
         command: the exact command line, recorded in checkpoints.
+        labelled_fraction, label_seed: keep a stratified ``labelled_fraction`` of the train split's
+            labels (at least one per class; ``label_seed`` draws them) and hide the rest - the
+            few-label experiment; the kept ids go to ``<out>/labelled.csv``. None = every label.
+        labelled_ids: a labelled.csv (or run dir) whose ids are the labelled ones (another run's
+            draw, so two runs see the same labels); exclusive with ``labelled_fraction``.
+        labelled_share: when some training samples are unlabelled and a teacher teaches them, each
+            batch holds at least this share of labelled samples (cycled), the rest unlabelled.
+        ignore_unlabelled: a run without a teacher trains on the labelled samples only instead of
+            refusing data that holds unlabelled ones.
+        pairing, pairing_options: the pairing rule (``cmkd_edge.distill.pairing.PAIRINGS``):
+            ``given`` (the data's own pairs) or a rule pairing into a teacher gallery.
+        teacher_data, teacher_split_file: where the gallery of an unpaired rule comes from (its
+            train split); None = the training split's own teacher view.
     """
 
     out: Path
@@ -79,6 +92,15 @@ class TrainConfig:
     eval_batch_size: int = 128
     quiet: bool = False
     command: str | None = None
+    labelled_fraction: float | None = None
+    label_seed: int = 0
+    labelled_ids: str | None = None
+    labelled_share: float = 0.25
+    ignore_unlabelled: bool = False
+    pairing: str = "given"
+    pairing_options: dict[str, Any] = field(default_factory=dict)
+    teacher_data: str | None = None
+    teacher_split_file: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -109,6 +131,19 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        from cmkd_edge.data.labelled import check_fraction
+
+        check_fraction(self.labelled_fraction)
+        if self.labelled_fraction is not None and self.labelled_ids is not None:
+            raise ConfigError("give --labelled-fraction or --labelled-ids, not both")
+        if not 0.0 < self.labelled_share <= 1.0:
+            raise ConfigError(f"labelled share must be in (0, 1] (got {self.labelled_share})")
+        if self.teacher is None and (self.pairing != "given" or self.teacher_data is not None):
+            raise ConfigError("--pairing and --teacher-data need a teacher", "pass --teacher CHECKPOINT")
+        if self.teacher_data is not None and self.pairing == "given":
+            raise ConfigError("pairing 'given' pairs each student sample with its own teacher view; "
+                              "--teacher-data holds other samples",
+                              "choose --pairing sembridge, random or class")
         if self.teacher_view is not None and self.teacher is None:
             raise ConfigError("a teacher view was given without a teacher checkpoint")
         if self.input_size is not None and self.input_size < 1:

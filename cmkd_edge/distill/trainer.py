@@ -7,7 +7,15 @@ method's name (torchdistill ``core/distillation.py``). Everything about a run - 
 schedule, resume, best-on-validation, the single test evaluation - lives here.
 
 Files (rank 0 only): ``last.pt`` every epoch (with ``train_state``), ``best.pt`` on a better
-validation score, ``metrics.csv``, ``split.csv`` and, at the end, ``summary.json``.
+validation score, ``metrics.csv``, ``split.csv``, ``labelled.csv`` (when some labels are hidden) and,
+at the end, ``summary.json``.
+
+Few labels (docs/methods.md s.5): training samples without a label (the data's own, or hidden by
+``labelled_fraction``) take part only through the teacher - the label loss skips them - and the
+batches then mix labelled and unlabelled samples (:class:`~cmkd_edge.distill.loaders.LabelledBatchSampler`);
+a run without a teacher trains on its labelled samples only, for the same number of steps. The
+teacher's input comes from the run's pairing rule (:mod:`cmkd_edge.distill.pairing`): the sample's own
+teacher view, or a gallery sample paired by name.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +37,7 @@ from cmkd_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpo
 from cmkd_edge.distill import distributed
 from cmkd_edge.distill.config import TrainConfig
 from cmkd_edge.distill.evaluation import compatible_view, evaluate_model, resolve_device
-from cmkd_edge.distill.loaders import make_loader, to_batch
+from cmkd_edge.distill.loaders import LabelledBatchSampler, make_loader, to_batch
 from cmkd_edge.distill.losses import build_method
 from cmkd_edge.distill.losses.base import DistillContext, LossOutput, ModelOutput
 from cmkd_edge.distill.progress import Reporter
@@ -42,11 +51,12 @@ from cmkd_edge.distill.runstate import (
 )
 from cmkd_edge.errors import CheckpointError, ConfigError, DataError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
-from cmkd_edge.runtime.contract.records import CheckpointMeta, ModelConfig, TeacherRef, ViewInfo
+from cmkd_edge.runtime.contract.records import CheckpointMeta, LabelsSeen, ModelConfig, TeacherRef, ViewInfo
 from cmkd_edge.runtime.metrics import DEFAULT_SELECT, SCALARS, require_class_names, scalars
 
 #: Config fields a resumed run must share with the run it continues.
-RESUME_FIXED = ("data", "view", "arch", "arch_options", "teacher", "method", "seed", "batch_size")
+RESUME_FIXED = ("data", "view", "arch", "arch_options", "teacher", "method", "seed", "batch_size",
+                "labelled_fraction", "label_seed", "pairing", "teacher_data")
 
 
 class StudentStep(nn.Module):
@@ -129,10 +139,12 @@ class _Run:
         """Fail on an unknown arch, method or view before any data is read or file written."""
         from cmkd_edge.data.views import parse_view
         from cmkd_edge.distill.losses import METHODS
+        from cmkd_edge.distill.pairing import build_pairing
         from cmkd_edge.models import ARCHS
 
         ARCHS.get(self.cfg.arch)
         METHODS.get(self.cfg.method)
+        build_pairing(self.cfg.pairing, self.cfg.pairing_options)
         for view in (self.cfg.view, self.cfg.teacher_view):
             if view is not None:
                 parse_view(view)
@@ -176,7 +188,10 @@ class _Run:
         from cmkd_edge.data.splits import write_split_file
 
         cfg = self.cfg
-        views = [cfg.view] + ([self.teacher_view] if self.teacher_view not in (None, cfg.view) else [])
+        # why not the teacher's view with --teacher-data: the student's data need not yield it
+        # (optical teacher scenes, radar student chips); the gallery holds the teacher's inputs
+        own_teacher_view = self.teacher_view not in (None, cfg.view) and cfg.teacher_data is None
+        views = [cfg.view] + ([self.teacher_view] if own_teacher_view else [])
         split_file = self._split_file()
         # why: only rank 0 may write split.csv; the others wait and then read it
         if not self.info.is_main:
@@ -214,10 +229,11 @@ class _Run:
             raise ConfigError(f"cannot select on {select!r} for {self.task} data",
                               f"choose one of: {', '.join(choices)}")
         self.select = select
-        if self.teacher_ckpt is not None:
+        if self.teacher_ckpt is not None and cfg.teacher_data is None:
             self._check_teacher_fits()
         if split_note:
             self.report.log(split_note)
+        self._label_regime()
 
     def _split_file(self) -> Path | None:
         """The run's split: an explicit file, else the teacher run's, else ``<out>/split.csv``."""
@@ -232,6 +248,70 @@ class _Run:
             if theirs.is_file():
                 return theirs
         return own
+
+    def _label_regime(self) -> None:
+        """Decide which training samples carry a label; record it as ``self.labels_seen``.
+
+        Raises:
+            ConfigError: unlabelled samples in a run without a teacher (unless ``ignore_unlabelled``).
+            DataError: a class left without a labelled training sample.
+            CheckpointError: a resumed run whose labelled.csv is gone.
+        """
+        from cmkd_edge.data.labelled import (
+            LABELLED_FILE,
+            missing_classes,
+            per_class_counts,
+            read_labelled_ids,
+            stratified_fraction,
+            write_labelled_ids,
+        )
+        from cmkd_edge.distill.losses import METHODS
+
+        cfg, ds = self.cfg, self.train_set
+        from_data = int((~ds.labelled).sum())
+        ids_file, source = None, ("data" if from_data else "all")
+        own = self.out / LABELLED_FILE
+        if cfg.labelled_fraction is not None or cfg.labelled_ids is not None:
+            if cfg.labelled_ids is not None:
+                given = Path(cfg.labelled_ids)
+                given = given / LABELLED_FILE if given.is_dir() else given
+                wanted = set(read_labelled_ids(given))
+            elif cfg.resume:
+                if not own.is_file():
+                    raise CheckpointError(f"cannot resume: {own} (the run's labelled ids) is missing")
+                wanted = set(read_labelled_ids(own))
+            else:
+                keep = stratified_fraction(ds.labels, cfg.labelled_fraction, cfg.label_seed)
+                wanted = {i for i, k in zip(ds.ids, keep, strict=True) if k}
+            unknown = wanted - set(ds.ids)
+            if unknown:
+                raise DataError(f"{len(unknown)} labelled id(s) are not training samples of this data, "
+                                f"e.g. {sorted(unknown)[0]!r}", "the ids must come from a run on the same split")
+            ds.hide_labels(np.asarray([i in wanted for i in ds.ids]))
+            if self.info.is_main and not (cfg.resume and own.is_file()):
+                write_labelled_ids(own, [i for i, k in zip(ds.ids, ds.labelled, strict=True) if k])
+            ids_file, source = LABELLED_FILE, "fraction"
+        n_lab, n_unl = int(ds.labelled.sum()), int((~ds.labelled).sum())
+        counts = per_class_counts(ds.labels, ds.labelled, len(self.class_names))
+        if n_unl and missing_classes(counts, self.class_names):
+            raise DataError(f"class(es) {', '.join(missing_classes(counts, self.class_names))} have no "
+                            "labelled training sample", "label at least one sample of every class")
+        teaches = self.teacher is not None and METHODS.get(cfg.method).needs_teacher
+        if from_data and not teaches and not cfg.ignore_unlabelled:
+            raise ConfigError(f"{from_data} training samples of {cfg.data} have no label (e.g. "
+                              f"{ds.ids[int(np.flatnonzero(~ds.labelled)[0])]!r}), and a run without a "
+                              "teacher cannot learn from them",
+                              "distil from a teacher to use them, or pass --ignore-unlabelled to train "
+                              "on the labelled samples only")
+        self.labels_seen = LabelsSeen(
+            source=source, n_train=len(ds), n_labelled=n_lab, n_unlabelled=n_unl,
+            used_unlabelled=bool(n_unl and teaches), per_class=counts,
+            fraction=cfg.labelled_fraction if source == "fraction" else None,
+            label_seed=cfg.label_seed if cfg.labelled_fraction is not None else None,
+            ids_file=ids_file, ids_sha256=sha256_file(own) if ids_file and own.is_file() else None,
+        )
+        if n_unl:
+            self.report.log(f"labels: {self.labels_seen.summary()}")
 
     def _from_teacher(self, split_file: Path) -> bool:
         return self.teacher_ckpt is not None and self.cfg.split_file is None and \
@@ -279,6 +359,7 @@ class _Run:
             teacher_view=self.teacher_view, student_view=cfg.view, run_dir=self.out,
             make_loader=partial(make_loader, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers),
             task=self.task, num_classes=len(self.class_names), seed=cfg.seed, log=self.report.log,
+            val_set=self.val_set,
         )
         self.method.setup(self.ctx)
         self.teacher = self.ctx.teacher  # a method may replace it (MFH)
@@ -288,6 +369,25 @@ class _Run:
                 p.requires_grad_(False)
         self.method.to(self.device)
         self.run_teacher = self.teacher is not None and self.method.needs_teacher
+        self._build_pairing()
+
+    def _build_pairing(self) -> None:
+        """The pairing rule and, for an unpaired rule, the teacher gallery it pairs into."""
+        from cmkd_edge.distill.pairing import build_pairing
+        from cmkd_edge.distill.pairing.rules import open_gallery, own_gallery
+
+        cfg = self.cfg
+        self.pairing = build_pairing(cfg.pairing, cfg.pairing_options)
+        gallery = None
+        if self.run_teacher and self.pairing.uses_gallery:
+            if cfg.teacher_data is not None:
+                gallery = open_gallery(cfg.teacher_data, cfg.teacher_split_file, self.teacher_view, cfg.view,
+                                       cfg.seed, self.class_names)
+            else:
+                gallery = own_gallery(self.train_set, self.teacher_view, cfg.view)
+            self.report.log(f"pairing {cfg.pairing}: {len(gallery)} teacher samples from {gallery.where}")
+        if self.run_teacher:
+            self.pairing.setup(self.ctx, gallery)
 
     def _build_optimizer(self) -> None:
         cfg = self.cfg
@@ -301,9 +401,17 @@ class _Run:
             self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        sampler = None
+        seen = self.labels_seen
+        if seen.n_unlabelled:
+            lab = np.flatnonzero(self.train_set.labelled)
+            unl = np.flatnonzero(~self.train_set.labelled) if seen.used_unlabelled else []
+            sampler = LabelledBatchSampler(lab, unl, cfg.batch_size, cfg.seed, share=cfg.labelled_share,
+                                           steps=max(1, seen.n_train // cfg.batch_size),
+                                           rank=self.info.rank, world=self.info.world_size)
         self.loader = make_loader(self.train_set, cfg.batch_size, shuffle=True, seed=cfg.seed,
                                   workers=cfg.workers, dist_info=self.info, drop_last=True,
-                                  device=self.device)
+                                  device=self.device, batch_sampler=sampler)
         steps = len(self.loader)
         self.scheduler = build_scheduler(self.optimizer, cfg.epochs * steps, cfg.warmup_epochs * steps,
                                          cfg.min_lr_ratio)
@@ -318,6 +426,8 @@ class _Run:
         assert ts is not None  # _resume_checkpoint refuses a checkpoint without one
         self.student.load_state_dict(ckpt.state_dict)
         self.method.load_state_dict(ts["method"])
+        if ts.get("pairing"):
+            self.pairing.load_state(ts["pairing"])
         self.optimizer.load_state_dict(ts["optimizer"])
         self.scheduler.load_state_dict(ts["scheduler"])
         self.scaler.load_state_dict(ts["scaler"])
@@ -347,10 +457,13 @@ class _Run:
         seed = epoch_seed(cfg.seed, epoch)
         seed_everything(seed)
         self.loader.generator.manual_seed(seed)
-        if hasattr(self.loader.sampler, "set_epoch"):
-            self.loader.sampler.set_epoch(epoch)
+        for sampler in (self.loader.sampler, self.loader.batch_sampler):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
         _dataset_epoch(self.train_set, epoch)
         self.method.on_epoch_start(epoch, self.ctx)
+        if self.run_teacher:
+            self.pairing.on_epoch_start(epoch, self.ctx)
         step.train()
         if self.teacher is not None:
             self.teacher.eval()  # why: a method may hold the teacher as a submodule; keep it frozen
@@ -359,13 +472,15 @@ class _Run:
         with self.report.bar(f"epoch {epoch + 1}/{cfg.epochs}", len(self.loader)) as advance:
             for raw in self.loader:
                 batch = to_batch(raw, self.device)
-                t_out = None
+                t_out = t_in = None
                 with self._autocast():
                     if self.run_teacher:
+                        t_in = self.pairing.teacher_input(batch, self.ctx, self.method)
+                    s_in, t_in = self.method.prepare_inputs(batch.views[cfg.view], t_in, batch.targets)
+                    if t_in is not None:
                         with torch.no_grad():
-                            t_in = self.method.teacher_input(batch, self.ctx)
                             t_out = ModelOutput(*self.teacher.forward_all(t_in))
-                    out = step(batch.views[cfg.view], t_out, batch.targets)
+                    out = step(s_in, t_out, batch.targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(out.total).backward()
                 if cfg.grad_clip is not None:
@@ -420,6 +535,9 @@ class _Run:
             preprocess=self.preprocess,
             method=cfg.method,
             method_options=dataclasses.asdict(self.method.cfg),
+            labels=self.labels_seen,
+            pairing={**self.pairing.report(), "options": dict(cfg.pairing_options),
+                     "teacher_data": cfg.teacher_data} if self.run_teacher else None,
             teacher=teacher,
             seed=cfg.seed,
             command=self.command,
@@ -439,6 +557,7 @@ class _Run:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "method": self.method.state_dict(),
+            "pairing": self.pairing.state() if self.run_teacher else {},
             "rng": rng_state(),
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -476,6 +595,8 @@ class _Run:
             "class_names": self.class_names,
             "synthetic": bool(desc.get("synthetic", False)) or bool(self.view.synthetic),
             "data": desc,
+            "labels": self.labels_seen.to_dict(),
+            "pairing": self.pairing.report() if self.run_teacher else None,
             "epochs_run": int(last.get("epoch", 0)),
             "select_metric": self.select,
             "best_epoch": self.best_epoch,

@@ -1,8 +1,11 @@
 """The one interface every distillation method implements (after torchdistill's loss registry).
 
-The trainer calls ``setup`` once, ``on_epoch_start`` each epoch, ``teacher_input`` and the module
-itself each step; it never branches on which method it runs. Options are a frozen dataclass per method
-(``Config``), filled from ``--method-opt key=value`` strings by :func:`parse_options`.
+The trainer calls ``setup`` once, ``on_epoch_start`` each epoch, ``teacher_input`` (through the
+run's pairing rule), ``prepare_inputs`` and the module itself each step; it never branches on which
+method it runs. Targets of unlabelled samples are -1 (a row of -1 for multi-label):
+:meth:`DistillMethod.task_loss` averages the label loss over the labelled rows only, so those samples
+learn only from the teacher. Options are a frozen dataclass per method (``Config``), filled from
+``--method-opt key=value`` strings by :func:`parse_options`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class DistillContext:
     num_classes: int = 0
     seed: int = 0
     log: Callable[[str], None] = print
+    val_set: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,13 +94,24 @@ class DistillMethod(nn.Module):
     def on_epoch_start(self, epoch: int, ctx: DistillContext) -> None:
         """Called at the start of every epoch (0-based), also on a resumed run."""
 
+    def prepare_inputs(self, student_x: Tensor, teacher_x: Tensor | None, targets: Tensor
+                       ) -> tuple[Tensor, Tensor | None]:
+        """Transform the two models' inputs of one step alike (e.g. one mixup draw for both)."""
+        return student_x, teacher_x
+
     def teacher_input(self, batch: Batch, ctx: DistillContext) -> Tensor:
         """The teacher's input for this batch; by default the paired view of the same samples."""
         return batch.views[ctx.teacher_view]
 
     # loss ----------------------------------------------------------------------------------
     def task_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """Cross-entropy (multiclass) or binary cross-entropy on multi-hot targets (multilabel)."""
+        """Cross-entropy (multiclass) or binary cross-entropy on multi-hot targets (multilabel), averaged
+        over the labelled rows; 0 (still in the graph) for a batch without a labelled row."""
+        keep = labelled_rows(targets)
+        if not bool(keep.all()):
+            if not bool(keep.any()):
+                return logits.sum() * 0.0
+            logits, targets = logits[keep], targets[keep]
         if self.task == "multilabel":
             return nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
         return nn.functional.cross_entropy(logits, targets)
@@ -104,6 +119,11 @@ class DistillMethod(nn.Module):
     def forward(self, s: ModelOutput, t: ModelOutput | None, targets: Tensor) -> LossOutput:
         ce = self.task_loss(s.logits, targets)
         return LossOutput(self.cfg.ce_weight * ce, {"ce": ce.detach()})
+
+
+def labelled_rows(targets: Tensor) -> Tensor:
+    """``(N,)`` bool: rows of a target batch that carry a label (-1 marks an unlabelled sample)."""
+    return targets >= 0 if targets.dim() == 1 else ~(targets < 0).all(dim=1)
 
 
 def _coerce(value: str, typ: Any, key: str) -> Any:
@@ -139,7 +159,7 @@ def _coerce(value: str, typ: Any, key: str) -> Any:
     return value
 
 
-def parse_options(config_cls: type, options: Mapping[str, Any]) -> Any:
+def parse_options(config_cls: type, options: Mapping[str, Any], what: str = "this method") -> Any:
     """Build ``config_cls`` from ``{key: value}``; values may be strings from the command line.
 
     Raises:
@@ -152,10 +172,11 @@ def parse_options(config_cls: type, options: Mapping[str, Any]) -> Any:
         k = key.replace("-", "_")
         if k not in fields:
             raise ConfigError(
-                f"unknown option {key!r} for this method", f"valid options: {', '.join(sorted(fields))}"
+                f"unknown option {key!r} for {what}",
+                f"valid options: {', '.join(sorted(fields))}" if fields else f"{what} takes no options",
             )
         kwargs[k] = _coerce(value, hints[k], key) if isinstance(value, str) else value
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid method options: {exc}") from None
+        raise ConfigError(f"invalid options for {what}: {exc}") from None

@@ -163,6 +163,7 @@ class DSConfig(KDConfig):
     uni_feature: str = "map"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.ind_variant not in ("independent", "match"):
             raise ValueError(f"ind_variant must be independent|match, got {self.ind_variant!r}")
         if self.ind_guard not in ("queue", "refuse", "none"):

@@ -32,6 +32,7 @@ class FitNetConfig(KDConfig):
     feature: str = "map"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.feature not in FEATURES:
             raise ValueError(f"feature must be one of {', '.join(FEATURES)} (got {self.feature!r})")
         if self.hint_weight < 0:

@@ -48,7 +48,10 @@ def rematch_epochs(e0: int, de: int, emu: int, max_epochs: int) -> list[int]:
 
 
 def _same_class_mask(s_labels: Tensor, t_labels: Tensor) -> Tensor:
-    return s_labels.view(-1, 1) == t_labels.view(1, -1)
+    """(N_s, N_t): pairs allowed by the classes; an unknown label (-1, an unlabelled sample) on either
+    side allows every partner, since the class cannot be checked."""
+    s, t = s_labels.view(-1, 1), t_labels.view(1, -1)
+    return (s == t) | (s < 0) | (t < 0)
 
 
 def match_by_similarity(zs: Tensor, zt: Tensor, s_labels: Tensor, t_labels: Tensor) -> Tensor:

@@ -30,6 +30,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from cmkd_edge.distill.dataset_tensors import batched_forward, collect_views
@@ -74,6 +75,7 @@ class MFHConfig(KDConfig):
     max_samples: int | None = 2000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.layer != "embed":
             raise ValueError(f"mfh layer must be 'embed' (the penultimate units), got {self.layer!r}")
         if not 0 <= self.ratio < 1:
@@ -114,6 +116,10 @@ class ModalityFocusing(LogitKD):
             raise ConfigError("mfh needs a teacher", "pass --teacher")
         if isinstance(ctx.teacher, ModalityGeneralTeacher):
             return  # why: setup twice (e.g. a resume path) must not wrap twice
+        if (np.asarray(ctx.train_set.labels) < 0).any():
+            raise ConfigError("mfh needs a label for every training sample (Algorithm 1 trains a "
+                              "reference student on them)", "use kd, ds or sembridge with few labels")
+        super().setup(ctx)
         multilabel = self.task == "multilabel"
         views, labels = collect_views(ctx.train_set, [ctx.teacher_view, ctx.student_view], c.max_samples)
         teacher = ctx.teacher.eval()

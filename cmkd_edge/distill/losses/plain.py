@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 from torch.nn import functional as F
 
-from cmkd_edge.distill.losses.base import DistillMethod, LossOutput, ModelOutput
+from cmkd_edge.distill.losses.base import DistillMethod, LossOutput, ModelOutput, labelled_rows
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,12 @@ class NoDistill(DistillMethod):
     Config = NoDistillConfig
 
     def task_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
-        if self.task == "multilabel":
+        if self.task == "multilabel" or not self.cfg.label_smoothing:
             return super().task_loss(logits, targets)
-        return F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+        keep = labelled_rows(targets)
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[keep], targets[keep], label_smoothing=self.cfg.label_smoothing)
 
     def forward(self, s: ModelOutput, t: ModelOutput | None, targets: Tensor) -> LossOutput:
         ce = self.task_loss(s.logits, targets)

@@ -120,6 +120,7 @@ class SemBridgeConfig(KDConfig):
     sinkhorn_iters: int = 50
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.pairing not in ("given", "random-same-class", "matched"):
             raise ValueError(f"pairing must be given|random-same-class|matched, got {self.pairing!r}")
         if self.align not in ("coral", "sinkhorn", "none"):
@@ -211,6 +212,7 @@ class SemBridge(LogitKD):
         c = self.cfg
         if ctx.teacher is None:
             raise ConfigError("sembridge needs a teacher", "pass --teacher")
+        super().setup(ctx)
         if not self._built and c.align != "none":
             # why not with align=none: the heads would be unused parameters whose initialisation
             # draws from the global RNG, so the run would no longer equal plain KD with these weights
@@ -223,6 +225,10 @@ class SemBridge(LogitKD):
                 f"sembridge pairing={c.pairing} needs single-label classes (task is {self.task})",
                 "use --method-opt pairing=given",
             )
+        if (torch.as_tensor(ctx.train_set.labels) < 0).any():
+            raise ConfigError(f"sembridge pairing={c.pairing} pairs within classes, and some training "
+                              "samples have no label", "use --pairing sembridge (the run's pairing rule), "
+                              "which pairs unlabelled samples too")
         views, labels = collect_views(ctx.train_set, [ctx.teacher_view, ctx.student_view])
         self._bank, self._student_bank, self._labels = views[ctx.teacher_view], views[ctx.student_view], labels
         ctx.teacher.eval()
