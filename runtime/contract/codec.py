@@ -15,6 +15,7 @@ Conventions a record may use:
   writer's additions survive an older reader's read/write.
 - ``field(metadata=OMIT_NONE)`` or a class attribute ``__omit_none__ = True``: a None value is left
   out of the encoded dict (fields added after files were written keep those files' shape).
+  ``metadata={"keep_none": True}`` keeps one field's null in such a class (a key writers always wrote).
 - a classmethod ``_upgrade(d) -> d``: rewrites an older shape before decoding (renamed keys,
   defaults that depend on another key).
 - ``field(metadata=REQUIRED)``: a default for Python callers, but a stored file must have the key.

@@ -248,7 +248,7 @@ class DataProvenance(Record):
     layout: str | None = None
     split_origin: str | None = None
     split_file: str | None = field(default=None, metadata={"keep_none": True})
-    split_source: str | None = None
+    split_source: str | None = field(default=None, metadata={"keep_none": True})
     split_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
