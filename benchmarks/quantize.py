@@ -26,10 +26,15 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cmkd_edge.runtime.contract.records import QuantRecord
+    from cmkd_edge.runtime.manifest import Artifact
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import SHARED_DATA, machine_line, write_section  # noqa: E402
@@ -78,9 +83,9 @@ def precise_bn(ckpt_path: Path, data: str) -> Path:
     ck = load_checkpoint(ckpt_path)
     net = model_from_checkpoint(ck)
     split = ckpt_path.parent / "split.csv"
-    ds = open_dataset(data, views=[ck["view"]], split="train", seed=int(ck.get("seed") or 0),
+    ds = open_dataset(data, views=[ck.meta.view], split="train", seed=ck.meta.seed,
                       split_file=str(split) if split.exists() else None)
-    x = torch.from_numpy(np.ascontiguousarray(ds.view_batch(ds_view_name(ds, ck["view"]))))
+    x = torch.from_numpy(np.ascontiguousarray(ds.view_batch(ds_view_name(ds, ck.meta.view))))
     for m in net.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
@@ -92,10 +97,8 @@ def precise_bn(ckpt_path: Path, data: str) -> Path:
     with torch.no_grad():
         for i in range(0, len(x), 64):
             net(x[order[i:i + 64]])
-    ck.pop("_path")
-    ck["state_dict"] = net.state_dict()
-    ck["command"] = f"{ck.get('command')} && precise BN on the train split (benchmarks/quantize.py)"
-    save_checkpoint(out, ck)
+    meta = replace(ck.meta, command=f"{ck.meta.command} && precise BN on the train split (benchmarks/quantize.py)")
+    save_checkpoint(out, replace(ck, meta=meta, state_dict=net.state_dict()))
     return out
 
 
@@ -153,23 +156,23 @@ def fmt_paired(p: dict[str, Any]) -> str:
             f"-{p['lost']}/+{p['gained']} flips, p={p['p']:.2g}")
 
 
-def verdict_of(rec: dict[str, Any], rung: str) -> str:
+def verdict_of(rec: QuantRecord, rung: str) -> str:
     """The user ladder's gate verdict for ``rung``: pass / fail / error / not reached."""
-    r = next((r for r in rec["rungs"] if r["rung"] == rung), None)
+    r = next((r for r in rec.rungs if r.rung == rung), None)
     if r is None:
-        return f"not reached (accepted {rec['accepted']})"
-    return "error" if "error" in r else ("pass" if r["passed"] else "fail")
+        return f"not reached (accepted {rec.accepted})"
+    return "error" if r.error is not None else ("pass" if r.passed else "fail")
 
 
-def rung_line(rec: dict[str, Any]) -> str:
+def rung_line(rec: QuantRecord) -> str:
     out = []
-    for r in rec["rungs"]:
-        if "error" in r:
-            out.append(f"{r['rung']}: error ({r['error'][:90]})")
+    for r in rec.rungs:
+        if r.error is not None:
+            out.append(f"{r.rung}: error ({r.error[:90]})")
         else:
-            out.append(f"{r['rung']}: val top-1 {r['top1']:.1f} (drop {r['drop']:+.1f}, worst class "
-                       f"{r['worst_class']} {r['worst_class_drop']:+.1f}) "
-                       f"{'PASS' if r['passed'] else 'fail'}")
+            out.append(f"{r.rung}: val top-1 {r.score:.1f} (drop {r.drop:+.1f}, worst class "
+                       f"{r.worst_class} {r.worst_class_drop:+.1f}) "
+                       f"{'PASS' if r.passed else 'fail'}")
     return "; ".join(out)
 
 
@@ -205,6 +208,7 @@ def main() -> None:
     from cmkd_edge.export.quantize import quantize_bundle
     from cmkd_edge.export.samples import load_raw_samples
     from cmkd_edge.export.student import export_checkpoint
+    from cmkd_edge.runtime.contract.records import ONNX_FP32, onnx_id
     from cmkd_edge.runtime.manifest import read_manifest
 
     work = Path(args.workdir)
@@ -214,7 +218,7 @@ def main() -> None:
         ckpt = precise_bn(ckpt, args.data)
     from cmkd_edge.checkpoint import load_checkpoint
 
-    arch_kw = ", ".join(f"{k}={v}" for k, v in (load_checkpoint(ckpt)["model"].get("kwargs") or {}).items())
+    arch_kw = ", ".join(f"{k}={v}" for k, v in load_checkpoint(ckpt).meta.model.kwargs.items())
     print(machine_line(), flush=True)
     main_b = export_checkpoint(ckpt, work / "bundle", data=args.data, force=True)  # ours to redo
     ptq_b, acc_b, qat_b = work / "bundle-ptq", work / "bundle-accuracy-control", work / "bundle-qat"
@@ -243,21 +247,21 @@ def main() -> None:
 
     m = read_manifest(main_b)
     prov = m.provenance
-    view = prov.get("view") or ""
+    view = prov.view or ""
     test = load_raw_samples(args.data, m.preprocess, view, "test")
     n = len(test)
     x1 = np.ascontiguousarray(test.x[:1])
 
-    def art(bundle: Path, aid: str) -> dict[str, Any] | None:
-        return next((a for a in read_manifest(bundle).to_dict()["artifacts"] if a["id"] == aid), None)
+    def art(bundle: Path, aid: str) -> Artifact | None:
+        return read_manifest(bundle).find(aid)
 
-    ptq_ort_rec = read_manifest(ptq_b).quantization["onnxruntime:int8"]
-    rows: list[tuple[str, str, str, Path, dict[str, Any] | None, str]] = [
+    ptq_ort_rec = read_manifest(ptq_b).quant("onnxruntime", "int8")
+    rows: list[tuple[str, str, str, Path, Artifact | None, str]] = [
         # (backend, label, gate verdict, bundle, artifact)
-        ("onnxruntime", "FP32", "reference", main_b, art(main_b, "onnx-fp32"), ""),
-        ("onnxruntime", "INT8 PTQ (QDQ minmax)", "", ptq_b, art(ptq_b, "onnx-int8"),
-         "fail" if not any(r.get("passed") for r in q_ort["rungs"] if r["rung"] in PTQ_ORT) else "pass"),
-        ("onnxruntime", "INT8 QAT (QDQ)", "", qat_b, art(qat_b, "onnx-int8"),
+        ("onnxruntime", "FP32", "reference", main_b, art(main_b, ONNX_FP32), ""),
+        ("onnxruntime", "INT8 PTQ (QDQ minmax)", "", ptq_b, art(ptq_b, onnx_id("int8")),
+         "fail" if not any(r.passed for r in q_ort.rungs if r.rung in PTQ_ORT) else "pass"),
+        ("onnxruntime", "INT8 QAT (QDQ)", "", qat_b, art(qat_b, onnx_id("int8")),
          verdict_of(q_ort, "int8-qat")),
         ("openvino", "FP32 IR", "reference", main_b, art(main_b, "openvino-ir-fp32"), ""),
         ("openvino", "INT8 NNCF PTQ IR", "", ptq_b, art(ptq_b, "openvino-int8"),
@@ -271,27 +275,28 @@ def main() -> None:
     fns = {}
     for backend, label, _, bundle, a, _v in rows:
         runner = ort_runner if backend == "onnxruntime" else ov_runner
-        fns[f"{backend}:{label}"] = runner(bundle / a["path"], args.threads)
+        fns[f"{backend}:{label}"] = runner(bundle / a.path, args.threads)
     logits = {k: np.concatenate([fn(np.ascontiguousarray(test.x[i:i + 1])) for i in range(n)])
               for k, fn in fns.items()}
     lat = measure(fns, x1, args.repeats, args.runs)
     y = test.labels
     ok = {k: v.argmax(1) == y for k, v in logits.items()}
-    qat = (next((r for r in q_ort["rungs"] if r["rung"] == "int8-qat"), {}).get("qat")
-           or read_manifest(qat_b).quantization["onnxruntime:int8"]["rungs"][0].get("qat") or {})
+    qat_rung = next((r for r in q_ort.rungs if r.rung == "int8-qat"), None)
+    qat = ((qat_rung.qat if qat_rung is not None else None)
+           or read_manifest(qat_b).quant("onnxruntime", "int8").rungs[0].qat or {})
     teacher = qat.get("teacher", {})
     results: dict[str, Any] = {"test_n": n, "rows": {}}
     header = [machine_line(), "",
-              f"Data: `{args.data}`; student: **{prov.get('arch')}**{f' ({arch_kw})' if arch_kw else ''} ("
+              f"Data: `{args.data}`; student: **{prov.arch}**{f' ({arch_kw})' if arch_kw else ''} ("
               + ("MobileNetV2-style inverted residuals with depthwise 3x3 convolutions: "
-                 "post-training INT8's usual victim" if str(prov.get("arch")).startswith("mobilenet")
+                 "post-training INT8's usual victim" if str(prov.arch).startswith("mobilenet")
                  else "no depthwise convolutions") + f") on "
-              f"view `{view}`, distilled with `{prov.get('method')}`; preprocessing in the graph, "
+              f"view `{view}`, distilled with `{prov.method}`; preprocessing in the graph, "
               "kept float by every INT8 variant. Calibration: stratified train split "
-              f"({args.calib_size}); gate: val split n={q_ort['gate']['n']}, max drop "
-              f"{args.max_drop} point(s), per-class limit {q_ort['gate']['max_class_drop']} "
+              f"({args.calib_size}); gate: val split n={q_ort.gate.n}, max drop "
+              f"{args.max_drop} point(s), per-class limit {q_ort.gate.max_class_drop} "
               f"(one flip moves the smallest val class "
-              f"{q_ort['gate']['resolution']['smallest_class_points']:.0f} points"
+              f"{(q_ort.gate.resolution or {}).get('smallest_class_points', 0):.0f} points"
               + ("; a limit of 100 switches the per-class rule off, which this split cannot "
                  "resolve" if (args.max_class_drop or 0) >= 100 else "") + "). "
               f"QAT: {len(qat.get('epochs', []))} epoch(s) of torch.ao fake-quant fine-tuning, CE + KD "
@@ -329,8 +334,8 @@ def main() -> None:
               + ("" if resolves else " — the 0.3-point claim needs the MSTAR chips (2,425 test "
                  "chips, 0.04 points each); see the command below") + ".",
               "", "Ladders as a user runs them:",
-              f"- ONNX Runtime INT8: accepted **{q_ort['accepted']}**; {rung_line(q_ort)}.",
-              f"- OpenVINO INT8: accepted **{q_ov['accepted']}**; {rung_line(q_ov)}.",
+              f"- ONNX Runtime INT8: accepted **{q_ort.accepted}**; {rung_line(q_ort)}.",
+              f"- OpenVINO INT8: accepted **{q_ov.accepted}**; {rung_line(q_ov)}.",
               f"- OpenVINO accuracy control alone: {rung_line(q_acc)}.",
               f"- PTQ minmax alone (kept for the table with a 100-point gate): "
               f"{rung_line(ptq_ort_rec)}."]
@@ -364,7 +369,7 @@ def main() -> None:
     # one section per data set (and per --section), so students and data sets stand side by side
     section = args.section or ("quantize" if Path(args.data) == DATA else f"quantize-{name}")
     write_section(section,
-                  f"## Quantization on {name}, {prov.get('arch')}{f' ({arch_kw})' if arch_kw else ''}: PTQ vs "
+                  f"## Quantization on {name}, {prov.arch}{f' ({arch_kw})' if arch_kw else ''}: PTQ vs "
                   "teacher-guided QAT (benchmarks/quantize.py)"
                   "\n\n" + text)
 

@@ -131,9 +131,9 @@ def test_correct(run: Path) -> np.ndarray:
     from cmkd_edge.data import open_dataset
 
     ckpt = load_checkpoint(run / "best.pt")
-    ds = open_dataset(str(DATA), views=[ckpt["view"]], split="test", seed=int(ckpt["seed"]),
+    ds = open_dataset(str(DATA), views=[ckpt.meta.view], split="test", seed=ckpt.meta.seed,
                       split_file=run / "split.csv")
-    x = ds.view_batch(ckpt["view"])
+    x = ds.view_batch(ckpt.meta.view)
     net = model_from_checkpoint(ckpt)
     with torch.no_grad():
         pred = np.concatenate([net(torch.from_numpy(x[i:i + 256])).argmax(1).numpy()
@@ -197,11 +197,12 @@ def score_bundle(archive: Path, threads: int, repeats: int, runs: int) -> list[d
     """Every artifact x its backend through ``Classifier``: test predictions and batch-1 latency."""
     from cmkd_edge.runtime.chips import read_chips
     from cmkd_edge.runtime.classifier import Classifier
+    from cmkd_edge.runtime.contract.records import ONNX_FP32
     from cmkd_edge.runtime.metrics import agreement, paired_difference
 
     files, labels = test_chips()
     x = read_chips(files)
-    with Classifier.open(archive, backend="onnxruntime", artifact="onnx-fp32") as c:
+    with Classifier.open(archive, backend="onnxruntime", artifact=ONNX_FP32) as c:
         arts = [(a.id, a.backend, a.precision) for a in c.manifest.artifacts]
     rows: list[dict[str, Any]] = []
     by_backend: dict[str, list[tuple[str, Any]]] = {}
@@ -231,7 +232,7 @@ def score_bundle(archive: Path, threads: int, repeats: int, runs: int) -> list[d
         for _aid, clf in group:
             clf.close()
     fp32 = {r["backend"]: r for r in rows if r["precision"] == "fp32" and r["id"] in
-            ("onnx-fp32", "openvino-ir-fp32")}
+            (ONNX_FP32, "openvino-ir-fp32")}
     for r in rows:
         base = fp32.get(r["backend"]) or fp32["onnxruntime"]
         r["ms"] = lat[r["id"]]

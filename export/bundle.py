@@ -179,7 +179,7 @@ def edit_bundle(bundle: str | os.PathLike[str],
 def finish_manifest(root: Path, manifest: Manifest) -> Manifest:
     """Drop files no artifact or record needs, then hash every file and write manifest.json."""
     keep = {f for a in manifest.artifacts for f in a.files}
-    split_file = (manifest.provenance.get("data") or {}).get("split_file")
+    split_file = manifest.provenance.data.split_file if manifest.provenance.data else None
     if split_file:  # the training run's split table (export.student.data_provenance)
         keep.add(split_file)
     for p in sorted(root.rglob("*"), reverse=True):

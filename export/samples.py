@@ -63,11 +63,11 @@ class Recorded:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, root: Path | None) -> Recorded:
-        rec = manifest.provenance.get("data")
-        if not rec:
+        rec = manifest.provenance.data
+        if rec is None:
             return cls()
-        rel = rec.get("split_file")
-        return cls(path=rec.get("path"), seed=int(rec.get("seed") or 0),
+        rel = rec.split_file
+        return cls(path=rec.path, seed=rec.seed or 0,
                    split_file=(root / rel) if rel and root is not None else None, known=True)
 
 
@@ -179,7 +179,7 @@ def bundle_samples(bundle: Any, data: str | None, split: str, seed: int = 0) -> 
     rec = Recorded.from_manifest(m, bundle.root)
     path = rec.path if data is None else data
     own = same_data(path, rec.path) and rec.known
-    view = m.provenance.get("view") or ""
+    view = m.provenance.view or ""
     table = str(rec.split_file) if own and rec.split_file is not None else None
     raw = load_raw_samples(path, m.preprocess, view, split, seed=rec.seed, split_file=table)
     raw.info["split_table"] = "training run (bundle split.csv)" if table else "the data's own"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cmkd_edge.export.bundle import finish_manifest, staged_dir
@@ -24,6 +25,7 @@ from cmkd_edge.export.onnx import (
 )
 from cmkd_edge.export.parity import check_parity
 from cmkd_edge.export.samples import RawSamples, load_raw_samples
+from cmkd_edge.runtime.contract.records import ONNX_FP32, DataProvenance, ExportRecord, Provenance
 from cmkd_edge.runtime.device import package_versions
 from cmkd_edge.runtime.manifest import Artifact, Manifest
 from cmkd_edge.runtime.specs import OutputSpec, PreprocessSpec
@@ -31,6 +33,9 @@ from cmkd_edge.runtime.units import synthetic_batch
 
 from cmkd_edge.errors import DataError, ExportValidationError
 from cmkd_edge.fsutil import sha256_file
+
+if TYPE_CHECKING:
+    from cmkd_edge.checkpoint import Checkpoint
 
 MODEL_FILE = "model.onnx"
 SPLIT_FILE = "split.csv"  # the training run's split table, kept in the bundle (see data_provenance)
@@ -41,40 +46,34 @@ EXPORT_TOOLS = ("cmkd-edge", "torch", "onnx", "onnxscript", "onnxslim", "onnxrun
                 "nncf", "tensorrt")
 
 
-def preprocess_spec(ckpt: dict[str, Any]) -> PreprocessSpec:
-    """The checkpoint's deploy preprocessing as the typed spec the bundle will carry.
+def preprocess_spec(ckpt: Checkpoint) -> PreprocessSpec:
+    """The checkpoint's deploy preprocessing (already typed and checked when it was loaded).
 
     Raises:
-        CheckpointError: the stored spec is incomplete or inconsistent (names the field), or has
-            no band statistics.
+        CheckpointError: the spec has no band statistics.
     """
-    from cmkd_edge.errors import BundleError, CheckpointError
+    from cmkd_edge.errors import CheckpointError
 
-    where = ckpt.get("_path", "checkpoint")
-    try:
-        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-    except BundleError as exc:
-        raise CheckpointError(f"{where}: {exc.message}",
-                              "re-save the checkpoint with a current cmkd-edge trainer") from None
+    spec = ckpt.meta.preprocess
     if not spec.has_stats:
-        raise CheckpointError(f"{where}: the preprocessing spec has no band statistics",
+        raise CheckpointError(f"{ckpt.where}: the preprocessing spec has no band statistics",
                               "re-save the checkpoint with a current cmkd-edge trainer")
     return spec
 
 
-def run_split_file(ckpt: dict[str, Any]) -> Path | None:
+def run_split_file(ckpt: Checkpoint) -> Path | None:
     """The training run's drawn split (``split.csv`` beside the checkpoint), if it has one."""
-    split_file = Path(ckpt["_path"]).parent / "split.csv"
+    split_file = Path(ckpt.where).parent / "split.csv"
     return split_file if split_file.is_file() else None
 
 
-def trained_hw(ckpt: dict[str, Any], hw: tuple[int, int] | None) -> tuple[int, int] | None:
+def trained_hw(ckpt: Checkpoint, hw: tuple[int, int] | None) -> tuple[int, int] | None:
     """The patch size the student was trained on (checkpoint ``input_hw``).
 
     ``hw`` is honoured only for checkpoints saved before ``input_hw`` was recorded; for newer ones
     it must agree, because the bundle's input size is a promise about the trained model.
     """
-    rec = ckpt.get("input_hw")
+    rec = ckpt.meta.input_hw
     if rec is None:
         return None if hw is None else (int(hw[0]), int(hw[1]))
     trained = (int(rec[0]), int(rec[1]))
@@ -85,7 +84,7 @@ def trained_hw(ckpt: dict[str, Any], hw: tuple[int, int] | None) -> tuple[int, i
     return trained
 
 
-def parity_samples(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | None, n: int,
+def parity_samples(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None, n: int,
                    seed: int, hw: tuple[int, int] | None) -> RawSamples:
     """Real samples of the validation split (the checkpoint's data unless ``data`` is given);
     random values in the expected range only when no data can be read (recorded as such).
@@ -96,14 +95,14 @@ def parity_samples(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | None,
     Raises:
         ExportValidationError: the data's patches are not ``hw``, or no size is known at all.
     """
-    source = data or (ckpt.get("data") or {}).get("path")
+    source = data or ckpt.meta.data_path
     split_file = run_split_file(ckpt)
     # the run's split table only fits the run's data: other data is read with its own split,
     # rather than falling back to random values that would hide its patch size
     tables = [str(split_file), None] if split_file else [None]
     for table in tables:
         try:
-            raw = load_raw_samples(source, spec, ckpt["view"], "val", n=n, seed=seed,
+            raw = load_raw_samples(source, spec, ckpt.meta.view, "val", n=n, seed=seed,
                                    split_file=table)
             break
         except (DataError, ImportError, OSError) as exc:
@@ -126,26 +125,25 @@ def parity_samples(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | None,
                       info={"data": "random", "why": str(why)[:200], "n": n, "synthetic": True})
 
 
-def data_provenance(ckpt: dict[str, Any], root: Path) -> dict[str, Any]:
+def data_provenance(ckpt: Checkpoint, root: Path) -> DataProvenance:
     """What quantize needs to draw the training run's own splits: data path, seed, split table.
 
     The run's ``split.csv`` is copied into the bundle (checksummed like every file) rather than
     referenced by path: it is small, and a bundle moved to another machine keeps the exact split
     that separates training from test samples.
     """
-    desc = ckpt.get("data") or {}
+    desc = ckpt.meta.data
     split_file = run_split_file(ckpt)
-    out: dict[str, Any] = {"path": desc.get("path"), "seed": int(ckpt.get("seed") or 0),
-                           "layout": desc.get("layout"), "split_origin": desc.get("split_origin"),
-                           "split_file": None, "split_source": None}
+    out = DataProvenance(path=desc.get("path"), seed=ckpt.meta.seed, layout=desc.get("layout"),
+                         split_origin=desc.get("split_origin"))
     if split_file is not None:
         shutil.copyfile(split_file, root / SPLIT_FILE)
-        out.update(split_file=SPLIT_FILE, split_source=str(split_file.resolve()),
-                   split_sha256=sha256_file(split_file))
+        out = replace(out, split_file=SPLIT_FILE, split_source=str(split_file.resolve()),
+                      split_sha256=sha256_file(split_file))
     return out
 
 
-def label_thresholds(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | None,
+def label_thresholds(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None,
                      onnx_path: Path, seed: int) -> tuple[tuple[float, ...] | None, dict[str, Any]]:
     """Per-class decision thresholds of a multi-label student, chosen on its validation split.
 
@@ -157,10 +155,10 @@ def label_thresholds(ckpt: dict[str, Any], spec: PreprocessSpec, data: str | Non
     from cmkd_edge.runtime.classifier import activate
     from cmkd_edge.runtime.metrics import choose_thresholds
 
-    source = data or (ckpt.get("data") or {}).get("path")
+    source = data or ckpt.meta.data_path
     split_file = run_split_file(ckpt)
     try:
-        raw = load_raw_samples(source, spec, ckpt["view"], "val", seed=seed,
+        raw = load_raw_samples(source, spec, ckpt.meta.view, "val", seed=seed,
                                split_file=str(split_file) if split_file else None)
     except (DataError, ImportError, OSError) as exc:
         return None, {"chosen": False, "why": f"validation split unreadable: "
@@ -238,7 +236,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
     module = build_deploy_module(net, spec)
     raw = parity_samples(ckpt, spec, data, max(samples, batch), seed, trained_hw(ckpt, hw))
     h, w = raw.x.shape[-2:]
-    inp = spec.input_spec((h, w), modality=(ckpt.get("view_info") or {}).get("modality"))
+    meta = ckpt.meta
+    inp = spec.input_spec((h, w), modality=meta.view_info.modality)
 
     def torch_fn(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -253,29 +252,27 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
         checks = check_onnx(onnx_path, opset)
         parity = check_parity(torch_fn, onnx_path, raw.x, batches=(1, batch))
         parity["samples_from"] = raw.info
-        teacher = ckpt.get("teacher") or {}
         thresholds, how = (label_thresholds(ckpt, spec, data, onnx_path, seed)
-                           if ckpt["task"] == "multilabel" else (None, None))
-        fp32 = Artifact(id="onnx-fp32", path=MODEL_FILE, format="onnx", precision="fp32",
+                           if meta.task == "multilabel" else (None, None))
+        fp32 = Artifact(id=ONNX_FP32, path=MODEL_FILE, format="onnx", precision="fp32",
                         backend="onnxruntime", files=(MODEL_FILE,), opset=checks["opset"],
                         ir_version=checks["ir_version"], max_batch=max_batch,
                         extra={"parity": {k: parity[k] for k in ("max_abs_diff", "top1_identical",
                                                                  "cases", "batches", "atol")}})
         manifest = Manifest(
-            task=ckpt["task"], class_names=tuple(ckpt["class_names"]), input=inp,
-            output=OutputSpec(activation="sigmoid" if ckpt["task"] == "multilabel" else "softmax",
+            task=meta.task, class_names=meta.class_names, input=inp,
+            output=OutputSpec(activation="sigmoid" if meta.task == "multilabel" else "softmax",
                               thresholds=thresholds),
             preprocess=spec, artifacts=(fp32,),
-            provenance={
-                "student_checkpoint_sha256": sha256_file(ckpt["_path"]),
-                "teacher_checkpoint_sha256": teacher.get("sha256"),
-                "method": ckpt.get("method"), "arch": ckpt["model"]["arch"],
-                "view": ckpt["view"],
-                "view_synthetic": bool((ckpt.get("view_info") or {}).get("synthetic")),
-                "role": ckpt.get("role"), "checkpoint_metrics": ckpt.get("metrics"),
-                "tools": package_versions(EXPORT_TOOLS), "data": data_provenance(ckpt, tmp),
-                "export": {**asked, **checks, "slim": slim_info, "parity": parity},
-                **({"thresholds": how} if how is not None else {}),
-            })
+            provenance=Provenance(
+                student_checkpoint_sha256=sha256_file(ckpt.where),
+                teacher_checkpoint_sha256=None if meta.teacher is None else meta.teacher.sha256,
+                method=meta.method, arch=meta.model.arch, view=meta.view,
+                view_synthetic=meta.view_info.synthetic, role=meta.role,
+                checkpoint_metrics=meta.metrics, labels=meta.labels, pairing=meta.pairing,
+                tools=package_versions(EXPORT_TOOLS), data=data_provenance(ckpt, tmp),
+                export=ExportRecord.from_dict({**asked, **checks, "slim": slim_info, "parity": parity}),
+                thresholds=how,
+            ))
         finish_manifest(tmp, manifest)
     return out

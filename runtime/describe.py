@@ -5,24 +5,16 @@ In the runtime because inspecting a bundle is something a device does too (base 
 
 from __future__ import annotations
 
-from typing import Any
-
+from .contract.records import Accuracy
 from .manifest import Manifest
 
 
-def accuracy_text(m: Manifest, acc: dict[str, Any] | None) -> str:
+def accuracy_text(m: Manifest, acc: Accuracy | None) -> str:
     """``top1 65.00 (val, n=40)``: a recorded accuracy never without its split and n."""
-    if not acc:
+    if acc is None or acc.metric is None:
         return "not measured"
-    key = next((k for k in ("top1", "micro_f1", "accuracy", "map") if k in acc), None)
-    if key is None:
-        return "not measured"
-    n = acc.get("n")
-    if n is None:  # older bundles: the n of the gate that scored that split
-        n = next((q["gate"].get("n") for q in (m.quantization or {}).values()
-                  if isinstance(q, dict) and isinstance(q.get("gate"), dict)
-                  and q["gate"].get("split") == acc.get("split")), None)
-    return (f"{key} {acc[key]:.2f} ({acc.get('split', 'split not recorded')}, "
+    n = acc.n if acc.n is not None else m.gate_n(acc.split)  # older bundles: the gate's n
+    return (f"{acc.metric} {acc.score:.2f} ({acc.split or 'split not recorded'}, "
             f"{'n not recorded' if n is None else f'n={n}'})")
 
 
@@ -47,19 +39,19 @@ def describe_manifest(m: Manifest) -> str:
         lines.append(f"{a.id:22s} {a.precision:9s} {a.backend:12s} {a.format:14s} "
                      f"{accuracy_text(m, a.accuracy):32s}  {', '.join(a.files)}")
     for backend, q in (m.quantization or {}).items():
-        if isinstance(q, dict) and "rungs" in q:
-            tried = ", ".join(f"{r['rung']}{'' if r.get('passed') else ' (fail)'}" for r in q["rungs"])
-            lines.append(f"quantization[{backend}]: accepted {q['accepted']}; tried {tried}")
-            note = (q.get("gate") or {}).get("unresolved_note")
+        if q.rungs:
+            tried = ", ".join(f"{r.rung}{'' if r.passed else ' (fail)'}" for r in q.rungs)
+            lines.append(f"quantization[{backend}]: accepted {q.accepted}; tried {tried}")
+            note = q.gate.unresolved_note if q.gate is not None else None
             if note:
                 lines.append(f"  unresolved: {note}")
     if m.output.thresholds is not None:
-        how = m.provenance.get("thresholds") or {}
+        how = m.provenance.thresholds or {}
         lines.append(f"thresholds  {', '.join(format(t, '.2f') for t in m.output.thresholds)} "
                      f"(chosen on {how.get('split', '?')}, n={how.get('n', '?')})")
     lines.append("accuracies above are the manifest's record (the gate's split); measure them on "
                  "your data with `cmkd-edge evaluate BUNDLE --split test`")
     prov = m.provenance
-    lines.append(f"student sha256 {str(prov.get('student_checkpoint_sha256'))[:16]}..., method "
-                 f"{prov.get('method')}, {len(m.files)} files checksummed")
+    lines.append(f"student sha256 {str(prov.student_checkpoint_sha256)[:16]}..., method "
+                 f"{prov.method}, {len(m.files)} files checksummed")
     return "\n".join(lines)

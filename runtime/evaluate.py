@@ -27,6 +27,7 @@ from cmkd_edge.errors import DataError
 
 from .bundle import Bundle, open_bundle
 from .classifier import Classifier
+from .contract.records import ONNX_FP32
 from .metrics import micro_f1, multiclass_report, multilabel_report, paired_difference
 
 
@@ -111,7 +112,7 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
             latency[(backend, art_id)] = (_p50_batch1(clf, x, latency_iterations)
                                           if latency_iterations else None)
     fp32 = [p for p in pairs if m.artifact(p[1]).precision == "fp32"]
-    ref_key = next((p for p in fp32 if p == ("onnxruntime", "onnx-fp32")), fp32[0] if fp32 else None)
+    ref_key = next((p for p in fp32 if p == ("onnxruntime", ONNX_FP32)), fp32[0] if fp32 else None)
     rows = []
     for key in pairs:
         backend, art_id = key
@@ -143,16 +144,15 @@ def _gate_note(m: Any, art: Any, row: dict[str, Any]) -> str | None:
     the gate say it could not resolve the limit? (issue 9: no silent loss.)"""
     if not art.gate_passed or "drop" not in row:
         return None
-    recs = [r for r in (m.quantization or {}).values()
-            if isinstance(r, dict) and r.get("accepted_precision") == art.precision]
-    gate = (recs[0].get("gate") or {}) if recs else (art.extra.get("gate") or {})
-    limit = gate.get("max_drop")
-    if limit is None or row["drop"] <= limit + 1e-9:
+    gate = next((r.gate for r in (m.quantization or {}).values()
+                 if r.accepted_precision == art.precision and r.gate is not None), None)
+    limit = None if gate is None else gate.max_drop
+    if gate is None or limit is None or row["drop"] <= limit + 1e-9:
         return None
-    if gate.get("resolved") is False:
+    if gate.resolved is False:
         return (f"loses {row['drop']:.1f} points on {row['split']} (n={row['n']}), over the gate's "
                 f"--max-drop {limit:g}; the gate said its data could not resolve that limit "
-                f"({gate.get('split')}, n={gate.get('n')})")
+                f"({gate.split}, n={gate.n})")
     return (f"loses {row['drop']:.1f} points on {row['split']} (n={row['n']}), over the gate's "
             f"--max-drop {limit:g}; interval [{row['drop_lo']:+.1f}, {row['drop_hi']:+.1f}]"
             + (" holds the limit" if row["drop_lo"] <= limit else " excludes the limit: re-gate"))

@@ -2,15 +2,16 @@
 
 The schema is the one in docs/architecture.md; the runtime reads it and the export stage writes it,
 so both sides share this module (stdlib only, nothing heavy at import). The specs it holds
-(``InputSpec``, ``PreprocessSpec``, ``OutputSpec``) live in ``runtime.specs``, the field checks in
-``runtime.fields``. Public API, kept small:
+(``InputSpec``, ``PreprocessSpec``, ``OutputSpec``) live in ``runtime.specs``, the records it holds
+(accuracy, gate, quantization, provenance) in ``runtime.contract.records``, and every field is read
+and written by the one codec (``runtime.contract.codec``). Public API, kept small:
 
     Manifest, Artifact                             # frozen dataclasses; lists are tuples
     Manifest.from_dict(d) -> Manifest              # validates; BundleError names the bad field
     Manifest.to_dict() -> dict                     # JSON-ready, round-trips with from_dict
     read_manifest(path_or_bundle_dir) -> Manifest
     hash_bundle_files(bundle_dir) -> dict[str, str]          # every file but manifest.json
-    write_manifest(bundle_dir, manifest_or_dict) -> Manifest  # fills `files`, writes atomically
+    write_manifest(bundle_dir, manifest) -> Manifest  # fills `files`, writes atomically
 
 How the export stage writes a bundle::
 
@@ -24,10 +25,10 @@ How the export stage writes a bundle::
                  preprocess=PreprocessSpec(source="s1", source_bands=("VV", "VH"),
                                            source_units="db", select=(0, 1), clip=(-50.0, 30.0),
                                            mean=(-12.0, -19.0), std=(4.0, 5.0)),
-                 artifacts=(Artifact(id="onnx-fp32", path="model.onnx", format="onnx",
+                 artifacts=(Artifact(id=ONNX_FP32, path="model.onnx", format="onnx",
                                      precision="fp32", backend="onnxruntime",
                                      files=("model.onnx",), opset=17, ir_version=8),),
-                 quantization=None, provenance={"method": "kd", "tools": {...}})
+                 quantization=None, provenance=Provenance(method="kd", tools={...}))
     write_manifest(bundle_dir, m)   # hashes every file, checks artifact files exist, atomic write
 
 A later stage never edits a dict: it derives a new manifest (``m.with_artifact(a)``,
@@ -52,16 +53,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 from cmkd_edge.errors import BundleError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
 
-from .fields import check_choice, check_type, extra_keys, get_field, is_int, plain, str_tuple
+from .contract.codec import OMIT_NONE, REQUIRED, Positive, Record, check
+from .contract.records import Accuracy, ArtifactGate, Provenance, QuantRecord, quant_key
 from .specs import InputSpec, OutputSpec, PreprocessSpec
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+Task = Literal["multiclass", "multilabel"]
+Precision = Literal["fp32", "fp16", "int8"]
 TASKS = ("multiclass", "multilabel")
 from .backends import ARTIFACT_FORMATS as FORMATS, BACKEND_NAMES  # noqa: E402, I001  (live, from backend declarations)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -77,36 +81,44 @@ def check_relpath(rel: str, where: str = "path") -> str:
     return rel
 
 
+def _choice(value: str, choices: Sequence[str], where: str) -> None:
+    if value not in choices:
+        raise BundleError(f"manifest field {where!r} is {value!r} (expected one of {', '.join(choices)})")
+
+
 @dataclass(frozen=True)
-class Artifact:
-    """One runnable model file set (ONNX, OpenVINO IR, TensorRT plan) of a given precision."""
+class Artifact(Record):
+    """One runnable model file set (ONNX, OpenVINO IR, TensorRT plan) of a given precision.
+
+    ``rung`` (quantize: the ladder rung it came from) and ``gate`` (compile: its own gate run, or
+    why none) are the writers' records other stages read; the rest of what writers add (parity,
+    check, device, qat, profile) stays in ``extra``, read by no code.
+    """
 
     id: str
     path: str
     format: str
-    precision: str
+    precision: Precision
     backend: str
     files: tuple[str, ...]
     opset: int | None = None
     ir_version: int | None = None
-    accuracy: dict[str, Any] | None = None
+    accuracy: Accuracy | None = None
     fingerprint: dict[str, str] | None = None
-    max_batch: int | None = None
+    max_batch: Annotated[int, Positive] | None = None
     gate_passed: bool | None = None
     source: str | None = None  # id of the artifact this one was compiled from
+    rung: str | None = field(default=None, metadata=OMIT_NONE)
+    gate: ArtifactGate | None = field(default=None, metadata=OMIT_NONE)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        check_type(self.id, "artifacts[].id", "str")
+        if not isinstance(self.id, str):
+            raise BundleError(f"manifest field 'artifacts[].id' must be a string, got {self.id!r}")
+        check(self, f"artifacts[{self.id}]")
         where = f"artifacts[{self.id}]"
-        str_tuple(self.files, f"{where}.files")
-        for f, kind in (("opset", "int?"), ("ir_version", "int?"), ("max_batch", "posint?"),
-                        ("gate_passed", "bool?"), ("accuracy", "dict?"), ("fingerprint", "dict?"),
-                        ("source", "str?")):
-            check_type(getattr(self, f), f"{where}.{f}", kind)
-        check_choice(self.format, FORMATS, f"{where}.format")
-        check_choice(self.precision, PRECISIONS, f"{where}.precision")
-        check_choice(self.backend, BACKEND_NAMES, f"{where}.backend")
+        _choice(self.format, FORMATS, f"{where}.format")
+        _choice(self.backend, BACKEND_NAMES, f"{where}.backend")
         check_relpath(self.path, f"{where}.path")
         for f in self.files:
             check_relpath(f, f"{where}.files")
@@ -116,47 +128,33 @@ class Artifact:
             raise BundleError(f"manifest field '{where}.fingerprint' is missing (TensorRT plan)")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], index: int = 0) -> Artifact:
-        where = f"artifacts[{index}]"
-        path = get_field(d, "path", where)
-        return cls(id=get_field(d, "id", where), path=path, format=get_field(d, "format", where),
-                   precision=get_field(d, "precision", where), backend=get_field(d, "backend", where),
-                   files=str_tuple(get_field(d, "files", where, [path]), f"{where}.files"),
-                   opset=get_field(d, "opset", where, None), ir_version=get_field(d, "ir_version", where, None),
-                   accuracy=get_field(d, "accuracy", where, None),
-                   fingerprint=get_field(d, "fingerprint", where, None),
-                   max_batch=get_field(d, "max_batch", where, None),
-                   gate_passed=get_field(d, "gate_passed", where, None),
-                   source=get_field(d, "source", where, None), extra=extra_keys(d, cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON entry, as manifest.json holds it."""
-        return plain(self)
+    def _upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Older writers left ``files`` out when the artifact is its one file."""
+        return d if "files" in d or not isinstance(d.get("path"), str) else {**d, "files": [d["path"]]}
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(Record):
     """The whole manifest; ``files`` maps every bundle file but manifest.json to its sha256."""
 
-    task: str
+    task: Task
     class_names: tuple[str, ...]
     input: InputSpec
     output: OutputSpec
     preprocess: PreprocessSpec
     artifacts: tuple[Artifact, ...]
-    quantization: dict[str, Any] | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
+    quantization: dict[str, QuantRecord] | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    files: dict[str, str] = field(default_factory=dict, metadata=REQUIRED)
     created: str = ""
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = field(default=SCHEMA_VERSION, metadata=REQUIRED)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    _upgrade_note: ClassVar[str] = "re-export the bundle with `cmkd-edge export`"
 
     def __post_init__(self) -> None:
         _check_version(self.schema_version)
-        check_choice(self.task, TASKS, "task")
-        str_tuple(self.class_names, "class_names")
-        if not isinstance(self.preprocess, PreprocessSpec):
-            raise BundleError("manifest field 'preprocess' must be a preprocessing spec object")
+        check(self)
         # the device feeds raw values: the graph must hold the preprocessing, for these bands
         if not self.preprocess.in_graph:
             raise BundleError("manifest field 'preprocess.in_graph' is false (this runtime feeds raw "
@@ -166,11 +164,6 @@ class Manifest:
             raise BundleError(f"manifest field 'preprocess.source_bands' "
                               f"({','.join(self.preprocess.source_bands)}) differs from "
                               f"'input.band_names' ({','.join(self.input.band_names)})")
-        check_type(self.quantization, "quantization", "dict?")
-        check_type(self.provenance, "provenance", "dict")
-        check_type(self.created, "created", "str")
-        if not isinstance(self.files, dict):
-            raise BundleError("manifest field 'files' must be an object")
         if not self.class_names:
             raise BundleError("manifest field 'class_names' is empty")
         if self.output.thresholds is not None and len(self.output.thresholds) != len(self.class_names):
@@ -183,10 +176,28 @@ class Manifest:
             raise BundleError(f"manifest field 'artifacts' repeats an id ({ids})")
         for rel, digest in self.files.items():
             check_relpath(rel, "files")
-            if not (isinstance(digest, str) and len(digest) == 64):
+            if len(digest) != 64:
                 raise BundleError(f"manifest field 'files[{rel}]' is not a sha256 hex digest")
         if not self.created:
             object.__setattr__(self, "created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @classmethod
+    def _upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """The version first: a newer schema's other fields must not produce a misleading error."""
+        if "schema_version" not in d:
+            raise BundleError("manifest field 'schema_version' is missing", cls._upgrade_note)
+        _check_version(d["schema_version"])
+        return d
+
+    def quant(self, backend: str, precision: str) -> QuantRecord | None:
+        """The quantization record of one ``quantize --backend B --precision P`` request, or None."""
+        return (self.quantization or {}).get(quant_key(backend, precision))
+
+    def gate_n(self, split: str | None) -> int | None:
+        """The n of a recorded gate that scored ``split`` (older bundles' accuracies lack their n;
+        every gate of a bundle scores the same recorded samples)."""
+        return next((q.gate.n for q in (self.quantization or {}).values()
+                     if q.gate is not None and q.gate.split == split and q.gate.n is not None), None)
 
     def artifact(self, artifact_id: str) -> Artifact:
         for a in self.artifacts:
@@ -232,35 +243,9 @@ class Manifest:
         m, gone = self.without([artifact.id])
         return replace(m, artifacts=(*m.artifacts, artifact)), gone[1:]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Manifest:
-        """Validate a parsed manifest.json; every problem is a BundleError naming the field."""
-        if not isinstance(d, dict):
-            raise BundleError("manifest.json is not a JSON object")
-        # the version first: a newer schema's other fields must not produce a misleading error
-        version = _check_version(get_field(d, "schema_version", ""))
-        arts = get_field(d, "artifacts", "")
-        if not isinstance(arts, list):
-            raise BundleError("manifest field 'artifacts' must be a list")
-        files = get_field(d, "files", "")
-        return cls(task=get_field(d, "task", ""),
-                   class_names=str_tuple(get_field(d, "class_names", ""), "class_names"),
-                   input=InputSpec.from_dict(get_field(d, "input", "")),
-                   output=OutputSpec.from_dict(get_field(d, "output", "")),
-                   preprocess=PreprocessSpec.from_dict(get_field(d, "preprocess", "")),
-                   artifacts=tuple(Artifact.from_dict(a, i) for i, a in enumerate(arts)),
-                   quantization=get_field(d, "quantization", "", None),
-                   provenance=get_field(d, "provenance", "", {}), files=files,
-                   created=get_field(d, "created", "", ""), schema_version=version,
-                   extra=extra_keys(d, cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``Manifest.from_dict(m.to_dict()) == m``."""
-        return plain(self)
-
 
 def _check_version(version: Any) -> int:
-    if not is_int(version) or version != SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
         raise BundleError(f"manifest schema_version {version!r} is not supported "
                           f"(this runtime reads {SCHEMA_VERSION})", "upgrade cmkd-edge")
     return version
@@ -286,7 +271,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise BundleError(f"no {MANIFEST_NAME} at {p.parent}", "is this a cmkd-edge bundle?") from exc
     except (OSError, ValueError) as exc:
         raise BundleError(f"{p} is not readable JSON ({exc})") from exc
-    return Manifest.from_dict(data)
+    if not isinstance(data, dict):
+        raise BundleError(f"{p} is not a JSON object", "is this a cmkd-edge bundle?")
+    return Manifest.from_dict(data, source=p)
 
 
 def hash_bundle_files(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
@@ -305,16 +292,16 @@ def hash_bundle_files(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
     return out
 
 
-def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest | dict[str, Any]) -> Manifest:
+def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Manifest:
     """Hash the bundle's files into ``files``, check every artifact file exists, write atomically.
 
     Returns the manifest as written (validated again: an intermediate state such as an empty
     artifact list never reaches disk). Write the model files first: the hashes cover what is on disk.
     """
     root = Path(bundle_dir)
-    d = manifest.to_dict() if isinstance(manifest, Manifest) else dict(manifest)
-    d["files"] = hash_bundle_files(root)
-    final = Manifest.from_dict(d)
+    if not isinstance(manifest, Manifest):
+        raise TypeError(f"write_manifest takes a Manifest, not {type(manifest).__name__}")
+    final = Manifest.from_dict({**manifest.to_dict(), "files": hash_bundle_files(root)})
     for a in final.artifacts:
         for rel in a.files:
             if rel not in final.files:

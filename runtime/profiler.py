@@ -36,7 +36,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from cmkd_edge.errors import ConfigError
 from .backends import FORMATS, available, available_backends, backend_spec
 from .bundle import Bundle, open_bundle
 from .classifier import Classifier
+from .contract.records import Accuracy
 from .device import device_info, package_versions
 from .units import synthetic_batch
 
@@ -139,7 +140,7 @@ class LatencyReport:
     model_only: dict[str, float]
     end_to_end: dict[str, float]
     peak_rss_mb: float
-    accuracy: dict[str, Any] | None
+    accuracy: Accuracy | None
     device: dict[str, Any]
     command: str
     versions: dict[str, str]
@@ -152,6 +153,7 @@ class LatencyReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("model_only_samples"), d.pop("end_to_end_samples")
+        d["accuracy"] = None if self.accuracy is None else self.accuracy.to_dict()
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **d}
 
 
@@ -204,23 +206,17 @@ def _time_nested(clf: Classifier, x: np.ndarray, warmup: int, iterations: int) -
     return model, e2e
 
 
-def recorded_accuracy(bundle: Bundle, artifact_id: str) -> dict[str, Any] | None:
+def recorded_accuracy(bundle: Bundle, artifact_id: str) -> Accuracy | None:
     """The artifact's accuracy as the manifest records it, with the split and n it was measured on.
 
     ``n`` comes from the quantization gate record of that split (every gate of a bundle scores the
     same recorded validation samples); None when the manifest does not say.
     """
-    acc = bundle.manifest.artifact(artifact_id).accuracy
-    if not acc:
+    m = bundle.manifest
+    acc = m.artifact(artifact_id).accuracy
+    if acc is None or acc.metric is None:
         return None
-    out = dict(acc)
-    if out.get("n") is None:
-        for rec in (bundle.manifest.quantization or {}).values():
-            gate = (rec.get("gate") if isinstance(rec, dict) else None) or {}
-            if isinstance(gate, dict) and gate.get("split") == out.get("split") and gate.get("n") is not None:
-                out["n"] = gate["n"]
-                break
-    return out
+    return acc if acc.n is not None else replace(acc, n=m.gate_n(acc.split))
 
 
 def _versions(backend: str) -> dict[str, str]:
@@ -382,29 +378,30 @@ def write_csv(reports: list[LatencyReport], path: str | os.PathLike[str]) -> Non
         row.update({f"end_to_end_{k}": r.end_to_end[k] for k in STAT_KEYS})
         row.update(cold_start_ms=r.cold_start["total_ms"], peak_rss_mb=r.peak_rss_mb,
                    rss_baseline_mb=r.rss.get("baseline_mb"), rss_added_mb=r.rss.get("added_mb"),
-                   accuracy=json.dumps(r.accuracy) if r.accuracy else "",
+                   accuracy=json.dumps(r.accuracy.to_dict()) if r.accuracy else "",
                    cpu=r.device["cpu"]["model"], command=r.command)
         w.writerow(row)
     atomic_write_text(path, buf.getvalue())
 
 
-def top1_percent(acc: dict[str, Any] | None) -> float | None:
+def top1_percent(acc: Accuracy | None) -> float | None:
     """The recorded top-1 in percent, or None. quantize and compile record percent (their drops are
     points); a value <= 1 is read as a fraction (hand-written or older manifests)."""
-    v = (acc or {}).get("top1", (acc or {}).get("micro_f1"))  # micro_f1: a multi-label gate's score
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
+    if acc is None:
+        return None
+    v = acc.top1 if acc.top1 is not None else acc.micro_f1  # micro_f1: a multi-label gate's score
+    if v is None:
         return None
     return float(v) * 100.0 if v <= 1.0 else float(v)
 
 
-def accuracy_label(acc: dict[str, Any] | None) -> str:
+def accuracy_label(acc: Accuracy | None) -> str:
     """``top1 91.2% (val, n=40)``; ``not measured`` when the manifest records none for the artifact."""
     pct = top1_percent(acc)
-    if pct is None:
+    if acc is None or pct is None:
         return "not measured"
-    n = acc.get("n")  # type: ignore[union-attr]
-    where = f"{acc.get('split', 'split not recorded')}, " + (f"n={n}" if n is not None else "n not recorded")  # type: ignore[union-attr]
-    return f"{'top1' if 'top1' in acc else 'micro-F1'} {pct:.1f}% ({where})"  # type: ignore[operator]
+    where = f"{acc.split or 'split not recorded'}, " + (f"n={acc.n}" if acc.n is not None else "n not recorded")
+    return f"{'top1' if acc.top1 is not None else 'micro-F1'} {pct:.1f}% ({where})"
 
 
 def render_table(reports: list[LatencyReport]) -> Any:
@@ -473,12 +470,12 @@ def latency_figure(reports: list[LatencyReport]) -> Any:
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     missing, splits = [], set()
     for r in (r for r in reports if r.batch == smallest):
-        acc, pct = r.accuracy or {}, top1_percent(r.accuracy)
-        if pct is None:
+        acc, pct = r.accuracy, top1_percent(r.accuracy)
+        if acc is None or pct is None:
             missing.append(f"{r.backend} {r.artifact}")
             continue
-        splits.add((acc.get("split", "?"), acc.get("n")))
-        by = acc.get("backend")
+        splits.add((acc.split or "?", acc.n))
+        by = acc.backend
         note = f" (scored on {by})" if by and by != r.backend else ""
         # a legend, not text labels: artifacts of equal accuracy would print on top of each other
         ax.scatter(r.end_to_end["p50_ms"] / r.batch, pct, marker=markers.get(r.precision, "o"),

@@ -9,42 +9,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 from cmkd_edge.errors import BundleError
 
-from .fields import (
-    as_floats,
-    as_ints,
-    as_tuple,
-    check_choice,
-    check_range,
-    check_type,
-    extra_keys,
-    get_field,
-    is_int,
-    is_num,
-    plain,
-    str_tuple,
-)
+from .contract.codec import REQUIRED, Record, check
 
-MODALITIES = ("optical", "sar")
+Modality = Literal["optical", "sar"]
 #: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR
 #: magnitude (amplitude) chips quantised to 8 bits (MSTAR-style JPEG/PNG chips: 0-255, neither dB
 #: nor power; squaring gives a quantity proportional to power, up to the product's unknown scale).
-UNITS = ("reflectance_x1e4", "db", "linear", "magnitude_u8")
+Units = Literal["reflectance_x1e4", "db", "linear", "magnitude_u8"]
+Activation = Literal["softmax", "sigmoid"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+UNITS: tuple[str, ...] = get_args(Units)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 #: Units that are an amplitude (dB = 20 log10) rather than a power (dB = 10 log10).
 AMPLITUDE_UNITS = ("magnitude_u8",)
-ACTIVATIONS = ("softmax", "sigmoid")
 
 
 @dataclass(frozen=True)
-class InputSpec:
+class InputSpec(Record):
     """What the model's input tensor holds: raw sensor values, bands in file order."""
 
-    modality: str
+    _where: ClassVar[str] = "input"
+
+    modality: Modality
     band_names: tuple[str, ...]
-    units: str
+    units: Units
     shape: tuple[int | None, ...]
     name: str = "input"
     dtype: str = "float32"
@@ -54,18 +46,10 @@ class InputSpec:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        check_choice(self.modality, MODALITIES, "input.modality")
-        check_choice(self.units, UNITS, "input.units")
-        str_tuple(self.band_names, "input.band_names")
-        for f in ("name", "dtype", "layout"):
-            check_type(getattr(self, f), f"input.{f}", "str")
-        check_type(self.nodata, "input.nodata", "num?")
-        check_range(self.expected_range, "input.expected_range")
+        check(self)
         if self.layout != "NCHW":
             raise BundleError(f"manifest field 'input.layout' is {self.layout!r} (expected NCHW)")
-        if not isinstance(self.shape, tuple):
-            raise BundleError("manifest field 'input.shape' must be a list")
-        if len(self.shape) != 4 or not all(d is None or (is_int(d) and d > 0) for d in self.shape):
+        if len(self.shape) != 4 or not all(d is None or d > 0 for d in self.shape):
             raise BundleError(f"manifest field 'input.shape' is {list(self.shape)} "
                               "(expected [null|N, C, H, W] with positive ints)")
         if self.shape[1] is not None and self.shape[1] != len(self.band_names):
@@ -75,19 +59,6 @@ class InputSpec:
     @property
     def channels(self) -> int:
         return len(self.band_names)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        return cls(modality=get_field(d, "modality", "input"),
-                   band_names=str_tuple(get_field(d, "band_names", "input"), "input.band_names"),
-                   units=get_field(d, "units", "input"), shape=as_tuple(get_field(d, "shape", "input")),
-                   name=get_field(d, "name", "input", "input"), dtype=get_field(d, "dtype", "input", "float32"),
-                   layout=get_field(d, "layout", "input", "NCHW"), nodata=get_field(d, "nodata", "input", None),
-                   expected_range=as_floats(get_field(d, "expected_range", "input", None)),
-                   extra=extra_keys(d, cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain(self)
 
 
 #: Raw source -> modality of the deployed input (``s2`` = Sentinel-2 optical, ``s1`` = Sentinel-1
@@ -99,7 +70,7 @@ DB_FLOOR = 1e-10  # linear power floor before log10: a zero pixel must not becom
 
 
 @dataclass(frozen=True)
-class PreprocessSpec:
+class PreprocessSpec(Record):
     """What the deployed graph does to raw sensor input before the network's first layer.
 
     One record from view to device: a view produces it (``View.deploy_input``), the trainer adds
@@ -128,9 +99,11 @@ class PreprocessSpec:
             does not clip (``clip_in_net``). Needs a log scale (``to_db`` or ``to_log``).
     """
 
+    _where: ClassVar[str] = "preprocess"
+
     source: str
     source_bands: tuple[str, ...]
-    source_units: str
+    source_units: Units
     select: tuple[int, ...]
     to_db: bool = False
     clip: tuple[float, float] | None = None
@@ -143,36 +116,23 @@ class PreprocessSpec:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        check_type(self.source, "preprocess.source", "str")
-        if not isinstance(self.to_log, bool):
-            raise BundleError("manifest field 'preprocess.to_log' must be true or false")
+        check(self)
         if self.to_log and self.to_db:
             raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.to_log' are both "
                               "true (choose one log scale)")
-        if not isinstance(self.centre, bool):
-            raise BundleError("manifest field 'preprocess.centre' must be true or false")
         if self.centre and not (self.to_db or self.to_log):
             raise BundleError("manifest field 'preprocess.centre' needs a log scale "
                               "('preprocess.to_db' or 'preprocess.to_log')")
-        if self.crop is not None and not (isinstance(self.crop, tuple) and len(self.crop) == 2
-                                          and all(is_int(v) and v > 0 for v in self.crop)):
+        if self.crop is not None and not all(v > 0 for v in self.crop):
             raise BundleError(f"manifest field 'preprocess.crop' must be [h, w] (positive ints) or "
-                              f"null, got {self.crop!r}")
-        str_tuple(self.source_bands, "preprocess.source_bands")
-        check_choice(self.source_units, UNITS, "preprocess.source_units")
-        if not isinstance(self.to_db, bool) or not isinstance(self.in_graph, bool):
-            raise BundleError("manifest fields 'preprocess.to_db' and 'preprocess.in_graph' must be "
-                              "true or false")
+                              f"null, got {list(self.crop)!r}")
         n = len(self.source_bands)
-        if (not isinstance(self.select, tuple) or not self.select
-                or not all(is_int(i) and 0 <= i < n for i in self.select)):
+        if not self.select or not all(0 <= i < n for i in self.select):
             raise BundleError(f"manifest field 'preprocess.select' {list(self.select or ())} does not "
                               f"index 'preprocess.source_bands' ({n} bands)")
-        check_range(self.clip, "preprocess.clip")
         for name in ("mean", "std"):
             v = getattr(self, name)
-            if not isinstance(v, tuple) or not all(is_num(x) for x in v) or (
-                    v and len(v) != len(self.select)):
+            if v and len(v) != len(self.select):
                 raise BundleError(f"manifest field 'preprocess.{name}' must list one number per "
                                   f"selected band ({len(self.select)}), got {list(v)[:4]}")
 
@@ -269,23 +229,6 @@ class PreprocessSpec:
             y = (y - mean) * inv_std.astype(np.float32)
         return y.astype(np.float32, copy=False)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "preprocess") -> PreprocessSpec:
-        """Parse a stored spec (manifest ``preprocess`` or a checkpoint's); BundleError names the
-        missing or bad field."""
-        return cls(source=get_field(d, "source", where),
-                   source_bands=str_tuple(get_field(d, "source_bands", where), f"{where}.source_bands"),
-                   source_units=get_field(d, "source_units", where),
-                   select=as_tuple(get_field(d, "select", where)), to_db=get_field(d, "to_db", where, False),
-                   clip=as_floats(get_field(d, "clip", where, None)),
-                   mean=as_floats(get_field(d, "mean", where, [])), std=as_floats(get_field(d, "std", where, [])),
-                   in_graph=get_field(d, "in_graph", where, True),
-                   to_log=get_field(d, "to_log", where, False), crop=as_ints(get_field(d, "crop", where, None)),
-                   centre=get_field(d, "centre", where, False), extra=extra_keys(d, cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain(self)
-
 
 def log_scale(y: Any, to_db: bool, to_log: bool, db_factor: float = 10.0) -> Any:
     """``db_factor * log10(max(y, DB_FLOOR))`` (to_db), ``log(1 + max(y, 0))`` (to_log), or ``y``.
@@ -320,22 +263,22 @@ def centre_offset(size: int, crop: int) -> int:
 
 
 @dataclass(frozen=True)
-class OutputSpec:
+class OutputSpec(Record):
     """The model's output: logits, turned into probabilities by ``activation``."""
 
+    _where: ClassVar[str] = "output"
+
     name: str = "logits"
-    activation: str = "softmax"
+    activation: Activation = field(default="softmax", metadata=REQUIRED)
     #: multi-label only: per-class decision thresholds on the sigmoid probabilities, one per class,
     #: chosen on the validation split at export (how: ``provenance.thresholds``); None = 0.5 each
     thresholds: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        check_choice(self.activation, ACTIVATIONS, "output.activation")
-        check_type(self.name, "output.name", "str")
+        check(self)
         if self.thresholds is not None and not (
-                isinstance(self.thresholds, tuple) and self.thresholds
-                and all(is_num(t) and 0.0 <= t <= 1.0 for t in self.thresholds)):
+                self.thresholds and all(0.0 <= t <= 1.0 for t in self.thresholds)):
             raise BundleError("manifest field 'output.thresholds' must be a list of numbers in "
                               "[0, 1] (one per class) or null")
         if self.thresholds is not None and self.activation != "sigmoid":
@@ -347,9 +290,3 @@ class OutputSpec:
         import numpy as np
 
         return np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, np.float32)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OutputSpec:
-        return cls(name=get_field(d, "name", "output", "logits"),
-                   activation=get_field(d, "activation", "output"),
-                   thresholds=as_floats(get_field(d, "thresholds", "output", None)), extra=extra_keys(d, cls))

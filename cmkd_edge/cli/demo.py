@@ -132,11 +132,12 @@ def _val_correct(state: DemoState, name: str):
     from cmkd_edge.distill.loaders import make_loader
 
     ckpt = load_checkpoint(state.runs[name] / "best.pt")
-    ds = open_dataset(state.data, views=[ckpt["view"]], split="val", seed=int(ckpt["seed"]),
+    view = ckpt.meta.view
+    ds = open_dataset(state.data, views=[view], split="val", seed=int(ckpt.meta.seed or 0),
                       split_file=state.runs[name] / "split.csv")
     dev = resolve_device(state.device)
-    probs, y = predict(model_from_checkpoint(ckpt).to(dev), make_loader(ds, 128, False, 0), ckpt["view"], dev)
-    return np.asarray(probs.argmax(1) == y), ckpt.get("labels") or {}
+    probs, y = predict(model_from_checkpoint(ckpt).to(dev), make_loader(ds, 128, False, 0), view, dev)
+    return np.asarray(probs.argmax(1) == y), ckpt.meta.labels
 
 
 def step_choose(state: DemoState) -> None:
@@ -147,12 +148,13 @@ def step_choose(state: DemoState) -> None:
     taught, _ = _val_correct(state, "student-kd")
     d = paired_difference(alone, taught)
     state.chosen = "student-kd" if d["difference"] > 0 else "student-nokd"
-    seen = f"{labels.get('n_labelled', '?')} of {labels.get('n_train', '?')} training labels"
+    seen = "every training label" if labels is None else f"{labels.n_labelled} of {labels.n_train} training labels"
     ci = f"{d['difference'] * 100:+.1f} points [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
     why = (f"{state.chosen} is bundled: with {seen}, the distilled student against the student alone on "
            f"val (n={len(alone)}, paired): {ci}"
            + ("" if d["resolved_sign"] else " (no measurable difference; the point estimate decides)"))
-    state.results["choice"] = {"chosen": state.chosen, "val_difference": d, "labels": labels}
+    state.results["choice"] = {"chosen": state.chosen, "val_difference": d,
+                               "labels": None if labels is None else labels.to_dict()}
     state.notes.append(why)
     state.say(f"choose: {why}")
 
@@ -167,9 +169,9 @@ def step_evaluate(state: DemoState) -> None:
             continue
         r = evaluate_checkpoint(state.runs[name] / "best.pt", state.data, "test", device=state.device)
         state.results[name] = r
-        seen = load_checkpoint(state.runs[name] / "best.pt").get("labels") or {}
+        seen = load_checkpoint(state.runs[name] / "best.pt").meta.labels
         state.rows.append({"model": name + (" (bundled)" if name == state.chosen else ""), "arch": r["arch"],
-                           "view": r["view"], "labels": f"{seen.get('n_labelled', '?')}/{seen.get('n_train', '?')}",
+                           "view": r["view"], "labels": "all" if seen is None else f"{seen.n_labelled}/{seen.n_train}",
                            "test accuracy": r.get("accuracy", r.get("map")),
                            "macro-F1": r["macro_f1"], "n": r["n"]})
 

@@ -44,8 +44,8 @@ def step_quantize(state: DemoState) -> None:
                           calib_size=64, val_data=state.data, max_drop=DEMO_MAX_DROP,
                           progress=None if state.quiet else state.say)
     state.results["quantize"] = rec
-    if not rec["passed"] or rec.get("ended_lower"):
-        state.notes.append(f"INT8 did not pass the gate: {rec.get('outcome') or rec['accepted']}")
+    if not rec.passed or rec.ended_lower:
+        state.notes.append(f"INT8 did not pass the gate: {rec.outcome or rec.accepted}")
 
 
 def step_compile(state: DemoState) -> None:
@@ -58,7 +58,8 @@ def step_compile(state: DemoState) -> None:
         state.say("compile: skipped (openvino is not installed)")
         return
     precisions = ["fp32"]
-    if state.results.get("quantize", {}).get("accepted_precision") == "int8":
+    q = state.results.get("quantize")
+    if q is not None and q.accepted_precision == "int8":
         precisions.append("int8")
     state.say(f"compile: OpenVINO IR ({', '.join(precisions)}), compiled on CPU as a check")
     compile_bundle(_bundle(state), target="openvino", precisions=precisions, device="CPU")
@@ -78,7 +79,7 @@ def _test_samples(state: DemoState, manifest: Manifest):
     from cmkd_edge.export.samples import load_raw_samples
 
     ckpt = load_checkpoint(state.runs[state.chosen] / "best.pt")
-    return load_raw_samples(state.data, manifest.preprocess, ckpt["view"], "test")
+    return load_raw_samples(state.data, manifest.preprocess, ckpt.meta.view, "test")
 
 
 def _write_scene(path, patches, crs: str = "EPSG:32633") -> None:
@@ -164,16 +165,15 @@ def step_profile(state: DemoState) -> None:
             "p50 e2e ms": rep.end_to_end["p50_ms"], "p50 model ms": rep.model_only["p50_ms"]})
         if row.get("gate_note"):
             state.notes.append(f"{art_id} on {backend}: {row['gate_note']}")
-    q = state.results.get("quantize") or {}
-    if (q.get("gate") or {}).get("unresolved_note"):
-        state.notes.append(f"quantize gate: {q['gate']['unresolved_note']}")
-    elif q.get("accepted_precision") == "int8":
-        rung = next((r for r in q.get("rungs", []) if r.get("rung") == q.get("accepted")), {})
-        gate = q.get("gate") or {}
-        state.notes.append(f"INT8 accepted by a gate that resolved its limit: {q.get('accepted')} drops "
-                           f"{rung.get('drop', float('nan')):+.2f} points of top-1, 95 % interval "
-                           f"[{rung.get('drop_lo', float('nan')):+.1f}, {rung.get('drop_hi', float('nan')):+.1f}] "
-                           f"(val, n={gate.get('n')}), within --max-drop {gate.get('max_drop')}")
+    q = state.results.get("quantize")
+    if q is not None and q.gate is not None and q.gate.unresolved_note:
+        state.notes.append(f"quantize gate: {q.gate.unresolved_note}")
+    elif q is not None and q.accepted_precision == "int8":
+        rung = next((r for r in q.rungs if r.rung == q.accepted), None)
+        if rung is not None and rung.drop is not None and q.gate is not None:
+            state.notes.append(f"INT8 accepted by a gate that resolved its limit: {q.accepted} drops "
+                               f"{rung.drop:+.2f} points of top-1, 95 % interval [{rung.drop_lo:+.1f}, "
+                               f"{rung.drop_hi:+.1f}] (val, n={q.gate.n}), within --max-drop {q.gate.max_drop:g}")
     write_json(reports, state.workdir / "latency.json")
     state.say(f"profile: {len(reports)} artifact x backend pairs -> {state.workdir / 'latency.json'}")
 

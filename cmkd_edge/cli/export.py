@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cmkd_edge.runtime.backends import compile_targets, quantize_targets  # declarations only: no backend library
+
+if TYPE_CHECKING:
+    from cmkd_edge.export.quantize.ladder import Quantized
 
 
 def _echo_json(obj: Any) -> None:
@@ -63,18 +66,18 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
     replaced = existing_bundle(out)
     path = export_checkpoint(checkpoint, out, opset=opset, exporter=exporter, data=data,
                              max_batch=max_batch, samples=samples, hw=hw, force=force)
-    m = read_manifest(path).to_dict()
-    rec = m["provenance"]["export"]
+    rec = read_manifest(path).provenance.export
+    assert rec is not None and rec.parity is not None  # export_checkpoint always records both
     if as_json:
-        _echo_json({"bundle": str(path), "replaced": replaced, **rec})
+        _echo_json({"bundle": str(path), "replaced": replaced, **rec.to_dict()})
         return
     if replaced:
         click.echo(f"replaced the bundle at {path} (--force): {', '.join(replaced)}")
-    par = rec["parity"]
-    click.echo(f"wrote {path}: opset {rec['opset']}, IR {rec['ir_version']} ({rec['exporter']} "
-               f"exporter); parity max |diff| {par['max_abs_diff']:.2e}, top-1 identical "
-               f"{par['top1_identical']} over {par['cases']} batches "
-               f"({par['samples_from'].get('data')})")
+    par = rec.parity
+    click.echo(f"wrote {path}: opset {rec.opset}, IR {rec.ir_version} ({rec.exporter} "
+               f"exporter); parity max |diff| {par.max_abs_diff:.2e}, top-1 identical "
+               f"{par.top1_identical} over {par.cases} batches "
+               f"({(par.samples_from or {}).get('data')})")
 
 
 @contextlib.contextmanager
@@ -162,10 +165,10 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
                               checkpoint=checkpoint, qat_epochs=qat_epochs,
                               only_rungs=list(only_rungs) or None)
     if as_json:
-        _echo_json(rec)
+        _echo_json(rec.to_dict())
     else:
         print_rungs(rec)
-    if not rec["passed"]:
+    if not rec.passed:
         raise QuantizationError(
             f"no {precision} rung passed the accuracy gate (max drop {max_drop} points); "
             "FP32 kept", "see manifest quantization.rungs; relax --max-drop or add calibration data")
@@ -174,29 +177,30 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
     check_strict(rec, strict)
 
 
-def print_rungs(rec: dict[str, Any]) -> None:
+def print_rungs(rec: Quantized) -> None:
     """The rung table, what was removed and why, then the outcome as the last line."""
-    gate = rec["gate"]
-    click.echo(f"gate: {gate['metric']} on {gate['split']} (n={gate['n']}), FP32 "
-               f"{gate['fp32_score']:.2f}; --max-drop {gate['max_drop']:g}, 95% paired interval")
-    click.echo(f"{'rung':28s} {gate['metric']:>8s} {'drop':>7s} {'95% interval':>15s}  result  why")
-    for r in rec["rungs"]:
-        if "error" in r:
-            click.echo(f"{r['rung']:28s} {'':>8s} {'':>7s} {'':>15s}  error   {r['error']}")
+    gate = rec.gate
+    assert gate is not None  # quantize_bundle always records its gate
+    click.echo(f"gate: {gate.metric} on {gate.split} (n={gate.n}), FP32 "
+               f"{gate.fp32_score:.2f}; --max-drop {gate.max_drop:g}, 95% paired interval")
+    click.echo(f"{'rung':28s} {gate.metric:>8s} {'drop':>7s} {'95% interval':>15s}  result  why")
+    for r in rec.rungs:
+        if r.error is not None:
+            click.echo(f"{r.rung:28s} {'':>8s} {'':>7s} {'':>15s}  error   {r.error}")
             continue
-        iv = f"[{r['drop_lo']:+.1f}, {r['drop_hi']:+.1f}]"
-        click.echo(f"{r['rung']:28s} {r['score']:8.2f} {r['drop']:+7.2f} {iv:>15s}  "
-                   f"{'PASS' if r['passed'] else 'fail':6s}  {r['reason']}")
-    for gone in rec.get("replaced") or []:
-        click.echo(f"removed {gone['id']}"
-                   f"{' (it had passed its gate)' if gone.get('gate_passed') else ''}: {gone['why']}")
-    if rec.get("bundle"):
-        click.echo(f"wrote {rec['bundle']}")
-    if gate.get("unresolved_note"):
-        click.echo(f"unresolved: {gate['unresolved_note']}")
-    if rec.get("qat_not_offered") and rec.get("requested_precision") == "int8":
-        click.echo(f"note: int8-qat not tried: {rec['qat_not_offered']}")
-    click.echo(rec["outcome"])
+        iv = f"[{r.drop_lo:+.1f}, {r.drop_hi:+.1f}]"
+        click.echo(f"{r.rung:28s} {r.score:8.2f} {r.drop:+7.2f} {iv:>15s}  "
+                   f"{'PASS' if r.passed else 'fail':6s}  {r.reason}")
+    for gone in rec.replaced:
+        click.echo(f"removed {gone.id}"
+                   f"{' (it had passed its gate)' if gone.gate_passed else ''}: {gone.why}")
+    if rec.bundle:
+        click.echo(f"wrote {rec.bundle}")
+    if gate.unresolved_note:
+        click.echo(f"unresolved: {gate.unresolved_note}")
+    if rec.qat_not_offered and rec.requested_precision == "int8":
+        click.echo(f"note: int8-qat not tried: {rec.qat_not_offered}")
+    click.echo(rec.outcome)
 
 
 @click.command("compile")
@@ -238,19 +242,19 @@ def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: s
                           max_batch=max_batch, timing_cache=timing_cache,
                           strongly_typed=strongly_typed, out=out)
     if as_json:
-        _echo_json(arts)
+        _echo_json([c.to_dict() for c in arts])
         return
-    for a in arts:
-        gate = a.get("extra", {}).get("gate") or {}
-        word = {True: "pass", False: "FAIL", None: "not run"}[a.get("gate_passed")]
-        verdict = ("" if a.get("gate_passed") is None and not gate else
-                   f"; gate {word}" + (f" ({gate['why']})" if gate.get("why") else ""))
-        click.echo(f"added {a['id']}: {', '.join(a['files'])} (from {a['source']}){verdict}")
-        for r in a["replaced"]:
-            click.echo(f"removed {r['id']}{' (it had passed its gate)' if r['gate_passed'] else ''}: "
-                       f"{r['why']}")
+    for c in arts:
+        a, gate = c.artifact, c.artifact.gate
+        word = {True: "pass", False: "FAIL", None: "not run"}[a.gate_passed]
+        verdict = ("" if a.gate_passed is None and gate is None else
+                   f"; gate {word}" + (f" ({gate.why})" if gate is not None and gate.why else ""))
+        click.echo(f"added {a.id}: {', '.join(a.files)} (from {a.source}){verdict}")
+        for r in c.replaced:
+            click.echo(f"removed {r.id}{' (it had passed its gate)' if r.gate_passed else ''}: "
+                       f"{r.why}")
     if arts:
-        click.echo(f"wrote {arts[0]['bundle']}")
+        click.echo(f"wrote {arts[0].bundle}")
 
 
 @click.command("bundle")
@@ -274,19 +278,19 @@ def bundle(bundle: str, action: str | None, pack_to: str | None, as_json: bool) 
     if not action and not pack_to:
         raise ConfigError("nothing to do", "give --verify, --inspect or --pack OUT.tar.gz")
     opened = open_bundle(bundle)  # verifies every sha256 and the schema version
-    m = opened.manifest.to_dict()
+    m = opened.manifest
     if pack_to:
         out = pack_bundle(opened.root, pack_to)
         click.echo(json.dumps({"packed": str(out)}) if as_json else f"packed {out}")
         return
     if action == "verify":
-        msg = {"ok": True, "files": len(m["files"]), "artifacts": [a["id"] for a in m["artifacts"]]}
+        msg = {"ok": True, "files": len(m.files), "artifacts": [a.id for a in m.artifacts]}
         click.echo(json.dumps(msg) if as_json else
-                   f"ok: {len(m['files'])} files match their sha256; artifacts "
+                   f"ok: {len(m.files)} files match their sha256; artifacts "
                    f"{', '.join(msg['artifacts'])}")
         return
     if as_json:
-        _echo_json(m)
+        _echo_json(m.to_dict())
         return
     from cmkd_edge.runtime.describe import describe_manifest
 

@@ -6,7 +6,8 @@ partner. For experiments, ``--labelled-fraction F --label-seed S`` keeps a strat
 train split's labels (at least one per class) and hides the rest; the kept ids go to the run's
 ``labelled.csv`` so a resumed run - and any other run given that file - sees exactly the same
 labels. A user's own unlabelled samples (``unlabelled/`` folders, empty labels) need no file: the
-data says which they are.
+data says which they are. What a run saw is recorded as ``runtime.contract.records.LabelsSeen`` (checkpoint
+and bundle provenance).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,53 +93,6 @@ def read_labelled_ids(path: str | os.PathLike[str]) -> list[str]:
     if len(set(ids)) != len(ids):
         raise DataError(f"duplicate sample ids in {p}")
     return ids
-
-
-@dataclass(frozen=True)
-class LabelsSeen:
-    """How many labels a model saw in training (kept in checkpoints and bundle provenance).
-
-    Attributes:
-        source: ``all`` (every training sample labelled), ``fraction`` (``--labelled-fraction``),
-            ``ids`` (``--labelled-ids``: another run's draw), ``data`` (the data holds unlabelled samples).
-        n_train: training samples (labelled and not).
-        n_labelled: of those, how many carried a label the model saw.
-        n_unlabelled: how many did not; ``used_unlabelled`` says whether they took part (only through
-            a teacher).
-        fraction, label_seed: the experiment's settings (None unless ``source == "fraction"``).
-        per_class: labelled samples per class (multi-label: per stratum class).
-        ids_file, ids_sha256: the run's labelled.csv (None when every sample is labelled).
-    """
-
-    source: str
-    n_train: int
-    n_labelled: int
-    n_unlabelled: int
-    used_unlabelled: bool
-    per_class: tuple[int, ...]
-    fraction: float | None = None
-    label_seed: int | None = None
-    ids_file: str | None = None
-    ids_sha256: str | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain types (JSON, ``weights_only`` checkpoints)."""
-        return {"source": self.source, "n_train": self.n_train, "n_labelled": self.n_labelled,
-                "n_unlabelled": self.n_unlabelled, "used_unlabelled": self.used_unlabelled,
-                "per_class": list(self.per_class), "fraction": self.fraction,
-                "label_seed": self.label_seed, "ids_file": self.ids_file, "ids_sha256": self.ids_sha256,
-                "notes": list(self.notes)}
-
-    def summary(self) -> str:
-        """One line for logs and reports, e.g. ``124 of 2472 training labels (5 %, seed 0)``."""
-        if self.source == "all":
-            return f"all {self.n_train} training labels"
-        how = {"fraction": f"{self.fraction or 0:.0%}, label seed {self.label_seed}",
-               "ids": f"the ids of {self.ids_file}"}.get(self.source, "the data's unlabelled samples")
-        use = "used through the teacher" if self.used_unlabelled else "not used"
-        return (f"{self.n_labelled} of {self.n_train} training labels ({how}); "
-                f"{self.n_unlabelled} unlabelled {use}")
 
 
 def per_class_counts(labels: np.ndarray, mask: np.ndarray, num_classes: int) -> tuple[int, ...]:

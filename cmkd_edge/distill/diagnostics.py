@@ -103,7 +103,7 @@ def diagnose(
     from cmkd_edge.errors import DataError
 
     tck, sck = load_checkpoint(teacher_path), load_checkpoint(student_path)
-    tv, sv = tck["view"], sck["view"]
+    tv, sv = tck.meta.view, sck.meta.view
     views = [tv] if tv == sv else [tv, sv]
     ds = open_dataset(data, views=views, split=split, seed=seed, augment=False)
     if len(ds) < 3:
@@ -114,8 +114,8 @@ def diagnose(
     )
     result.update(
         {
-            "teacher": {"path": tck["_path"], "view": tv, **result["teacher"]},
-            "student": {"path": sck["_path"], "view": sv, **result["student"]},
+            "teacher": {"path": tck.where, "view": tv, **result["teacher"]},
+            "student": {"path": sck.where, "view": sv, **result["student"]},
             "data": str(data),
             "split": split,
         }

@@ -7,7 +7,7 @@ Probabilities come from the model's logits (softmax, or sigmoid for multi-label)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from cmkd_edge.data.layouts import same_data
 from cmkd_edge.distill.loaders import make_loader
 from cmkd_edge.errors import CheckpointError, ConfigError
 from cmkd_edge.runtime.metrics import classification_report, require_class_names
+
+if TYPE_CHECKING:
+    from cmkd_edge.checkpoint import Checkpoint
 
 
 @torch.no_grad()
@@ -52,7 +55,7 @@ def evaluate_model(
     return classification_report(dataset.task, probs, targets, list(dataset.class_names))
 
 
-def compatible_view(ckpt: dict[str, Any], view_spec: str) -> None:
+def compatible_view(ckpt: Checkpoint, view_spec: str) -> None:
     """Refuse a ``--view`` override that does not feed the model what it was trained on.
 
     Compatible means the same channels (band names, in order) in the same units; e.g. a student
@@ -61,13 +64,13 @@ def compatible_view(ckpt: dict[str, Any], view_spec: str) -> None:
     from cmkd_edge.data.views import parse_view
 
     view = parse_view(view_spec)
-    info = ckpt.get("view_info", {})
-    want_bands = tuple(info.get("band_names", ()))
-    want_units = info.get("units")
+    info = ckpt.meta.view_info
+    want_bands = tuple(info.band_names or ())
+    want_units = info.units
     if tuple(view.band_names) != want_bands or (want_units and view.units != want_units):
         raise ConfigError(
             f"view {view_spec!r} ({','.join(view.band_names)}, {view.units}) is not compatible with "
-            f"the checkpoint's view {ckpt['view']!r} ({','.join(want_bands)}, {want_units})",
+            f"the checkpoint's view {ckpt.meta.view!r} ({','.join(want_bands)}, {want_units})",
             "choose a view with the same bands in the same order and units",
         )
 
@@ -97,21 +100,22 @@ def evaluate_checkpoint(
     from cmkd_edge.data import open_dataset
 
     ckpt = load_checkpoint(checkpoint)
+    meta = ckpt.meta
     if data is None:
-        data = ckpt.get("config", {}).get("data")  # the data it was trained on (None = synthetic)
-    view_name = view or ckpt["view"]
-    if view is not None and view != ckpt["view"]:
+        data = meta.config.get("data")  # the data it was trained on (None = synthetic)
+    view_name = view or meta.view
+    if view is not None and view != meta.view:
         compatible_view(ckpt, view)
-    split_file = Path(ckpt["_path"]).parent / "split.csv"
-    trained_on = (ckpt.get("data") or {}).get("path") or ckpt.get("config", {}).get("data")
+    split_file = Path(ckpt.where).parent / "split.csv"
+    trained_on = meta.data_path
     # the run's split table describes the data it was drawn from; other data (an external test
     # set) is scored on its own split (labels.csv split column) or one drawn with the run's seed
     own = same_data(data, trained_on)
     ds = open_dataset(
-        data, views=[view_name], split=split, seed=int(ckpt.get("seed", 0)), augment=False,
+        data, views=[view_name], split=split, seed=meta.seed, augment=False,
         split_file=split_file if own and split_file.is_file() else None,
     )
-    require_class_names(ds.class_names, ckpt["class_names"], CheckpointError,
+    require_class_names(ds.class_names, list(meta.class_names), CheckpointError,
                         "the data's classes ({got}) differ from the checkpoint's ({want})")
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
@@ -123,8 +127,8 @@ def evaluate_checkpoint(
     report = evaluate_model(model, ds, view_name, dev, batch_size, workers)
     synthetic = bool(ds.describe().get("synthetic", data is None)) or bool(ds.views[view_name].synthetic)
     report.update(
-        checkpoint=ckpt["_path"], split=split, view=view_name, role=ckpt.get("role"),
-        arch=ckpt["model"]["arch"], data=data or "synthetic", synthetic=synthetic,
+        checkpoint=ckpt.where, split=split, view=view_name, role=meta.role,
+        arch=meta.model.arch, data=data or "synthetic", synthetic=synthetic,
         split_table=("training run (split.csv)" if own and split_file.is_file()
                      else f"the data's own ({getattr(ds, 'split_origin', 'drawn')})"),
     )

@@ -131,17 +131,17 @@ def predict_gain(teacher_path: str, data: str | None, student_view: str, *,
                           "--teacher-data holds other samples", "choose --pairing sembridge, random or class")
     dev = resolve_device(device)
     tck = load_checkpoint(teacher_path)
-    if tck["task"] != "multiclass":
+    if tck.meta.task != "multiclass":
         raise ConfigError("the prediction needs single-label classes (the teacher is multi-label)")
-    tview = tck["view"]
+    tview = tck.meta.view
     teacher = model_from_checkpoint(tck).to(dev).eval()
     if split_file is None:
-        own = Path(tck["_path"]).parent / "split.csv"
+        own = Path(tck.where).parent / "split.csv"
         split_file = str(own) if own.is_file() and teacher_data is None else None
     views = [student_view] + ([tview] if teacher_data is None and tview != student_view else [])
     train = open_dataset(data, views=views, split="train", seed=seed, augment=False, split_file=split_file)
     val = open_dataset(data, views=views, split="val", seed=seed, augment=False, split_file=split_file)
-    require_class_names(tck["class_names"], train.class_names, DataError,
+    require_class_names(list(tck.meta.class_names), train.class_names, DataError,
                         "the teacher's classes ({got}) differ from the data's ({want})")
     if labelled_fraction is not None or labelled_ids is not None:
         if labelled_ids is not None:
@@ -243,7 +243,7 @@ def predict_gain(teacher_path: str, data: str | None, student_view: str, *,
                   "alone_half_labels": None if alone_half is None else round(float(alone_half.mean()), 4),
                   "features": f"view pooled to <= {PROBE_SIDE}x{PROBE_SIDE}, PCA {PROBE_COMPONENTS}, "
                               "logistic regression", "n_val": len(yv)},
-        "teacher": {"path": tck["_path"], "view": tview, "val_accuracy": t_val, "confidence": conf,
+        "teacher": {"path": tck.where, "view": tview, "val_accuracy": t_val, "confidence": conf,
                     "signal_accuracy_on_train": teacher_train_acc},
         "labels": {"n_train": len(y), "n_labelled": n_lab, "n_unlabelled": n_unl, "per_class": list(counts),
                    "fraction": labelled_fraction, "label_seed": label_seed if labelled_fraction else None},

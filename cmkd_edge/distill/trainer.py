@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from cmkd_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cmkd_edge.distill import distributed
 from cmkd_edge.distill.config import TrainConfig
 from cmkd_edge.distill.evaluation import compatible_view, evaluate_model, resolve_device
@@ -51,6 +51,7 @@ from cmkd_edge.distill.runstate import (
 )
 from cmkd_edge.errors import CheckpointError, ConfigError, DataError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
+from cmkd_edge.runtime.contract.records import CheckpointMeta, LabelsSeen, ModelConfig, TeacherRef, ViewInfo
 from cmkd_edge.runtime.metrics import DEFAULT_SELECT, SCALARS, require_class_names, scalars
 
 #: Config fields a resumed run must share with the run it continues.
@@ -104,7 +105,7 @@ class _Run:
         self.report = Reporter(enabled=info.is_main and not cfg.quiet)
         self.command = cfg.command or " ".join(sys.argv)
         self.teacher: nn.Module | None = None
-        self.teacher_ckpt: dict[str, Any] | None = None
+        self.teacher_ckpt: Checkpoint | None = None
         self.teacher_view: str | None = None
 
     # -- the procedure -------------------------------------------------------------------------
@@ -160,9 +161,9 @@ class _Run:
         if not last.exists():
             raise CheckpointError(f"nothing to resume: {last} does not exist", "drop --resume to start a run")
         ckpt = load_checkpoint(last)
-        if "train_state" not in ckpt:
+        if ckpt.train_state is None:
             raise CheckpointError(f"{last} has no train_state to resume from")
-        saved = ckpt.get("config", {})
+        saved = ckpt.meta.config
         for key in RESUME_FIXED:
             old, new = saved.get(key), self.cfg.to_dict()[key]
             if key in saved and old != new:
@@ -176,8 +177,8 @@ class _Run:
         if cfg.teacher is None:
             return
         ckpt = load_checkpoint(cfg.teacher)
-        view = cfg.teacher_view or ckpt["view"]
-        if view != ckpt["view"]:
+        view = cfg.teacher_view or ckpt.meta.view
+        if view != ckpt.meta.view:
             compatible_view(ckpt, view)
         self.teacher_ckpt, self.teacher_view = ckpt, view
         self.teacher = model_from_checkpoint(ckpt).to(self.device)
@@ -243,7 +244,7 @@ class _Run:
             return own
         if self.teacher_ckpt is not None:
             # why: a student must not be tested on samples its teacher trained on
-            theirs = Path(self.teacher_ckpt["_path"]).parent / "split.csv"
+            theirs = Path(self.teacher_ckpt.where).parent / "split.csv"
             if theirs.is_file():
                 return theirs
         return own
@@ -258,7 +259,6 @@ class _Run:
         """
         from cmkd_edge.data.labelled import (
             LABELLED_FILE,
-            LabelsSeen,
             missing_classes,
             per_class_counts,
             read_labelled_ids,
@@ -315,30 +315,30 @@ class _Run:
 
     def _from_teacher(self, split_file: Path) -> bool:
         return self.teacher_ckpt is not None and self.cfg.split_file is None and \
-            Path(split_file).parent == Path(self.teacher_ckpt["_path"]).parent
+            Path(split_file).parent == Path(self.teacher_ckpt.where).parent
 
     def _check_teacher_fits(self) -> None:
         ckpt = self.teacher_ckpt
         assert ckpt is not None and self.teacher is not None
-        require_class_names(ckpt["class_names"], self.class_names, CheckpointError,
+        require_class_names(list(ckpt.meta.class_names), self.class_names, CheckpointError,
                             "teacher classes ({got}) do not match the data's ({want})",
-                            "distil on the data the teacher was trained on", tasks=(ckpt["task"], self.task))
+                            "distil on the data the teacher was trained on", tasks=(ckpt.meta.task, self.task))
         tview = self.train_set.views[self.teacher_view]
-        want = list(ckpt.get("view_info", {}).get("band_names", tview.band_names))
+        want = list(ckpt.meta.view_info.band_names or tview.band_names)
         if list(tview.band_names) != want:
             raise CheckpointError(
                 f"teacher view {self.teacher_view!r} of this data has bands {','.join(tview.band_names)}; "
                 f"the teacher was trained on {','.join(want)}"
             )
 
-    def _build_student(self, resume_ckpt: dict[str, Any] | None) -> None:
+    def _build_student(self, resume_ckpt: Checkpoint | None) -> None:
         from cmkd_edge.data.stats import band_stats
         from cmkd_edge.models import build_model
 
         cfg = self.cfg
         if resume_ckpt is not None:
             # the state dict restores the normalisation buffers; keep the recorded statistics
-            mean, std = resume_ckpt["preprocess"]["mean"], resume_ckpt["preprocess"]["std"]
+            mean, std = list(resume_ckpt.meta.preprocess.mean), list(resume_ckpt.meta.preprocess.std)
         else:
             m, s = band_stats(self.train_set, cfg.view)
             mean, std = [float(x) for x in m], [float(x) for x in s]
@@ -421,9 +421,10 @@ class _Run:
         self.best_score: float | None = None
         self.best_epoch: int | None = None
 
-    def _restore(self, ckpt: dict[str, Any]) -> int:
-        ts = ckpt["train_state"]
-        self.student.load_state_dict(ckpt["state_dict"])
+    def _restore(self, ckpt: Checkpoint) -> int:
+        ts = ckpt.train_state
+        assert ts is not None  # _resume_checkpoint refuses a checkpoint without one
+        self.student.load_state_dict(ckpt.state_dict)
         self.method.load_state_dict(ts["method"])
         if ts.get("pairing"):
             self.pairing.load_state(ts["pairing"])
@@ -433,8 +434,8 @@ class _Run:
         self.history = list(ts["history"])
         self.best_score, self.best_epoch = ts["best_score"], ts["best_epoch"]
         set_rng_state(ts["rng"])
-        self.report.log(f"resumed from {self.out / 'last.pt'} after epoch {ckpt['epoch']}")
-        return int(ckpt["epoch"])
+        self.report.log(f"resumed from {self.out / 'last.pt'} after epoch {ckpt.meta.epoch}")
+        return int(ckpt.meta.epoch or 0)
 
     def _wrap(self) -> nn.Module:
         step = StudentStep(self.student, self.method)
@@ -513,45 +514,45 @@ class _Run:
         distributed.barrier(self.info)
 
     # -- files -------------------------------------------------------------------------------------
-    def _checkpoint(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    def _checkpoint(self, epoch: int, metrics: dict[str, Any]) -> Checkpoint:
         cfg, view = self.cfg, self.view
         teacher = None
         if self.teacher_ckpt is not None:
-            tpath = self.teacher_ckpt["_path"]
-            teacher = {"path": str(Path(tpath).resolve()), "sha256": sha256_file(tpath),
-                       "arch": self.teacher_ckpt["model"]["arch"], "view": self.teacher_view}
-        return {
-            "model": dict(self.student.config),
-            "state_dict": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
-            "role": cfg.role,
-            "task": self.task,
-            "class_names": self.class_names,
-            "view": cfg.view,
-            "views": [cfg.view] + ([self.teacher_view] if self.teacher_view else []),
-            "view_info": view.info(),
+            tpath = self.teacher_ckpt.where
+            teacher = TeacherRef(path=str(Path(tpath).resolve()), sha256=sha256_file(tpath),
+                                 arch=self.teacher_ckpt.meta.model.arch, view=self.teacher_view)
+        meta = CheckpointMeta(
+            model=ModelConfig.from_dict(dict(self.student.config)),
+            role=cfg.role,
+            task=self.task,
+            class_names=tuple(self.class_names),
+            view=cfg.view,
+            views=(cfg.view, *([self.teacher_view] if self.teacher_view else [])),
+            view_info=ViewInfo.from_dict(view.info()),
             # why: the deployed input is the raw source at the training patch size; export must
             # not guess it from whatever parity data happens to be readable
-            "input_hw": [int(d) for d in self.train_set.catalog.sources[view.source].shape[-2:]],
-            "preprocess": self.preprocess.to_dict(),
-            "method": cfg.method,
-            "method_options": dataclasses.asdict(self.method.cfg),
-            "labels": self.labels_seen.to_dict(),
-            "pairing": {**self.pairing.report(), "options": dict(cfg.pairing_options),
-                        "teacher_data": cfg.teacher_data} if self.run_teacher else None,
-            "teacher": teacher,
-            "seed": cfg.seed,
-            "command": self.command,
-            "epoch": epoch,
-            "metrics": metrics,
-            "data": self.train_set.describe(),
-            "config": cfg.to_dict(),
-        }
+            input_hw=tuple(int(d) for d in self.train_set.catalog.sources[view.source].shape[-2:]),
+            preprocess=self.preprocess,
+            method=cfg.method,
+            method_options=dataclasses.asdict(self.method.cfg),
+            labels=self.labels_seen,
+            pairing={**self.pairing.report(), "options": dict(cfg.pairing_options),
+                     "teacher_data": cfg.teacher_data} if self.run_teacher else None,
+            teacher=teacher,
+            seed=cfg.seed,
+            command=self.command,
+            epoch=epoch,
+            metrics=metrics,
+            data=self.train_set.describe(),
+            config=cfg.to_dict(),
+        )
+        return Checkpoint(meta, {k: v.detach().cpu() for k, v in self.student.state_dict().items()})
 
     def _save(self, epoch: int, val: dict[str, float], improved: bool) -> None:
         ckpt = self._checkpoint(epoch, {"val": val, "select": self.select})
         if improved:
             save_checkpoint(self.out / "best.pt", ckpt)
-        ckpt["train_state"] = {
+        ckpt = dataclasses.replace(ckpt, train_state={
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -561,7 +562,7 @@ class _Run:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "history": self.history,
-        }
+        })
         save_checkpoint(self.out / "last.pt", ckpt)
 
     def _final_test(self) -> dict[str, Any] | None:
@@ -573,8 +574,8 @@ class _Run:
         model = model_from_checkpoint(best).to(self.device)
         report = evaluate_model(model, self.test_set, self.cfg.view, self.device,
                                 self.cfg.eval_batch_size, self.cfg.workers)
-        best.pop("_path", None)
-        best["metrics"] = {**best["metrics"], "test": scalars(report)}
+        best = dataclasses.replace(best, meta=dataclasses.replace(
+            best.meta, metrics={**best.meta.metrics, "test": scalars(report)}))
         save_checkpoint(best_path, best)
         self.report.log(f"test ({report['n']} samples, best.pt from epoch {self.best_epoch}): "
                         + ", ".join(f"{k} {v:.4f}" for k, v in scalars(report).items()))

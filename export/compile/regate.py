@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime.contract.records import ONNX_FP32, Accuracy, ArtifactGate
 from cmkd_edge.runtime.manifest import Artifact, Manifest
 
 
@@ -31,9 +32,9 @@ def _logits(backend: str, path: Path, x: np.ndarray) -> np.ndarray | None:
 
 
 def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
-    """Fields to set on ``art``: ``gate_passed`` (None when not evaluated), ``accuracy`` and a
-    ``gate`` record in ``extra`` (what was done, or why not). FP32 is the bundle's FP32 ONNX run
-    by the same engine, as in quantize."""
+    """Fields to set on ``art``: ``gate_passed`` (None when not evaluated), ``accuracy`` and its
+    ``gate`` record (what was done, or why not). FP32 is the bundle's FP32 ONNX run by the same
+    engine, as in quantize."""
     from cmkd_edge.export.quantize.calib import load_validation
     from cmkd_edge.export.quantize.gate import Gate, judge
     from cmkd_edge.export.samples import Recorded
@@ -41,22 +42,21 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
     from cmkd_edge.errors import CmkdError
 
     def not_evaluated(why: str) -> dict[str, Any]:
-        return {"gate_passed": None, "extra": {**art.extra, "gate": {"evaluated": False, "why": why}}}
+        return {"gate_passed": None, "gate": ArtifactGate(evaluated=False, why=why)}
 
-    rec = (manifest.quantization or {}).get("onnxruntime:int8") or {}
-    gate = rec.get("gate") or {}
-    data = gate.get("data")
-    if not rec.get("passed") or not gate.get("sha256") or data in (None, "arrays"):
+    rec = manifest.quant("onnxruntime", "int8")
+    gate = rec.gate if rec is not None else None
+    if rec is None or gate is None or not rec.passed or not gate.sha256 or gate.data in (None, "arrays"):
         return not_evaluated("the bundle does not record re-readable gate samples (re-run "
                              "quantize with a dataset)")
     try:
-        val = load_validation(manifest, None if data == "synthetic" else data, gate["split"],
-                              int(gate.get("sample_seed") or 0), Recorded.from_manifest(manifest, root))
+        val = load_validation(manifest, None if gate.data == "synthetic" else gate.data, gate.split,
+                              int(gate.sample_seed or 0), Recorded.from_manifest(manifest, root))
     except CmkdError as exc:
         return not_evaluated(exc.one_line())
-    if val.sha256() != gate["sha256"]:
-        return not_evaluated(f"{data} no longer yields the gate's samples")
-    ref = _logits(art.backend, root / manifest.artifact("onnx-fp32").path, val.x)
+    if val.sha256() != gate.sha256:
+        return not_evaluated(f"{gate.data} no longer yields the gate's samples")
+    ref = _logits(art.backend, root / manifest.artifact(ONNX_FP32).path, val.x)
     if ref is None:
         return not_evaluated(f"{art.backend} does not run on the machine that compiles; "
                              "evaluate the bundle on the device")
@@ -64,17 +64,14 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
 
     th = manifest.output.thresholds
     verdict = judge(ref, _logits(art.backend, root / art.path, val.x), val.labels,
-                    list(manifest.class_names), Gate(gate["max_drop"], gate.get("max_class_drop")),
-                    split=gate["split"], thresholds=None if th is None else np.asarray(th))
-    key = "top1" if manifest.task == "multiclass" else "micro_f1"
+                    list(manifest.class_names), Gate(gate.max_drop, gate.max_class_drop),
+                    split=gate.split, thresholds=None if th is None else np.asarray(th))
     return {"gate_passed": verdict["passed"],
-            "accuracy": {key: verdict["score"], "split": gate["split"], "n": len(val),
-                         "backend": art.backend, "fp32": verdict["fp32_score"],
-                         "drop": verdict["drop"],
-                         "drop_interval": [verdict["drop_lo"], verdict["drop_hi"]],
-                         "resolved": verdict["resolved"]},
-            "extra": {**art.extra, "gate": {
-                "evaluated": True, "n": len(val), "sha256": gate["sha256"],
-                **{k: verdict[k] for k in ("passed", "worst_class", "worst_class_drop",
-                                           "agreement_with_fp32", "decided_by", "resolved",
-                                           "reason")}}}}
+            "accuracy": Accuracy.scored(manifest.task, verdict["score"], split=gate.split, n=len(val),
+                                        backend=art.backend, fp32=verdict["fp32_score"],
+                                        drop=verdict["drop"],
+                                        drop_interval=(verdict["drop_lo"], verdict["drop_hi"]),
+                                        resolved=verdict["resolved"]),
+            "gate": ArtifactGate(evaluated=True, n=len(val), sha256=gate.sha256, **{
+                k: verdict[k] for k in ("passed", "worst_class", "worst_class_drop",
+                                        "agreement_with_fp32", "decided_by", "resolved", "reason")})}

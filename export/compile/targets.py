@@ -18,10 +18,11 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cmkd_edge.runtime.contract.records import Removed, onnx_id
 from cmkd_edge.runtime.manifest import Artifact, Manifest
 from cmkd_edge.runtime.units import synthetic_batch
 
@@ -45,8 +46,22 @@ def _hook(target: str) -> tuple[Callable[..., Artifact], tuple[str, ...]]:
     return getattr(mod, name), tuple(mod.PRECISIONS)
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """An artifact one compile added, what it displaced (each with why) and where it was written."""
+
+    artifact: Artifact
+    replaced: tuple[Removed, ...]
+    bundle: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``compile --json`` entry: the artifact as manifest.json holds it, plus the two."""
+        return {**self.artifact.to_dict(), "replaced": [r.to_dict() for r in self.replaced],
+                "bundle": self.bundle}
+
+
 def _source(manifest: Manifest, precision: str) -> Artifact:
-    want = "onnx-int8" if precision == "int8" else "onnx-fp32"
+    want = onnx_id("int8" if precision == "int8" else "fp32")
     art = manifest.find(want)
     if art is None:
         hint = ("run `cmkd-edge quantize BUNDLE --backend onnxruntime --precision int8` first "
@@ -62,9 +77,9 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
                    opt_batch: int | None = None, max_batch: int | None = None,
                    timing_cache: str | os.PathLike[str] | None = None,
                    strongly_typed: bool = False,
-                   out: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Compile the bundle for ``target``; returns the artifact entries added (as manifest.json
-    holds them), each with ``replaced`` (what it displaced: the same-id artifact of an earlier
+                   out: str | os.PathLike[str] | None = None) -> list[Compiled]:
+    """Compile the bundle for ``target``; returns the artifacts added, each with ``replaced``
+    (what it displaced: the same-id artifact of an earlier
     compile and anything built from it, each with whether it had passed its gate and why it went)
     and ``bundle`` (where the result was written: an archive input is never rewritten, ``out`` or
     ``<name>-<target>.tar.gz`` beside it).
@@ -85,7 +100,7 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     if bad or not precisions:
         raise ConfigError(f"precision {','.join(bad) or 'none'} is not available for {target}",
                           f"choose from {', '.join(allowed)}")
-    added: list[tuple[Artifact, list[dict[str, Any]]]] = []
+    added: list[tuple[Artifact, tuple[Removed, ...]]] = []
     with edit_bundle(bundle, out=derived_archive(bundle, target, out)) as edit:
         inp = edit.manifest.input
         sample = synthetic_batch(inp.units, inp.channels, inp.shape[2:], 2, seed=0,
@@ -101,8 +116,9 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
                 art = replace(art, **regate(edit.root, edit.manifest, art))
             before = {a.id: a for a in edit.manifest.artifacts}
             gone = ([art.id] if art.id in before else []) + edit.put(art)
-            added.append((art, [{"id": i, "gate_passed": before[i].gate_passed,
-                                 "why": (f"replaced by this compile of {art.id} from {src.id}"
-                                         if i == art.id else f"built from the replaced {art.id}")}
-                                for i in gone if i in before]))
-    return [{**a.to_dict(), "replaced": r, "bundle": str(edit.written)} for a, r in added]
+            added.append((art, tuple(
+                Removed(id=i, gate_passed=before[i].gate_passed,
+                        why=(f"replaced by this compile of {art.id} from {src.id}"
+                             if i == art.id else f"built from the replaced {art.id}"))
+                for i in gone if i in before)))
+    return [Compiled(a, r, str(edit.written)) for a, r in added]

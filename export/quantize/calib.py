@@ -40,7 +40,7 @@ def _read(manifest: Manifest, data: str | None, split: str, n: int | None,
     so it also tells whether ``data`` is the training data. For other data (ids do not match) the
     data's own split is used, drawn with the recorded seed; ``check_split`` still keeps test out.
     """
-    spec, view = manifest.preprocess, manifest.provenance.get("view") or ""
+    spec, view = manifest.preprocess, manifest.provenance.view or ""
     if recorded.split_file is not None:
         try:
             out = load_raw_samples(data, spec, view, split, n=n, seed=recorded.seed,

@@ -32,12 +32,15 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cmkd_edge.errors import QuantizationError
 from cmkd_edge.fsutil import sha256_file
+
+if TYPE_CHECKING:
+    from cmkd_edge.checkpoint import Checkpoint
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 
@@ -95,7 +98,7 @@ class QatPlan:
 
         rec = Recorded.from_manifest(manifest, root)
         prov = manifest.provenance
-        want = prov.get("student_checkpoint_sha256")
+        want = prov.student_checkpoint_sha256
         data = data if isinstance(data, str) else rec.path  # arrays cannot be trained on
         common = {"data": data, "seed": rec.seed, "split_file": rec.split_file, "config": config}
         if checkpoint is not None:
@@ -110,7 +113,7 @@ class QatPlan:
                     f"(sha256 {got[:12]}, bundle records {want[:12]})",
                     "give the checkpoint `cmkd-edge export` read (provenance.student_checkpoint_sha256)")
             return cls(checkpoint=path, **common)
-        source = (prov.get("data") or {}).get("split_source")
+        source = prov.data.split_source if prov.data is not None else None
         looked = [Path(source).parent / n for n in CHECKPOINT_NAMES] if source else []
         for cand in looked:
             if cand.is_file() and (not want or sha256_file(cand) == want):
@@ -187,30 +190,29 @@ def float_weights(net: Any, qat_model: Any) -> Any:
     return out.eval()
 
 
-def _teacher(ckpt: dict[str, Any], student: Any) -> tuple[Any, str, dict[str, Any]]:
+def _teacher(ckpt: Checkpoint, student: Any) -> tuple[Any, str, dict[str, Any]]:
     """The checkpoint's distillation teacher (hash-checked), or the FP32 student itself."""
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
 
-    t = ckpt.get("teacher") or {}
-    path = t.get("path")
-    if path:
-        p = Path(path)
+    t = ckpt.meta.teacher
+    if t is not None and t.path:
+        p = Path(t.path)
         p = p / "best.pt" if p.is_dir() else p
         if p.is_file():
             got = sha256_file(p)
-            if not t.get("sha256") or got == t["sha256"]:
+            if not t.sha256 or got == t.sha256:
                 tck = load_checkpoint(p)
-                return model_from_checkpoint(tck), str(tck.get("view") or t.get("view")), {
+                return model_from_checkpoint(tck), tck.meta.view, {
                     "kind": "distillation teacher", "path": str(p), "sha256": got,
-                    "arch": t.get("arch"), "view": tck.get("view")}
-            why = f"teacher {p} has sha256 {got[:12]}, the checkpoint names {t['sha256'][:12]}"
+                    "arch": t.arch, "view": tck.meta.view}
+            why = f"teacher {p} has sha256 {got[:12]}, the checkpoint names {t.sha256[:12]}"
         else:
             why = f"teacher {p} not found"
     else:
         why = "the checkpoint names no teacher"
-    return copy.deepcopy(student).eval(), str(ckpt["view"]), {
+    return copy.deepcopy(student).eval(), ckpt.meta.view, {
         "kind": "FP32 student (self-distillation)", "why": why,
-        "sha256": sha256_file(ckpt["_path"]), "view": ckpt["view"]}
+        "sha256": sha256_file(ckpt.where), "view": ckpt.meta.view}
 
 
 def kd_term(student: Any, teacher: Any, temperature: float, multilabel: bool) -> Any:
@@ -250,7 +252,7 @@ def finetune(plan: QatPlan, types: dict[str, Any],
     ckpt = load_checkpoint(plan.checkpoint)
     student = model_from_checkpoint(ckpt)
     teacher, tview, trec = _teacher(ckpt, student)
-    sview = str(ckpt["view"])
+    sview = ckpt.meta.view
     views = [sview] if tview == sview else [sview, tview]
     try:
         ds = open_dataset(plan.data, views=views, split="train", seed=plan.seed, augment=False,
@@ -258,14 +260,14 @@ def finetune(plan: QatPlan, types: dict[str, Any],
     except CmkdError as exc:
         raise QuantizationError(f"int8-qat needs the training data ({plan.data or 'synthetic'}): "
                                 f"{exc.message}", "pass --calib-data with the training data") from None
-    if list(ds.class_names) != list(ckpt["class_names"]):
+    if tuple(ds.class_names) != ckpt.meta.class_names:
         raise QuantizationError(f"QAT data {plan.data} has other classes than the student")
     from cmkd_edge.export.samples import ds_view_name
 
     xs = torch.from_numpy(np.ascontiguousarray(ds.view_batch(ds_view_name(ds, sview))))
     xt = xs if tview == sview else torch.from_numpy(
         np.ascontiguousarray(ds.view_batch(ds_view_name(ds, tview))))
-    multilabel = ckpt["task"] == "multilabel"
+    multilabel = ckpt.meta.task == "multilabel"
     y = torch.from_numpy(np.asarray(ds.labels)).float() if multilabel else \
         torch.from_numpy(np.asarray(ds.labels)).long()
     torch.manual_seed(cfg.seed)
@@ -353,7 +355,7 @@ def qat_fp32_onnx(plan: QatPlan, types: dict[str, Any], fp32_onnx: Path, out: Pa
         ref = onnx.load(str(fp32_onnx), load_external_data=False)
         opset = max(o.version for o in ref.opset_import if o.domain in ("", "ai.onnx"))
         module = build_deploy_module(net, preprocess_spec(ckpt))
-        example = torch.zeros((2, len(ckpt["preprocess"]["source_bands"]),
+        example = torch.zeros((2, len(ckpt.meta.preprocess.source_bands),
                                *[int(d.dim_value) or 32 for d in
                                  ref.graph.input[0].type.tensor_type.shape.dim[2:]]))
         record["export"] = export_onnx(module, example, out, opset)

@@ -185,9 +185,9 @@ def _in(module: str, prefixes: Iterable[str]) -> bool:
 
 
 #: The packages a root-level module of ``cmkd_edge`` (``checkpoint.py``; not a package) may import besides
-#: the core: it sits below the stage packages, so e.g. a root ``diagnostics.py`` reaching into distill is a
-#: module living in the wrong room.
-ROOT_LEVEL_MAY_IMPORT = ("cmkd_edge.models", "cmkd_edge.data")
+#: the core and the contract's records (a checkpoint's metadata is one): it sits below the stage packages,
+#: so e.g. a root ``diagnostics.py`` reaching into distill is a module living in the wrong room.
+ROOT_LEVEL_MAY_IMPORT = ("cmkd_edge.models", "cmkd_edge.data", "cmkd_edge.runtime.contract")
 
 
 def rule_violations(edges: Iterable[Edge], packages: Iterable[str]) -> list[tuple[str, Edge]]:

@@ -70,16 +70,14 @@ def _tiny_checkpoint():
     from cmkd_edge.models import build_model
 
     net = build_model("resnet-narrow", 3, 4, mean=[1.0, 2.0, 3.0], std=[2.0, 2.0, 2.0], width=4)
-    return net, {
-        "model": net.config,
-        "state_dict": net.state_dict(),
-        "task": "multiclass",
-        "class_names": ["a", "b", "c", "d"],
-        "view": "rgb",
-        "preprocess": {"source": "s2", "select": [3, 2, 1], "clip": None, "mean": [1, 2, 3], "std": [2, 2, 2]},
-        "seed": 0,
-        "command": "test",
-    }
+    from cmkd_edge.checkpoint import Checkpoint
+
+    return net, Checkpoint.of(
+        net.state_dict(), model=net.config, task="multiclass", class_names=["a", "b", "c", "d"], view="rgb",
+        preprocess={"source": "s2", "source_bands": ["B02", "B03", "B04", "B08"],
+                    "source_units": "reflectance_x1e4", "select": [3, 2, 1], "clip": None,
+                    "mean": [1, 2, 3], "std": [2, 2, 2]},
+        seed=0, command="test")
 
 
 def test_checkpoint_round_trip_rebuilds_identical_model(tmp_path):

@@ -27,7 +27,7 @@ def _ids(path: Path) -> list[str]:
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run / "last.pt")["state_dict"]
+    return load_checkpoint(run / "last.pt").state_dict
 
 
 def test_label_loss_skips_unlabelled_rows() -> None:
@@ -65,10 +65,10 @@ def test_fraction_run_records_labels_and_resume_keeps_the_ids(teacher_run: Path,
     ids = _ids(full / "labelled.csv")
     assert len(ids) == 6  # 6 classes x round(3 train samples x 0.34) = 1 each
     ck = load_checkpoint(full / "best.pt")
-    labels = ck["labels"]
-    assert labels["source"] == "fraction" and labels["n_labelled"] == 6 and labels["used_unlabelled"]
-    assert labels["per_class"] == [1] * 6 and labels["fraction"] == 0.34 and labels["label_seed"] == 5
-    assert ck["pairing"]["rule"] == "given"
+    labels = ck.meta.labels
+    assert labels.source == "fraction" and labels.n_labelled == 6 and labels.used_unlabelled
+    assert list(labels.per_class) == [1] * 6 and labels.fraction == 0.34 and labels.label_seed == 5
+    assert ck.meta.pairing["rule"] == "given"
     part = tmp_path / "part"
     train(tiny_config(part, stop_after_epoch=1, **kw))
     first = _ids(part / "labelled.csv")
@@ -102,7 +102,7 @@ def test_hidden_labels_never_change_training(teacher_run: Path, tmp_path: Path, 
         assert _ids(a / "labelled.csv") == _ids(b / "labelled.csv")
         for k, v in _weights(a).items():
             assert torch.equal(v, _weights(b)[k]), (method, k)
-    assert not load_checkpoint(tmp_path / "none-a" / "best.pt")["labels"]["used_unlabelled"]
+    assert not load_checkpoint(tmp_path / "none-a" / "best.pt").meta.labels.used_unlabelled
 
 
 def test_unlabelled_folder_without_a_teacher_is_refused(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_pairing_rules_feed_the_teacher_gallery_samples(teacher_run: Path, tmp_p
     sb = train(tiny_config(tmp_path / "sb", pairing="sembridge", pairing_options={"matcher_epochs": "1"}, **kw))
     assert sb["pairing"]["rule"] == "sembridge" and 0 <= sb["pairing"]["same_class_rate"] <= 1
     ck = load_checkpoint(tmp_path / "sb" / "last.pt")
-    assert len(ck["train_state"]["pairing"]["pair"]) == sb["labels"]["n_train"]
+    assert len(ck.train_state["pairing"]["pair"]) == sb["labels"]["n_train"]
     with pytest.raises(ConfigError, match="pairing 'given' pairs each student sample"):
         tiny_config(tmp_path / "x", teacher=str(teacher_run), teacher_data="synthetic")
     with pytest.raises(ConfigError, match="unknown option 'nope' for pairing 'random'"):
@@ -218,7 +218,7 @@ def test_auto_temperature_is_the_teachers_calibration_temperature(teacher_run: P
     assert calibrated_temperature(calibrated, y) < 1.3
     s = train(tiny_config(tmp_path / "run", teacher=str(teacher_run), view="sar", method="kd",
                           method_options={"auto_temperature": "true"}, epochs=1))
-    opts = load_checkpoint(Path(s["best_checkpoint"]))["method_options"]
+    opts = load_checkpoint(Path(s["best_checkpoint"])).meta.method_options
     assert opts["auto_temperature"] and 1.0 <= opts["temperature"] <= 20.0
 
 
@@ -260,7 +260,7 @@ def test_diagnose_predicts_before_any_student(teacher_run: Path, tmp_path: Path)
     # the labels diagnose predicts for are the ones distill --labelled-fraction draws
     run = tmp_path / "run"
     train(tiny_config(run, teacher=str(teacher_run), view="sar", method="kd", labelled_fraction=0.34, epochs=1))
-    assert load_checkpoint(run / "best.pt")["labels"]["per_class"] == res["labels"]["per_class"]
+    assert list(load_checkpoint(run / "best.pt").meta.labels.per_class) == res["labels"]["per_class"]
     full = predict_gain(str(teacher_run), "synthetic:per_class=6,size=16", "sar")
     assert full["labels"]["n_unlabelled"] == 0
     assert full["prediction"] == ("help" if full["probe"]["teacher_only"] > full["probe"]["alone"]

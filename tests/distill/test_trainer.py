@@ -34,7 +34,7 @@ def test_teacher_run_writes_everything(teacher_run: Path) -> None:
     summary = json.loads((teacher_run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["synthetic"] is True
     assert summary["test"]["n"] > 0 and "confusion_matrix" in summary["test"]
-    best = load_checkpoint(teacher_run / "best.pt")
+    best = load_checkpoint(teacher_run / "best.pt").payload()  # the dict on disk
     assert best["role"] == "teacher" and best["view"] == "ms" and best["teacher"] is None
     assert "train_state" not in best and "test" in best["metrics"]
     pre = best["preprocess"]
@@ -42,9 +42,9 @@ def test_teacher_run_writes_everything(teacher_run: Path) -> None:
     assert best["view_info"]["band_names"] == pre["source_bands"]
     assert best["input_hw"] == [16, 16]  # the tiny set's patch size: what export makes the input
     # the normalisation the model applies is the recorded training-split statistics
-    net = model_from_checkpoint(best)
+    net = model_from_checkpoint(load_checkpoint(teacher_run / "best.pt"))
     assert torch.allclose(net.norm.mean.flatten(), torch.tensor(pre["mean"], dtype=torch.float32))
-    last = load_checkpoint(teacher_run / "last.pt")
+    last = load_checkpoint(teacher_run / "last.pt").payload()
     assert {"optimizer", "scheduler", "method", "rng", "best_score", "history"} <= set(last["train_state"])
 
 
@@ -66,8 +66,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path: Path) -> None:
     assert strip == again
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
     assert resumed["test"]["confusion_matrix"] == full["test"]["confusion_matrix"]
-    a = load_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
-    b = load_checkpoint(tmp_path / "part" / "last.pt")["state_dict"]
+    a = load_checkpoint(tmp_path / "full" / "last.pt").state_dict
+    b = load_checkpoint(tmp_path / "part" / "last.pt").state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -83,7 +83,7 @@ def test_distill_records_teacher_and_reuses_its_split(teacher_run: Path, tmp_pat
     s = train(tiny_config(out, view="sar", arch="mobilenetv2-tiny", teacher=str(teacher_run / "best.pt"),
                           method="kd", temperature=2.0, kd_weight=0.5))
     assert s["role"] == "student" and s["teacher_view"] == "ms"
-    best = load_checkpoint(out / "best.pt")
+    best = load_checkpoint(out / "best.pt").payload()
     assert best["teacher"]["sha256"] and best["teacher"]["view"] == "ms"
     assert best["method_options"]["temperature"] == 2.0 and best["method_options"]["kd_weight"] == 0.5
     assert best["preprocess"]["source"] == "s1"
@@ -157,7 +157,7 @@ def test_trainer_runs_an_unknown_method(probe_method, teacher_run: Path, tmp_pat
     out = tmp_path / "probe"
     train(tiny_config(out, view="rgb", teacher=str(teacher_run), method="probe"))
     assert CALLS[0] == "setup" and "epoch0" in CALLS and "epoch1" in CALLS and "teacher_input" in CALLS
-    last = load_checkpoint(out / "last.pt")
+    last = load_checkpoint(out / "last.pt").payload()
     state = last["train_state"]["method"]
     assert float(state["scale"]) != 1.0  # trained: the method's parameter was in the optimizer
     assert int(state["seen"]) > 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmkd_edge.checkpoint import save_checkpoint
+from cmkd_edge.checkpoint import Checkpoint, save_checkpoint
 from cmkd_edge.data.synthetic import CLASS_NAMES
 from cmkd_edge.models import build_model
 
@@ -42,12 +42,10 @@ def make_checkpoint(path: Path, *, sar: bool = False, arch: str = "resnet-narrow
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
-    save_checkpoint(path, {
-        "model": net.config, "state_dict": net.state_dict(), "role": "student",
-        "task": "multiclass", "class_names": CLASSES, "view": view, "view_info": info,
-        "preprocess": spec, "method": "kd", "method_options": {}, "teacher": None, "seed": seed,
-        "command": "test", "epoch": 1, "metrics": {"val_top1": 0.5}, "data": {"path": None},
-    })
+    save_checkpoint(path, Checkpoint.of(
+        net.state_dict(), model=net.config, role="student", task="multiclass", class_names=CLASSES,
+        view=view, view_info=info, preprocess=spec, method="kd", method_options={}, teacher=None,
+        seed=seed, command="test", epoch=1, metrics={"val_top1": 0.5}, data={"path": None}))
     return path
 
 

@@ -37,9 +37,10 @@ def test_edit_packed_bundle_writes_a_new_archive(optical_bundle, tmp_path):
     archive = pack_bundle(optical_bundle, tmp_path / "b.tar.gz")
     before = archive.read_bytes()
     with edit_bundle(archive) as edit:
-        edit.manifest = replace(edit.manifest, provenance={**edit.manifest.provenance, "note": "edited"})
+        prov = edit.manifest.provenance
+        edit.manifest = replace(edit.manifest, provenance=replace(prov, extra={**prov.extra, "note": "edited"}))
     assert edit.written == tmp_path / "b-edited.tar.gz" and archive.read_bytes() == before
-    assert open_bundle(edit.written, cache_dir=tmp_path / "cache").manifest.provenance["note"] == "edited"
+    assert open_bundle(edit.written, cache_dir=tmp_path / "cache").manifest.provenance.extra["note"] == "edited"
     with edit_bundle(archive, out=tmp_path / "as-dir") as edit:
         pass
     assert (tmp_path / "as-dir" / "manifest.json").is_file() and archive.read_bytes() == before

@@ -48,7 +48,7 @@ def test_chip_bundle_graph_matches_the_numpy_reference(chip_bundle: tuple[Path, 
     m = read_manifest(bundle)
     assert m.input.units == "magnitude_u8" and m.input.shape == (None, 1, 32, 32)
     assert m.preprocess.crop == (24, 24)
-    assert m.provenance["view"] == "chip:crop=24" or m.preprocess.centre
+    assert m.provenance.view == "chip:crop=24" or m.preprocess.centre
     raw = read_chips(find_chips([chips / "jpeg" / "test"]))
     ckpt = load_checkpoint(bundle.parent / "run" / "best.pt")
     net = model_from_checkpoint(ckpt)

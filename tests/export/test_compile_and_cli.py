@@ -24,7 +24,7 @@ def test_openvino_ir_fp32_and_fp16(optical_bundle, tmp_path):
     shutil.copytree(optical_bundle, b)
     arts = compile_bundle(b, target="openvino", precisions=("fp32", "fp16"),
                           cache_dir=tmp_path / "ovcache")
-    assert [a["id"] for a in arts] == ["openvino-ir-fp32", "openvino-ir-fp16"]
+    assert [c.artifact.id for c in arts] == ["openvino-ir-fp32", "openvino-ir-fp16"]
     m = open_bundle(b).manifest
     a = m.artifact("openvino-ir-fp16")
     assert a.files == ("openvino/model.ir-fp16.xml", "openvino/model.ir-fp16.bin")

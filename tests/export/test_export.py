@@ -97,4 +97,4 @@ def test_legacy_exporter_honours_low_opset(optical_ckpt, tmp_path):
                             hw=(32, 32), data="/nonexistent")
     m = open_bundle(out).manifest
     assert m.artifact("onnx-fp32").opset == 17
-    assert m.provenance["export"]["exporter"] == "legacy"
+    assert m.provenance.export.exporter == "legacy"

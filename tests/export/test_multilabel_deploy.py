@@ -16,7 +16,7 @@ from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.bundle import open_bundle
 from cmkd_edge.runtime.evaluate import evaluate_bundle
 
-from cmkd_edge.checkpoint import save_checkpoint
+from cmkd_edge.checkpoint import Checkpoint, save_checkpoint
 from cmkd_edge.cli import main
 from cmkd_edge.models import build_model
 
@@ -34,12 +34,12 @@ def ml_bundle(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     net = build_model("mobilenetv2-tiny", 2, len(names), mean=spec["mean"], std=spec["std"], clip=spec["clip"])
     d = tmp_path_factory.mktemp("ml")
-    save_checkpoint(d / "best.pt", {
-        "model": net.config, "state_dict": net.state_dict(), "role": "student", "task": "multilabel",
-        "class_names": names, "view": "sar", "input_hw": [120, 120],
-        "view_info": {"modality": "sar", "band_names": ["VV", "VH"], "units": "db", "synthetic": False},
-        "preprocess": spec, "method": "none", "method_options": {}, "teacher": None, "seed": 0,
-        "command": "test", "epoch": 1, "metrics": {}, "data": {"path": str(BEN)}})
+    save_checkpoint(d / "best.pt", Checkpoint.of(
+        net.state_dict(), model=net.config, role="student", task="multilabel",
+        class_names=names, view="sar", input_hw=[120, 120],
+        view_info={"modality": "sar", "band_names": ["VV", "VH"], "units": "db", "synthetic": False},
+        preprocess=spec, method="none", method_options={}, teacher=None, seed=0,
+        command="test", epoch=1, metrics={}, data={"path": str(BEN)}))
     # the legacy exporter: a few seconds faster than dynamo for this test, same graph contract
     return export_checkpoint(d / "best.pt", d / "bundle", samples=4, batch=2, opset=17, exporter="legacy")
 
@@ -47,9 +47,9 @@ def ml_bundle(tmp_path_factory) -> Path:
 def test_thresholds_gate_evaluate_and_classify(ml_bundle: Path, tmp_path: Path):
     m = open_bundle(ml_bundle).manifest
     assert m.task == "multilabel" and len(m.output.thresholds) == len(m.class_names)
-    how = m.provenance["thresholds"]
+    how = m.provenance.thresholds
     assert how["chosen"] and how["split"] == "val" and how["n"] > 0
-    rec = quantize_bundle(ml_bundle, precision="fp16", max_drop=100.0)
+    rec = quantize_bundle(ml_bundle, precision="fp16", max_drop=100.0).to_dict()
     assert rec["gate"]["metric"] == "micro_f1" and rec["gate"]["thresholds"] == list(m.output.thresholds)
     fp16 = rec["rungs"][0]
     assert fp16["metric"] == "micro_f1" and "reason" in fp16 and "top1" not in fp16

@@ -5,6 +5,7 @@ away with the QDQ model they were built from."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -31,11 +32,9 @@ def _run_dir(tmp: Path, *, input_hw: list[int] | None = (32, 32), swap_split: bo
     run = tmp / "run"
     run.mkdir()
     ckpt = load_checkpoint(make_checkpoint(run / "raw.pt"))
-    ckpt.pop("_path")
-    if input_hw is not None:
-        ckpt["input_hw"] = list(input_hw)
-    ckpt["seed"] = 5
-    save_checkpoint(run / "best.pt", ckpt)
+    meta = dataclasses.replace(ckpt.meta, seed=5, **(
+        {"input_hw": tuple(input_hw)} if input_hw is not None else {}))
+    save_checkpoint(run / "best.pt", dataclasses.replace(ckpt, meta=meta))
     (run / "raw.pt").unlink()
     swap = {"train": "test", "test": "train", "val": "val"} if swap_split else {}
     table = open_dataset(None, views=["rgb"], split="train").split_table
@@ -70,7 +69,7 @@ def test_export_records_training_data_and_size(tmp_path):
     run = _run_dir(tmp_path)
     b = export_checkpoint(run / "best.pt", tmp_path / "b", samples=4, batch=2)
     m = open_bundle(b).manifest  # verifies split.csv's sha256 too
-    rec = m.provenance["data"]
+    rec = m.provenance.data.to_dict()
     assert rec["path"] is None and rec["seed"] == 5 and rec["split_file"] == "split.csv"
     assert "split.csv" in m.files and (b / "split.csv").read_bytes() == (run / "split.csv").read_bytes()
     assert m.input.shape == (None, 13, 32, 32)
@@ -98,14 +97,14 @@ def test_old_checkpoint_without_size_or_data_is_refused_not_guessed(tmp_path):
 def test_quantize_uses_the_runs_split_and_compiled_int8_is_regated(tmp_path):
     run = _run_dir(tmp_path, swap_split=True)
     b = export_checkpoint(run / "best.pt", tmp_path / "b", samples=4, batch=2)
-    rec = quantize_bundle(b, calib_size=8, max_drop=100.0)  # no --calib-data: the recorded data
+    rec = quantize_bundle(b, calib_size=8, max_drop=100.0).to_dict()  # no --calib-data: the recorded data
     n_train = sum(1 for line in (run / "split.csv").read_text().splitlines()[1:]
                   if line.endswith(",train"))
     cal = rec["calibration"]
     assert cal["split_table"] == "training run (bundle split.csv)" and cal["of"] == n_train
     assert cal["seed"] == 5 and rec["gate"]["sha256"]
 
-    (ir,) = compile_bundle(b, target="openvino", precisions=("int8",))
+    (ir,) = [c.to_dict() for c in compile_bundle(b, target="openvino", precisions=("int8",))]
     assert ir["source"] == "onnx-int8" and ir["gate"]["evaluated"] and ir["gate_passed"] is True
     assert ir["accuracy"]["backend"] == "openvino"
 
@@ -121,5 +120,5 @@ def test_compiled_int8_without_rereadable_gate_data_is_not_gated(tmp_path, optic
     shutil.copytree(optical_bundle, b)
     cal, val = _sets(b)
     quantize_bundle(b, calib_data=cal, val_data=val)  # arrays: cannot be re-read at compile time
-    (ir,) = compile_bundle(b, target="openvino", precisions=("int8",))
+    (ir,) = [c.to_dict() for c in compile_bundle(b, target="openvino", precisions=("int8",))]
     assert ir["gate_passed"] is None and not ir["gate"]["evaluated"] and ir["source"] == "onnx-int8"

@@ -37,7 +37,7 @@ def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
     ckpt, bundle = qat_case
     b = _copy(bundle, tmp_path)
     rec = quantize_bundle(b, backend="onnxruntime", calib_size=16, max_drop=100.0,
-                          checkpoint=str(ckpt), qat_epochs=1, only_rungs=["int8-qat"])
+                          checkpoint=str(ckpt), qat_epochs=1, only_rungs=["int8-qat"]).to_dict()
     first = rec["rungs"][0]
     assert first["rung"] == "int8-qat" and "error" not in first, first.get("error")
     assert rec["accepted"] == "int8-qat" and rec["accepted_precision"] == "int8"
@@ -46,7 +46,7 @@ def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
     assert qat["teacher"]["kind"].startswith("FP32 student")  # the checkpoint names no teacher
     assert qat["data"]["split"] == "train" and qat["data"]["n"] > 0
     art = open_bundle(b).manifest.artifact("onnx-int8")
-    assert art.gate_passed and art.extra["rung"] == "int8-qat"
+    assert art.gate_passed and art.rung == "int8-qat"
     assert art.extra["qat"]["epochs"] == 1 and art.extra["qat"]["teacher"]["sha256"]
     model = onnx.load(str(b / art.path))
     ops = [n.op_type for n in model.graph.node]
@@ -61,7 +61,7 @@ def test_qat_alone_trains_exports_qdq_and_records(qat_case, tmp_path):
     cached = len(qat_mod._CACHE)
     again = quantize_bundle(_copy(bundle, tmp_path / "again"), backend="onnxruntime",
                             calib_size=16, max_drop=100.0, checkpoint=str(ckpt), qat_epochs=1,
-                            only_rungs=["int8-qat"])
+                            only_rungs=["int8-qat"]).to_dict()
     assert len(qat_mod._CACHE) == cached and again["rungs"][0]["qat"]["seconds"] == qat["seconds"]
 
 
@@ -69,13 +69,13 @@ def test_qat_missing_checkpoint_is_one_stated_reason(qat_case, tmp_path):
     _, bundle = qat_case
     b = _copy(bundle, tmp_path)
     rec = quantize_bundle(b, backend="onnxruntime", calib_size=16, max_drop=100.0,
-                          only_rungs=["int8-qat"])
+                          only_rungs=["int8-qat"]).to_dict()
     first = rec["rungs"][0]
     assert first["rung"] == "int8-qat" and not first["passed"]
     assert "needs the student checkpoint" in first["error"] and "--checkpoint" in first["error"]
     assert "\n" not in first["error"]
     # without asking for it by name the rung is not offered, and the record says why
-    rec = quantize_bundle(b, backend="onnxruntime", calib_size=16, max_drop=100.0)
+    rec = quantize_bundle(b, backend="onnxruntime", calib_size=16, max_drop=100.0).to_dict()
     assert "int8-qat" not in [r["rung"] for r in rec["rungs"]]
     assert "needs the student checkpoint" in rec["qat_not_offered"]
 

@@ -47,14 +47,14 @@ def test_types_follow_cpu_flags():
 def test_int8_onnxruntime_passes_gate_and_is_recorded(optical_bundle, tmp_path):
     b = _copy(optical_bundle, tmp_path)
     cal, val = _sets(b)
-    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val)
+    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val).to_dict()
     assert rec["passed"] and rec["accepted"].startswith("int8")
     assert rec["int8_types"]["name"] in ("U8S8", "S8S8") and "cpu_flags" in rec["int8_types"]
     assert rec["calibration"]["sha256"] == cal.sha256() and rec["calibration"]["size"] == 24
     m = open_bundle(b).manifest
     art = m.artifact("onnx-int8")
     assert art.gate_passed and art.precision == "int8"
-    assert m.quantization["onnxruntime:int8"]["rungs"][0]["rung"] == "int8-minmax"
+    assert m.quant("onnxruntime", "int8").rungs[0].rung == "int8-minmax"
     import onnx
 
     model = onnx.load(str(b / art.path))
@@ -94,11 +94,10 @@ def fragile_bundle(tmp_path_factory) -> Path:
     weights to 16 or 8 bits scrambles them (so FP16 and plain INT8 fail a 0-point gate)."""
     d = tmp_path_factory.mktemp("fragile")
     ckpt = load_checkpoint(make_checkpoint(d / "s.pt", seed=1))
-    sd = ckpt["state_dict"]
+    sd = ckpt.state_dict
     w = sd["head.weight"]
     sd["head.weight"] = w[:1].expand_as(w) + 1e-4 * w.abs().mean() * torch.randn_like(w)
     sd["head.bias"] = torch.zeros_like(sd["head.bias"])
-    ckpt.pop("_path")
     save_checkpoint(d / "fragile.pt", ckpt)
     return export_checkpoint(d / "fragile.pt", d / "bundle", samples=8, batch=4, hw=(32, 32),
                              data="/nonexistent")
@@ -107,7 +106,7 @@ def fragile_bundle(tmp_path_factory) -> Path:
 def test_ladder_falls_back_to_sensitive_layers_in_float(fragile_bundle, tmp_path):
     b = _copy(fragile_bundle, tmp_path)
     cal, val = _sets(b, n_cal=16, n_val=32)
-    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val, max_drop=0.0)
+    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val, max_drop=0.0).to_dict()
     tried = [r["rung"] for r in rec["rungs"]]
     assert tried[:3] == ["int8-minmax", "int8-entropy", "int8-percentile"]
     assert all(not r["passed"] for r in rec["rungs"][:3])  # plain INT8 collapses
@@ -115,21 +114,21 @@ def test_ladder_falls_back_to_sensitive_layers_in_float(fragile_bundle, tmp_path
     assert last["rung"] == rec["accepted"]
     if rec["accepted"] == "int8-sensitive-float":
         assert last["excluded_nodes"] and last["sensitive"][0]["added_nsr"] >= 0
-        assert open_bundle(b).manifest.artifact("onnx-int8").extra["rung"] == "int8-sensitive-float"
+        assert open_bundle(b).manifest.artifact("onnx-int8").rung == "int8-sensitive-float"
 
 
 def test_gate_no_rung_passes_keeps_fp32(fragile_bundle, tmp_path):
     b = _copy(fragile_bundle, tmp_path)
     _, val = _sets(b, n_cal=16, n_val=32)
     before = open_bundle(b).manifest
-    rec = quantize_bundle(b, backend="onnxruntime", precision="fp16", val_data=val, max_drop=0.0)
+    rec = quantize_bundle(b, backend="onnxruntime", precision="fp16", val_data=val, max_drop=0.0).to_dict()
     assert [r["rung"] for r in rec["rungs"]] == ["fp16", "fp32"]
     assert not rec["rungs"][0]["passed"] and rec["rungs"][0]["drop"] > 0
     assert rec["accepted"] == "fp32" and not rec["passed"]
     m = open_bundle(b).manifest  # complete, verified, FP32 only
     assert [a.id for a in m.artifacts] == ["onnx-fp32"] and sorted(m.files) == ["model.onnx"]
     assert m.files == before.files
-    assert m.quantization["onnxruntime:fp16"]["accepted"] == "fp32"
+    assert m.quant("onnxruntime", "fp16").accepted == "fp32"
 
 
 def test_judge_per_class_rule_only_where_the_class_can_resolve_it():
@@ -161,9 +160,9 @@ def test_judge_per_class_rule_only_where_the_class_can_resolve_it():
 def test_openvino_int8_and_fp16(optical_bundle, tmp_path):
     b = _copy(optical_bundle, tmp_path)
     cal, val = _sets(b)
-    rec = quantize_bundle(b, backend="openvino", calib_data=cal, val_data=val, max_drop=5.0)
+    rec = quantize_bundle(b, backend="openvino", calib_data=cal, val_data=val, max_drop=5.0).to_dict()
     assert rec["accepted"] == "int8-nncf-ptq" and rec["passed"]
-    rec16 = quantize_bundle(b, backend="onnxruntime", precision="fp16", val_data=val)
+    rec16 = quantize_bundle(b, backend="onnxruntime", precision="fp16", val_data=val).to_dict()
     assert rec16["accepted"] == "fp16" and rec16["calibration"] is None
     m = open_bundle(b).manifest
     assert {"onnx-fp32", "openvino-int8", "onnx-fp16"} == {a.id for a in m.artifacts}
@@ -175,7 +174,7 @@ def test_openvino_int8_and_fp16(optical_bundle, tmp_path):
 def test_synthetic_data_path_end_to_end(optical_bundle, tmp_path):
     """Calibration and gate read through the data layer (synthetic default, recorded as such)."""
     b = _copy(optical_bundle, tmp_path)
-    rec = quantize_bundle(b, calib_size=16, max_drop=100.0)
+    rec = quantize_bundle(b, calib_size=16, max_drop=100.0).to_dict()
     assert rec["calibration"]["split"] == "train" and rec["calibration"]["synthetic"]
     assert rec["calibration"]["stratified"] and rec["gate"]["synthetic"]
     doc = json.loads((b / "manifest.json").read_text())

@@ -235,7 +235,7 @@ def test_onnx_external_data_outside_bundle(tmp_path: Path, patch_npy: Path, loca
 # -- TensorRT engine from another device (the logic; no GPU here) ----------------------------------
 def test_tensorrt_engine_from_another_device(bundle_copy: Path, patch_npy: Path) -> None:
     from cmkd_edge.runtime.fingerprint import check_fingerprint
-    from cmkd_edge.runtime.manifest import read_manifest, write_manifest
+    from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
 
     built_on = {"tensorrt": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7"}
     here = {"tensorrt": "10.3.0.30", "gpu": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}
@@ -251,7 +251,7 @@ def test_tensorrt_engine_from_another_device(bundle_copy: Path, patch_npy: Path)
     d["artifacts"].insert(0, {"id": "trt-fp16", "path": "model.plan", "format": "tensorrt-plan",
                               "precision": "fp16", "backend": "tensorrt", "files": ["model.plan"],
                               "fingerprint": built_on})
-    write_manifest(bundle_copy, d)
+    write_manifest(bundle_copy, Manifest.from_dict(d))
     res = cli("classify", bundle_copy, patch_npy, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["backend"] != "tensorrt"
     from cmkd_edge.runtime.backends import available

@@ -3,6 +3,7 @@ arch or view mismatches, and a resume that does not fit the run it continues."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 import subprocess
@@ -84,9 +85,8 @@ def test_teacher_arch_does_not_fit_weights(teacher_run: Path, tmp_path: Path) ->
     from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(teacher_run / "best.pt")
-    ckpt.pop("_path")
-    ckpt["model"] = {**ckpt["model"], "arch": "mobilenetv2-tiny"}
-    save_checkpoint(tmp_path / "liar.pt", ckpt)
+    meta = dataclasses.replace(ckpt.meta, model=dataclasses.replace(ckpt.meta.model, arch="mobilenetv2-tiny"))
+    save_checkpoint(tmp_path / "liar.pt", dataclasses.replace(ckpt, meta=meta))
     for args in (["distill", "--teacher", tmp_path / "liar.pt", "--data", TINY, "--student-view", "rgb",
                   "--arch", "resnet-narrow", "--epochs", "1", "--quiet", "--out", tmp_path / "s"],
                  ["export", tmp_path / "liar.pt", "--out", tmp_path / "b"],

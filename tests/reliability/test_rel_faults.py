@@ -66,7 +66,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path: Path) 
     from cmkd_edge.checkpoint import load_checkpoint
 
     last = load_checkpoint(killed / "last.pt")  # ... but last.pt itself is complete (atomic write)
-    assert last["epoch"] == done
+    assert last.meta.epoch == done
 
     resumed = run_cmkd(*TRAIN, "--resume", "--out", killed, env=ONE_THREAD, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -180,5 +180,5 @@ def test_full_disk_training_keeps_last_checkpoint(teacher_run: Path, small_fs: P
     assert (run / "last.pt").read_bytes() == last
     from cmkd_edge.checkpoint import load_checkpoint
 
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run / "last.pt").meta.epoch == 1
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]

@@ -103,7 +103,7 @@ def test_manifest_write_read_round_trip_on_disk(tmp_path_factory: pytest.TempPat
     d["class_names"] = classes
     d["input"]["nodata"] = nodata
     d.update(extra)
-    written = write_manifest(root, d)
+    written = write_manifest(root, Manifest.from_dict({**d, "files": {}}))
     assert read_manifest(root) == written
     assert read_manifest(root).to_dict() == json.loads((root / "manifest.json").read_text())
     assert written.extra == extra and list(written.class_names) == classes
@@ -121,7 +121,7 @@ def exported_graphs(tmp_path_factory: pytest.TempPathFactory):
     from cmkd_edge.export.student import export_checkpoint
     from onnx.utils import Extractor
 
-    from cmkd_edge.checkpoint import save_checkpoint
+    from cmkd_edge.checkpoint import Checkpoint, save_checkpoint
     from cmkd_edge.models import build_model
 
     torch.set_num_threads(1)
@@ -141,13 +141,13 @@ def exported_graphs(tmp_path_factory: pytest.TempPathFactory):
         net = build_model("resnet-narrow", len(spec["select"]), 3, mean=spec["mean"], std=spec["std"],
                           clip=spec["clip"] if net_clip else None, width=4)
         modality = "sar" if spec["source"] == "s1" else "optical"
-        save_checkpoint(d / f"{name}.pt", {
-            "model": net.config, "state_dict": net.state_dict(), "role": "student",
-            "task": "multiclass", "class_names": ["a", "b", "c"], "view": view,
-            "view_info": {"modality": modality, "band_names": [spec["source_bands"][i] for i in spec["select"]],
-                          "units": "db" if modality == "sar" else "reflectance_x1e4", "synthetic": False},
-            "preprocess": spec, "method": "kd", "method_options": {}, "teacher": None, "seed": 0,
-            "command": "test", "epoch": 1, "metrics": {}, "data": {"path": None}})
+        save_checkpoint(d / f"{name}.pt", Checkpoint.of(
+            net.state_dict(), model=net.config, role="student",
+            task="multiclass", class_names=["a", "b", "c"], view=view,
+            view_info={"modality": modality, "band_names": [spec["source_bands"][i] for i in spec["select"]],
+                       "units": "db" if modality == "sar" else "reflectance_x1e4", "synthetic": False},
+            preprocess=spec, method="kd", method_options={}, teacher=None, seed=0,
+            command="test", epoch=1, metrics={}, data={"path": None}))
         bundle = export_checkpoint(d / f"{name}.pt", d / name, samples=4, batch=2, hw=(8, 8),
                                    data="/nonexistent")
         model = onnx.load(str(bundle / "model.onnx"))

@@ -100,8 +100,7 @@ def fragile_bundle(student_run: Path, tmp_path: Path) -> Path:
     from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(student_run / "best.pt")
-    ckpt.pop("_path")
-    sd = ckpt["state_dict"]
+    sd = ckpt.state_dict
     w = sd["head.weight"]
     g = torch.Generator().manual_seed(0)
     sd["head.weight"] = w[:1].expand_as(w).clone() + 1e-4 * w.abs().mean() * torch.randn(w.shape, generator=g)

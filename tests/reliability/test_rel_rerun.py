@@ -12,6 +12,7 @@ from cmkd_edge.export.quantize.gate import run_onnxruntime
 from cmkd_edge.export.quantize.ladder import check_strict
 from cmkd_edge.export.samples import RawSamples
 from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+from cmkd_edge.runtime.contract.records import QuantRecord
 
 from cmkd_edge.errors import QuantizationError
 
@@ -41,19 +42,19 @@ def test_stricter_quantize_says_what_it_removed_and_ends_lower(exported_bundle: 
     x = rng.uniform(200, 4000, (64, 13, hw, hw)).astype(np.float32)
     y = run_onnxruntime(b / "model.onnx", x).argmax(1)
     cal, val = RawSamples(x[:32], y[:32], {"split": "train"}), RawSamples(x[32:], y[32:], {"split": "val"})
-    first = quantize_bundle(b, calib_data=cal, val_data=val, max_drop=100.0, agreement_data=None)
+    first = quantize_bundle(b, calib_data=cal, val_data=val, max_drop=100.0, agreement_data=None).to_dict()
     assert first["accepted_precision"] == "int8" and not first["ended_lower"]
     # calibration on one constant patch: INT8 ranges that saturate on real inputs
     bad = RawSamples(np.full((8, 13, hw, hw), 300, np.float32), y[:8], {"split": "train"})
-    rec = quantize_bundle(b, calib_data=bad, val_data=val, max_drop=0.0, agreement_data=None)
+    rec = quantize_bundle(b, calib_data=bad, val_data=val, max_drop=0.0, agreement_data=None).to_dict()
     assert rec["accepted_precision"] == "fp16" and rec["ended_lower"]
     assert rec["outcome"].startswith("accepted: fp16 (onnxruntime); requested int8, ended on a LOWER rung")
     gone = {r["id"]: r for r in rec["replaced"]}
     assert gone["onnx-int8"]["gate_passed"] is True and "accepted no int8 rung" in gone["onnx-int8"]["why"]
     assert all(r.get("reason") for r in rec["rungs"])  # every rung says why it passed or failed
     with pytest.raises(QuantizationError, match="--strict: accepted: fp16"):
-        check_strict(rec, True)
-    check_strict(rec, False)
+        check_strict(QuantRecord.from_dict(rec), True)
+    check_strict(QuantRecord.from_dict(rec), False)
     assert {a.id for a in open_bundle(b).manifest.artifacts} == {"onnx-fp32", "onnx-fp16"}
 
 

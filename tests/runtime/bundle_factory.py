@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from cmkd_edge.runtime.contract.records import Accuracy, Provenance, QuantRecord
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 SELECT = [3, 2, 1, 7]
@@ -96,7 +97,7 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
                depth=depth, seed=seed, batch=batch)
     arts = [Artifact(id="onnx-fp32", path="model.onnx", format="onnx", precision="fp32",
                      backend="onnxruntime", files=("model.onnx",), opset=17, ir_version=8,
-                     accuracy={"top1": 0.91, "split": "test"})]
+                     accuracy=Accuracy(top1=0.91, split="test"))]
     if openvino:
         import openvino as ov
 
@@ -106,12 +107,12 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
         arts.append(Artifact(id="openvino-fp32", path="openvino/model.xml", format="openvino-ir",
                              precision="fp32", backend="openvino",
                              files=("openvino/model.xml", "openvino/model.bin"),
-                             accuracy={"top1": 0.91, "split": "test"}))
+                             accuracy=Accuracy(top1=0.91, split="test")))
     if int8:
         quantize_int8(root / "model.onnx", root / "model_int8.onnx", bands=bands, size=size, seed=seed)
         arts.append(Artifact(id="onnx-int8", path="model_int8.onnx", format="onnx", precision="int8",
                              backend="onnxruntime", files=("model_int8.onnx",), opset=17,
-                             gate_passed=True, accuracy={"top1": 0.90, "split": "test"}))
+                             gate_passed=True, accuracy=Accuracy(top1=0.90, split="test")))
     band_names = (S2_BANDS + tuple(f"X{i}" for i in range(bands)))[:bands]
     sel = [i for i in SELECT if i < bands] or [0]
     m = Manifest(
@@ -122,8 +123,9 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
         preprocess=PreprocessSpec(source="s2", source_bands=band_names, source_units="reflectance_x1e4",
                                   select=tuple(sel), clip=(0.0, 10000.0)),
         artifacts=tuple(arts),
-        quantization={"method": "ort-static-qdq", "accepted_rung": "int8"} if int8 else None,
-        provenance={"method": "kd", "synthetic": True, "tools": {"builder": "tests/runtime/bundle_factory.py"}})
+        quantization={"onnxruntime:int8": QuantRecord(method="ort-static-qdq", accepted="int8")} if int8 else None,
+        provenance=Provenance(method="kd", tools={"builder": "tests/runtime/bundle_factory.py"},
+                              extra={"synthetic": True}))
     write_manifest(root, m)
     return root
 

@@ -57,13 +57,13 @@ def copy_backend() -> Iterator[BackendSpec]:
 
 
 def _add_copy_artifact(bundle: Path) -> None:
-    from cmkd_edge.runtime.manifest import read_manifest, write_manifest
+    from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
 
     shutil.copy(bundle / "model.onnx", bundle / "model-copy.onnx")
     d = read_manifest(bundle).to_dict()
     d["artifacts"].append({"id": "copy-fp32", "path": "model-copy.onnx", "format": "onnx-copy",
                            "precision": "fp32", "backend": "ort-copy", "files": ["model-copy.onnx"]})
-    write_manifest(bundle, d)
+    write_manifest(bundle, Manifest.from_dict(d))
 
 
 def test_declarations_derive_the_tables() -> None:

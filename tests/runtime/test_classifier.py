@@ -48,7 +48,7 @@ def test_selection_order(int8_bundle: Path, bundle_dir: Path) -> None:
         "onnxruntime:onnx-fp32", "onnxruntime:onnx-int8"]
     # ... and so is one with no gate record, whatever the quantization section says
     d["artifacts"][1]["gate_passed"] = None
-    d["quantization"] = {"accepted_rung": "int8"}
+    d["quantization"] = {"onnxruntime:int8": {"accepted": "int8"}}
     assert _ids(select_artifacts(Manifest.from_dict(d), backends=["onnxruntime"])) == [
         "onnxruntime:onnx-fp32", "onnxruntime:onnx-int8"]
     # TensorRT (GPU) comes first, but only builds from ONNX when rebuild=True

@@ -92,7 +92,7 @@ def test_write_manifest_hashes_every_file(tmp_path: Path) -> None:
     d = written.to_dict()
     d["artifacts"][0]["files"] = ["model.onnx", "weights.bin"]
     with pytest.raises(BundleError, match="weights.bin"):
-        write_manifest(tmp_path, d)
+        write_manifest(tmp_path, Manifest.from_dict(d))
     assert read_manifest(tmp_path) == written
 
 

@@ -51,14 +51,14 @@ def test_plan_without_fingerprint_refused_by_manifest(bundle_copy: Path) -> None
 def test_auto_skips_tensorrt_without_gpu(bundle_copy: Path) -> None:
     """A bundle with a TensorRT plan still opens on a CPU-only device (auto falls through)."""
     from cmkd_edge.runtime.classifier import Classifier
-    from cmkd_edge.runtime.manifest import read_manifest, write_manifest
+    from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
 
     (bundle_copy / "model.plan").write_bytes(b"\x00fake plan")
     d = read_manifest(bundle_copy).to_dict()
     d["artifacts"].insert(0, {"id": "trt-fp16", "path": "model.plan", "format": "tensorrt-plan",
                               "precision": "fp16", "backend": "tensorrt", "files": ["model.plan"],
                               "fingerprint": ORIN})
-    write_manifest(bundle_copy, d)
+    write_manifest(bundle_copy, Manifest.from_dict(d))
     if available("tensorrt"):
         pytest.skip("a GPU with TensorRT is present: auto would try the plan")
     with Classifier.open(bundle_copy) as clf:
