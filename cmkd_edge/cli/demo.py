@@ -214,6 +214,7 @@ def run_demo(state: DemoState, steps: list[tuple[str, Step]] | None = None) -> D
     atomic_write_json(state.workdir / MARKER, {
         "data": state.data, "status": "finished", "synthetic": state.synthetic, "rows": state.rows,
         "notes": state.notes, "timings_s": state.timings, "runs": {k: str(v) for k, v in state.runs.items()},
+        "choice": state.results.get("choice"),
     })
     return state
 

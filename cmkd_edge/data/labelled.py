@@ -12,8 +12,6 @@ and bundle provenance).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from cmkd_edge.data.labels import labelled_mask
-from cmkd_edge.data.splits import strata
+from cmkd_edge.data.splits import read_csv_rows, strata, write_csv_rows
 from cmkd_edge.errors import ConfigError, DataError
-from cmkd_edge.fsutil import atomic_write_text
 
 LABELLED_FILE = "labelled.csv"
 
@@ -66,13 +63,7 @@ def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.nd
 
 def write_labelled_ids(path: str | os.PathLike[str], ids: Iterable[str]) -> Path:
     """Write the labelled sample ids (``sample_id`` CSV) atomically."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sample_id"])
-    w.writerows([i] for i in ids)
-    p = Path(path)
-    atomic_write_text(p, buf.getvalue())
-    return p
+    return write_csv_rows(Path(path), ["sample_id"], ([i] for i in ids))
 
 
 def read_labelled_ids(path: str | os.PathLike[str]) -> list[str]:
@@ -82,11 +73,7 @@ def read_labelled_ids(path: str | os.PathLike[str]) -> list[str]:
         DataError: unreadable, no ``sample_id`` column, or duplicate ids.
     """
     p = Path(path)
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise DataError(f"cannot read labelled ids {p} ({exc.strerror})") from exc
+    rows = read_csv_rows(p, "labelled ids")
     if rows and "sample_id" not in rows[0]:
         raise DataError(f"{p} needs a sample_id column")
     ids = [r["sample_id"] for r in rows]

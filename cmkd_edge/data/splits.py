@@ -128,15 +128,28 @@ def resolve_split_file(path: str | os.PathLike[str]) -> Path:
     return p / "split.csv" if p.is_dir() else p
 
 
-def write_split_file(path: str | os.PathLike[str], table: Iterable[tuple[str, str]]) -> Path:
-    """Write ``(sample_id, split)`` rows as CSV (``sample_id,split``) atomically; returns the path."""
-    p = resolve_split_file(path)
+def write_csv_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
+    """Write a small id table (split.csv, labelled.csv) atomically; returns the path."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["sample_id", "split"])
-    writer.writerows(table)
-    atomic_write_text(p, buf.getvalue())
-    return p
+    writer.writerow(list(header))
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def read_csv_rows(path: Path, what: str) -> list[dict[str, str]]:
+    """Rows of a small id table; an unreadable file is a one-line DataError naming ``what`` it is."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path} ({exc.strerror})") from exc
+
+
+def write_split_file(path: str | os.PathLike[str], table: Iterable[tuple[str, str]]) -> Path:
+    """Write ``(sample_id, split)`` rows as CSV (``sample_id,split``) atomically; returns the path."""
+    return write_csv_rows(resolve_split_file(path), ["sample_id", "split"], table)
 
 
 def read_split_file(path: str | os.PathLike[str], ids: Sequence[str]) -> np.ndarray:
@@ -146,11 +159,7 @@ def read_split_file(path: str | os.PathLike[str], ids: Sequence[str]) -> np.ndar
         DataError: unreadable file, duplicate ids, ids the data lacks, or data ids it lacks.
     """
     p = resolve_split_file(path)
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise DataError(f"cannot read split file {p} ({exc.strerror})") from exc
+    rows = read_csv_rows(p, "split file")
     if not rows or not {"sample_id", "split"} <= set(rows[0]):
         raise DataError(f"split file {p} needs columns sample_id,split")
     table: dict[str, str] = {}

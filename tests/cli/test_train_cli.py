@@ -91,6 +91,11 @@ def test_demo_tiny(tmp_path: Path) -> None:
     assert "SYNTHETIC" in res.stdout
     marker = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert marker["status"] == "finished" and len(marker["rows"]) == 3
+    # the few-label regime: both students saw the same few labels; the one bundled is named, with why
+    choice = marker["choice"]
+    assert choice["chosen"] in ("student-kd", "student-nokd") and choice["labels"]["source"] == "fraction"
+    assert any(n.startswith(f"{choice['chosen']} is bundled") for n in marker["notes"])
+    assert [r["labels"] for r in marker["rows"]][1] == [r["labels"] for r in marker["rows"]][2] != "all"
     # rerun into the same workdir replaces the previous demo; a foreign non-empty dir is refused
     other = tmp_path / "other"
     other.mkdir()
