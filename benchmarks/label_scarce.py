@@ -31,6 +31,10 @@ diagnose's verdict and its hit rate over the cells whose interval excludes zero;
 crosses zero; a PNG (test accuracy against labelled fraction, one line per method, 95 % bands);
 validation curves (where they flatten).
 
+Every finished run and every prediction is also kept, small, in ``benchmarks/results/label_scarce/``
+(committed: the test split's per-chip correctness as packed bits, the validation curve, the summary),
+so the report outlives the run directories; ``--report-only`` reads both.
+
 Resumable per run (finished run directories are reused). Several processes share the list: each
 claims the next run nobody trains (an exclusive ``.lock`` with its pid) - start the script twice with
 ``CMKD_BENCH_THREADS=1`` on a 2-core machine.
@@ -43,6 +47,7 @@ claims the next run nobody trains (an exclusive ``.lock`` with its pid) - start 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import statistics
@@ -69,6 +74,8 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "sembridge": ("sembridge", {}),
 }
 PLOT = ROOT / "docs" / "label_scarce.png"
+#: Small committed records of every finished run and prediction (the run directories are not committed).
+ARCHIVE = ROOT / "benchmarks" / "results" / "label_scarce"
 #: SemBridge's re-matching schedule scaled to a 20-epoch run: epochs 5, 10, 15 (the paper's 30/30/5
 #: never fires before epoch 30, so a short run would keep the static matcher's pairs throughout).
 SEMBRIDGE_REMATCH = {"rematch_e0": "5", "rematch_de": "5", "rematch_emu": "0"}
@@ -133,8 +140,8 @@ def diagnose_cell(work: Path, name: str, teacher: Path, edge_view: str, fraction
                   extra: dict[str, Any]) -> dict[str, Any]:
     """diagnose's prediction for a cell, made before its distilled students train (cached)."""
     out = work / f"diagnose-{name}.json"
-    if out.exists():
-        return json.loads(out.read_text())
+    if (known := read_prediction(work, name)) is not None:
+        return known
     from cmkd_edge.distill.prediction import predict_gain
     from cmkd_edge.fsutil import atomic_write_json
 
@@ -146,8 +153,63 @@ def diagnose_cell(work: Path, name: str, teacher: Path, edge_view: str, fraction
                        teacher_split_file=extra.get("teacher_split_file"))
     res["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, res)
+    ARCHIVE.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ARCHIVE / out.name, res)
     log(f"diagnose {name}: {res['prediction']} ({res['seconds']} s)")
     return res
+
+
+# -- the committed records ---------------------------------------------------------------------
+
+def _val_curve(run: Path) -> list[float]:
+    import csv
+
+    f = run / "metrics.csv"
+    if not f.exists():
+        return []
+    with open(f, newline="") as fh:
+        return [float(r["val_accuracy"]) for r in csv.DictReader(fh)]
+
+
+def archive_run(run: Path, name: str | None = None) -> dict[str, Any]:
+    """The record of a finished run the report needs (per-chip test correctness, curve, summary),
+    written to ``ARCHIVE`` so it survives the run directory."""
+    from cmkd_edge.fsutil import atomic_write_json
+
+    s = radar.finished(run)
+    assert s is not None, run
+    correct = radar.test_correct(run)
+    rec = {"name": name or run.name, "test_accuracy": float(correct.mean()), "n_test": int(correct.size),
+           "test_correct_bits": base64.b64encode(np.packbits(correct.astype(np.uint8)).tobytes()).decode(),
+           "best_val": s.get("best_val"), "best_epoch": s.get("best_epoch"), "epochs_run": s.get("epochs_run"),
+           "pairing": s.get("pairing"), "labels": s.get("labels"), "val_curve": _val_curve(run)}
+    ARCHIVE.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ARCHIVE / f"{rec['name']}.json", rec)
+    return rec
+
+
+def load_records(work: Path, teacher: Path) -> dict[str, dict[str, Any]]:
+    """Every finished run: the committed records, refreshed from the run directories still here
+    (the full-chip teacher under the name ``teacher``)."""
+    recs = {p.stem: json.loads(p.read_text()) for p in ARCHIVE.glob("*.json") if not p.stem.startswith("diagnose-")} \
+        if ARCHIVE.is_dir() else {}
+    runs = [(p, p.name) for p in work.iterdir() if p.is_dir()] + [(teacher, "teacher")]
+    for p, name in runs:
+        if radar.finished(p):
+            recs[name] = archive_run(p, name)
+    for r in recs.values():
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(r["test_correct_bits"]), dtype=np.uint8))
+        r["correct"] = bits[: r["n_test"]].astype(bool)
+    return recs
+
+
+def read_prediction(work: Path, cell: str) -> dict[str, Any] | None:
+    """diagnose's prediction for a cell: the workdir's, else the committed copy."""
+    for d in (work, ARCHIVE):
+        f = d / f"diagnose-{cell}.json"
+        if f.exists():
+            return json.loads(f.read_text())
+    return None
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -167,15 +229,9 @@ def verdict(lo: float, hi: float) -> str:
     return "help" if lo > 0 else "no-help" if hi < 0 else "no measurable difference"
 
 
-def _curve(run: Path) -> str:
+def _curve(rec: dict[str, Any] | None) -> str:
     """Validation accuracy at 25/50/75/100 % of the schedule (where the curve flattens)."""
-    import csv
-
-    f = run / "metrics.csv"
-    if not f.exists():
-        return ""
-    with open(f, newline="") as fh:
-        acc = [float(r["val_accuracy"]) for r in csv.DictReader(fh)]
+    acc = (rec or {}).get("val_curve") or []
     if len(acc) < 4:
         return ""
     marks = [acc[max(0, round(len(acc) * q) - 1)] * 100 for q in (0.25, 0.5, 0.75, 1.0)]
@@ -185,9 +241,9 @@ def _curve(run: Path) -> str:
 def report(work: Path, teacher: Path, seeds: list[int], fractions: list[float], args: argparse.Namespace) -> str:
     from cmkd_edge.runtime.metrics import paired_difference
 
-    done = {p.name: p for p in work.iterdir() if p.is_dir() and radar.finished(p)}
-    correct = {n: radar.test_correct(p) for n, p in done.items()}
-    t_acc = float(radar.test_correct(teacher).mean()) * 100 if radar.finished(teacher) else float("nan")
+    recs = load_records(work, teacher)
+    correct = {n: r["correct"] for n, r in recs.items()}
+    t_acc = float(correct["teacher"].mean()) * 100 if "teacher" in correct else float("nan")
     n_train = 2472
     lines = ["## Few labels: where cross-modal distillation pays (benchmarks/label_scarce.py)", "",
              machine_line(), "",
@@ -254,21 +310,22 @@ def report(work: Path, teacher: Path, seeds: list[int], fractions: list[float], 
                 per_seed.append(f"| {pct(f)} % | `{v}` | {s} | {p['difference'] * 100:+.2f} "
                                 f"[{p['lo'] * 100:+.2f}, {p['hi'] * 100:+.2f}] |")
             if ss:
-                curves.append(f"| {pct(f)} % | `{v}` | {_curve(done[names[ss[0]]])} | "
-                              f"{_curve(done.get(f'none-f{pct(f)}-s{ss[0]}', Path('/nonexistent')))} |")
+                curves.append(f"| {pct(f)} % | `{v}` | {_curve(recs[names[ss[0]]])} | "
+                              f"{_curve(recs.get(f'none-f{pct(f)}-s{ss[0]}'))} |")
     for f in sorted(best_gain):
         v, mu, lo, hi = best_gain[f]
         crossing.append(f"{pct(f)} %: `{v}` {mu:+.2f}" + ("" if math.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]"))
     lines += ["", "Best distillation variant per fraction, points over `none`: " + "; ".join(crossing) + "."]
     lines += readme_lines(work, correct, seeds[0])
-    un_lines, uj, uh = unpaired_report(work, seeds, correct)
+    un_lines, uj, uh = unpaired_report(work, seeds, recs)
     judged += uj
     hits += uh
     lines += un_lines
     if judged:
         lines += ["", f"**diagnose hit rate**: {hits} of {judged} cells whose interval excludes zero "
                   f"({hits / judged:.0%}); cells with no measurable difference are not counted."]
-    secs = [json.loads(p.read_text()).get("seconds") for p in work.glob("diagnose-*.json")]
+    preds = {p.name: p for d in (ARCHIVE, work) if d.is_dir() for p in d.glob("diagnose-*.json")}
+    secs = [json.loads(p.read_text()).get("seconds") for p in preds.values()]
     secs = [s for s in secs if s is not None]
     if secs:
         lines.append(f"diagnose took {statistics.median(secs):.0f} s per cell (median, max {max(secs):.0f} s) "
@@ -290,9 +347,8 @@ def _prediction(work: Path, cell: str, seeds: list[int]) -> str:
     """diagnose's verdict for a cell: the majority of its seeds' predictions (they share data and views)."""
     preds = []
     for s in seeds:
-        f = work / f"diagnose-{cell}-s{s}.json"
-        if f.exists():
-            preds.append(json.loads(f.read_text())["prediction"])
+        if (p := read_prediction(work, f"{cell}-s{s}")) is not None:
+            preds.append(p["prediction"])
     if not preds:
         return ""
     return max(set(preds), key=preds.count)
@@ -313,7 +369,8 @@ def readme_lines(work: Path, correct: dict[str, np.ndarray], seed: int) -> list[
             f"interval); diagnose predicted {pred or 'pending'}."]
 
 
-def unpaired_report(work: Path, seeds: list[int], correct: dict[str, np.ndarray]) -> tuple[list[str], int, int]:
+def unpaired_report(work: Path, seeds: list[int], recs: dict[str, dict[str, Any]]) -> tuple[list[str], int, int]:
+    correct = {n: r["correct"] for n, r in recs.items()}
     lines = ["", "### Unpaired: teacher and student chips from disjoint halves of the training split, 10 % of "
              "the student half's labels", "",
              "`teacher-half` (trained on the teacher half, every label) teaches students on the other half "
@@ -326,9 +383,8 @@ def unpaired_report(work: Path, seeds: list[int], correct: dict[str, np.ndarray]
              "same-class pairs (unlabelled) | diagnose predicted vs none | hit |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
     judged = hits = 0
-    th = work / "teacher-half"
-    if radar.finished(th):
-        lines.insert(3, f"Teacher half: test top-1 {float(radar.test_correct(th).mean()) * 100:.2f} % (n = 2,425).")
+    if "teacher-half" in correct:
+        lines.insert(3, f"Teacher half: test top-1 {float(correct['teacher-half'].mean()) * 100:.2f} % (n = 2,425).")
     for r in ("none", "sembridge", "random", "class"):
         ss = [s for s in seeds if f"un-{r}-s{s}" in correct]
         if not ss:
@@ -349,8 +405,7 @@ def unpaired_report(work: Path, seeds: list[int], correct: dict[str, np.ndarray]
                 meas = verdict(lo, hi)
         rates = []
         for s in ss:
-            summ = json.loads((work / f"un-{r}-s{s}" / "summary.json").read_text())
-            rate = (summ.get("pairing") or {}).get("same_class_rate_unlabelled")
+            rate = (recs[f"un-{r}-s{s}"].get("pairing") or {}).get("same_class_rate_unlabelled")
             if rate is not None:
                 rates.append(rate)
         rate = f"{statistics.mean(rates):.3f}" if rates else "–"
@@ -453,8 +508,8 @@ def main() -> None:
     if not (radar.DATA / "labels.csv").is_file():
         sys.exit(f"error: {radar.DATA} has no labels.csv (MSTAR SOC chips expected)")
     teacher = Path(args.teacher)
-    if not radar.finished(teacher):
-        sys.exit(f"error: --teacher {teacher} is not a finished run")
+    if not (radar.finished(teacher) or (teacher / ".lock").exists() or args.report_only):
+        sys.exit(f"error: --teacher {teacher} is neither a finished run nor one being trained")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     args.chip_view = f"chip:crop=88,{args.chip}"
@@ -503,6 +558,10 @@ def main() -> None:
         else:
             method, opts = VARIANTS[v]
             cell = f"f{pct(f)}-s{s}"
+        if method != "none":  # wait for a teacher still being trained beside us
+            radar._wait_for_other(t)
+            if not radar.finished(t):
+                sys.exit(f"error: teacher {t} did not finish")
         if method != "none" and not args.no_diagnose:
             diagnose_cell(work, cell, t, args.edge_view, f, s,
                           {k: extra[k] for k in ("split_file", "pairing", "teacher_data", "teacher_split_file")
@@ -510,6 +569,7 @@ def main() -> None:
         epochs = args.patient_epochs if v == "kdp" else args.epochs
         radar.train_run(work / name, args.edge_view, args, s, teacher=None if method == "none" else t / "best.pt",
                         method=method, epochs=epochs, method_options=opts, extra=extra)
+        archive_run(work / name)
         write()
 
 
