@@ -1,5 +1,5 @@
 """A small generic registry by name (after timm's and torchdistill's), and the table of the registries
-users name (``cmkd-edge list archs|methods|views|backends``).
+users name (``cmkd-edge list archs|methods|views|backends|devices``).
 
 Entries are either objects (registered with the decorator) or lazy ``"module:attr"`` import paths, so
 listing a registry imports nothing and choosing an entry whose module cannot be imported becomes a clear
@@ -23,6 +23,7 @@ REGISTRIES: dict[str, str] = {
     "pairings": "cmkd_edge.distill.pairing:PAIRINGS",
     "views": "cmkd_edge.data.views:VIEWS",
     "backends": "cmkd_edge.runtime.backends:BACKENDS",
+    "devices": "cmkd_edge.runtime.device_profiles:DEVICES",
 }
 
 _DISTRIBUTION = "cmkd-edge"

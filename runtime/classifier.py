@@ -169,8 +169,12 @@ class Classifier:
                 errors.append(f"{be}/{a.id}: {exc.one_line()}")
                 log.warning("skipping %s/%s: %s", be, a.id, exc.one_line())
                 continue
-            clf = cls(b, a, be, runner, threads, selection=dict(selection, chosen=f"{be}:{a.id}",
-                                                              skipped=list(errors)))
+            from .device_profiles import warn_if_other_target
+
+            note = warn_if_other_target(b.manifest, a, str(getattr(b, "root", id(b))))
+            clf = cls(b, a, be, runner, threads, selection=dict(
+                selection, chosen=f"{be}:{a.id}", skipped=list(errors),
+                **({"target_warning": note} if note else {})))
             clf._check_model()
             return clf
         raise BundleError("no artifact of the bundle could be loaded", "; ".join(errors))

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "bundle": "cmkd_edge.cli.export:bundle",
     "classify": "cmkd_edge.cli.runtime:classify",
     "profile": "cmkd_edge.cli.runtime:profile",
+    "device": "cmkd_edge.cli.device:device",
 }
 
 #: command -> import names it needs beyond the base install (the runtime: numpy, click, rich,

@@ -132,11 +132,14 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 @click.option("--rung", "only_rungs", multiple=True,
               help="Try only these INT8 rungs (repeatable), e.g. --rung int8-qat; FP16/FP32 still "
                    "close the ladder.")
+@click.option("--for", "target", default=None, metavar="DEVICE",
+              help="Quantize for this device: a profile (`cmkd-edge list devices`), a JSON file "
+                   "`cmkd-edge device --json` wrote on the board, or host (default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the quantization record as JSON.")
 def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, calib_split: str,
              calib_size: int, calib_method: str, val_data: str | None, max_drop: float,
              max_class_drop: float | None, out: str | None, strict: bool, checkpoint: str | None,
-             qat_epochs: int, only_rungs: tuple[str, ...], as_json: bool) -> None:
+             qat_epochs: int, only_rungs: tuple[str, ...], target: str | None, as_json: bool) -> None:
     """Quantize BUNDLE (dir or .tar.gz/.zip) behind an accuracy gate with fallbacks.
 
     The gate decides on paired outcomes (the candidate and FP32 on the same validation inputs)
@@ -149,6 +152,7 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
       cmkd-edge quantize bundles/sar-student --backend onnxruntime --precision int8 \\
           --calib-data ../shared/data/eurosat_ms_200 --max-drop 1.0
       cmkd-edge quantize bundles/s --rung int8-qat --checkpoint runs/student/best.pt
+      cmkd-edge quantize bundles/s --for aarch64-dotprod     # a Raspberry Pi 5 / Jetson Orin CPU
     """
     from cmkd_edge.cli._extras import require
 
@@ -163,7 +167,7 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
                               calib_method=calib_method, val_data=val_data, max_drop=max_drop,
                               max_class_drop=max_class_drop, out=out, progress=say,
                               checkpoint=checkpoint, qat_epochs=qat_epochs,
-                              only_rungs=list(only_rungs) or None)
+                              only_rungs=list(only_rungs) or None, target=target)
     if as_json:
         _echo_json(rec.to_dict())
     else:
@@ -181,6 +185,11 @@ def print_rungs(rec: Quantized) -> None:
     """The rung table, what was removed and why, then the outcome as the last line."""
     gate = rec.gate
     assert gate is not None  # quantize_bundle always records its gate
+    if rec.target is not None:
+        types = rec.extra.get("int8_types") or {}
+        note = types.get("reason") or rec.extra.get("target_note") or ""
+        click.echo(f"target: {rec.target.profile}" + (f" -> {types['name']}" if types.get("name") else "")
+                   + (f" ({note})" if note else ""))
     click.echo(f"gate: {gate.metric} on {gate.split} (n={gate.n}), FP32 "
                f"{gate.fp32_score:.2f}; --max-drop {gate.max_drop:g}, 95% paired interval")
     click.echo(f"{'rung':28s} {gate.metric:>8s} {'drop':>7s} {'95% interval':>15s}  result  why")

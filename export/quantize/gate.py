@@ -52,10 +52,13 @@ def logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
                                for i in range(0, len(x), batch)])
 
 
-def run_onnxruntime(path: str | os.PathLike[str] | bytes, x: np.ndarray, batch: int = 16) -> np.ndarray:
+def run_onnxruntime(path: str | os.PathLike[str] | bytes, x: np.ndarray, batch: int = 16,
+                    optimize: bool = True) -> np.ndarray:
     """Logits of an ONNX model (a file or its bytes) on raw inputs: the runtime's ONNX Runtime
-    runner, CPU provider, one intra-op thread."""
-    runner = OrtRunner.from_memory(path, threads=1) if isinstance(path, bytes) else OrtRunner(path, threads=1)
+    runner, CPU provider, one intra-op thread. ``optimize=False``: reference QDQ arithmetic (for a
+    target device whose integer kernels this host does not have; ``device_profiles.gate_arithmetic``)."""
+    runner = OrtRunner.from_memory(path, threads=1, optimize=optimize) if isinstance(path, bytes) \
+        else OrtRunner(path, threads=1, optimize=optimize)
     return logits(runner, x, batch)
 
 

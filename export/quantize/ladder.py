@@ -63,6 +63,7 @@ class QuantizeRequest:
     checkpoint: str | None = None
     qat_epochs: int = 3
     only_rungs: Sequence[str] | None = None
+    target: str | None = None  # ``--for``: a device profile name, a device JSON, or None (this machine)
 
     def __post_init__(self) -> None:
         from cmkd_edge.export.quantize import calib as calib_mod
@@ -79,6 +80,9 @@ class QuantizeRequest:
         if self.max_drop < 0:
             raise QuantizationError(f"--max-drop must be >= 0 (got {self.max_drop})")
         calib_mod.check_split(self.calib_split)
+        from cmkd_edge.runtime.device_profiles import resolve
+
+        resolve(self.target)  # an unknown device fails before any data is read
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,10 @@ def quantize_bundle(bundle: str | os.PathLike[str], request: QuantizeRequest | N
     """
     from cmkd_edge.export.bundle import derived_archive, edit_bundle
     from cmkd_edge.export.quantize.gate import Gate
+    from cmkd_edge.runtime.device_profiles import resolve
 
     req = request if request is not None else QuantizeRequest(**options)
+    target = resolve(req.target)
     say = progress or (lambda _msg: None)
     gate = Gate(req.max_drop, req.max_class_drop)
     dest = derived_archive(bundle, f"{req.backend}-{req.precision}", out=req.out)
@@ -145,7 +151,7 @@ def quantize_bundle(bundle: str | os.PathLike[str], request: QuantizeRequest | N
         calib_data, data = _read_data(manifest, root, req)
         qat_plan, qat_note = _qat_plan(manifest, root, req, calib_data, say)
         q = quantizers()[req.backend](root / fp32_art.path, Path(scratch_dir), data.calib, data.val,
-                                      gate.max_drop, qat=qat_plan)
+                                      gate.max_drop, qat=qat_plan, target=target)
         rungs, accepted = _climb(q, _ladder(q, req), data, list(manifest.class_names), gate,
                                  req.val_split, manifest.output.thresholds, root / fp32_art.path, say)
         record = _place(edit, q, req, gate, fp32_art, data, rungs, accepted, qat_note)
@@ -285,6 +291,7 @@ def _place(edit: Any, q: Any, req: QuantizeRequest, gate: Any, fp32_art: Any, da
         replaced=tuple(Removed(id=i, gate_passed=before[i].gate_passed,
                                why=_why_removed(i, before, placed, rung, req.precision, gate))
                        for i in dict.fromkeys(gone) if i in before),
+        target=q.target.record() if q.target is not None else None,
         extra=q.record(req.precision))
 
 

@@ -2,10 +2,8 @@
 
 INT8 is one QDQ ONNX file (QuantizeLinear/DequantizeLinear around each quantized op), the format
 ONNX Runtime, OpenVINO and TensorRT all accept (field notes: TensorRT's implicit calibrators are
-deprecated). Activation/weight types follow the CPU: on x86 without VNNI the S8S8 kernels gain
-nothing (measured 0.94x), U8S8 does (1.71x), and U8S8 there needs 7-bit weights (``reduce_range``)
-because the AVX2 ``vpmaddubsw`` path saturates its 16-bit intermediate sums; with VNNI (or on
-ARM) S8S8 is used. Per-channel weights. Preprocessing nodes stay in float (``nodes_to_exclude``).
+deprecated). Activation/weight types follow the target device (``--for``; the rule is
+``runtime/device_profiles.int8_format``). Per-channel weights. Preprocessing nodes stay in float (``nodes_to_exclude``).
 """
 
 from __future__ import annotations
@@ -22,34 +20,15 @@ import numpy as np
 from cmkd_edge.errors import QuantizationError
 
 
-def choose_int8_types(cpu: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Activation/weight types for this CPU, with the flags and the reason (all recorded)."""
-    from cmkd_edge.runtime.device import cpu_info, has_vnni
+def choose_int8_types(target: Any = None) -> dict[str, Any]:
+    """Activation/weight types for the target device, with the profile and the reason (recorded).
 
-    cpu = cpu or cpu_info()
-    flags = cpu.get("flags", {})
-    x86 = str(cpu.get("machine", "")).lower() in ("x86_64", "amd64", "i686", "x86")
-    vnni = bool(flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx")) \
-        if flags else has_vnni()
-    if x86 and not vnni:
-        choice = {"activation": "QUInt8", "weight": "QInt8", "name": "U8S8", "reduce_range": True,
-                  "reason": "x86 without VNNI: S8S8 gives no speed-up; U8S8 with 7-bit weights "
-                            "avoids vpmaddubsw saturation"}
-    elif x86:
-        # why U8S8 on VNNI too: vpdpbusd multiplies u8 by s8 natively (int32 accumulation, no
-        # saturation, so full 8-bit weights), while S8S8 adds a shift-and-compensate step; and
-        # asymmetric u8 gives post-ReLU activations all 256 levels. Measured on an AVX512-VNNI
-        # EPYC VM, MSTAR aconv student, batch 1, interleaved: U8S8 10-13 % faster than S8S8 in
-        # each of four paired runs (over FP32: 1.42-1.96x vs 1.27-1.76x; the absolute ratio
-        # swings between runs minutes apart), same test accuracy (no measurable difference)
-        choice = {"activation": "QUInt8", "weight": "QInt8", "name": "U8S8", "reduce_range": False,
-                  "reason": "x86 with VNNI/AMX: vpdpbusd takes u8 x s8 natively, full 8-bit "
-                            "weights; faster than S8S8 here"}
-    else:
-        choice = {"activation": "QInt8", "weight": "QInt8", "name": "S8S8", "reduce_range": False,
-                  "reason": "ARM: S8S8 (SDOT) is ONNX Runtime's fast and accurate default"}
-    return {**choice, "cpu_flags": cpu.get("flags_present", sorted(k for k, v in flags.items() if v)),
-            "machine": cpu.get("machine")}
+    ``target``: a :class:`~cmkd_edge.runtime.device_profiles.DeviceProfile` (default: this machine);
+    the rule itself lives in ``device_profiles.int8_format``.
+    """
+    from cmkd_edge.runtime.device_profiles import host_profile, int8_format
+
+    return int8_format(target if target is not None else host_profile())
 
 
 class _Reader:

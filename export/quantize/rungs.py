@@ -42,8 +42,9 @@ class Quantizer:
     id_prefix: ClassVar[str]  # artifact ids are ``<id_prefix>-<precision>``
 
     def __init__(self, fp32: Path, scratch: Path, calib: Any, val: Any, max_drop: float,
-                 qat: Any = None) -> None:
+                 qat: Any = None, target: Any = None) -> None:
         self.fp32, self.scratch, self.calib, self.val, self.max_drop = fp32, scratch, calib, val, max_drop
+        self.target = target  # a device_profiles.DeviceProfile (None: this machine)
         self.ref: np.ndarray | None = None
         self.qat = qat  # a ``qat.QatPlan``: the int8-qat rung is offered only with one
         self.qat_record: dict[str, Any] | None = None
@@ -98,7 +99,7 @@ class Quantizer:
         from cmkd_edge.export.quantize import ort as ortq
         from cmkd_edge.export.quantize import qat as qatm
 
-        types = getattr(self, "types", None) or ortq.choose_int8_types()
+        types = getattr(self, "types", None) or ortq.choose_int8_types(self.target)
         fp32_qat = out.with_name(out.stem + ".fp32.onnx")
         rec = qatm.qat_fp32_onnx(self.qat, types, self.fp32, fp32_qat, say or (lambda _m: None))
         keep = self._keep_float_of(fp32_qat)
@@ -149,7 +150,13 @@ class OrtQuantizer(Quantizer):
     def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
         from cmkd_edge.export.quantize.gate import run_onnxruntime
 
-        return run_onnxruntime(model, self.val.x if x is None else x)
+        return run_onnxruntime(model, self.val.x if x is None else x, optimize=self.arithmetic()[0] == "native")
+
+    def arithmetic(self) -> tuple[str, str]:
+        """How this host runs the target's QDQ for the gate (device rule ``gate_arithmetic``)."""
+        from cmkd_edge.runtime.device_profiles import gate_arithmetic, host_profile
+
+        return gate_arithmetic(self.target if self.target is not None else host_profile())
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         import onnx
@@ -165,7 +172,7 @@ class OrtQuantizer(Quantizer):
         if rung["precision"] == "fp16":
             info = ortq.convert_fp16(self.fp32, out, keep)
         elif name == "int8-qat":
-            self.types = self.types or ortq.choose_int8_types()
+            self.types = self.types or ortq.choose_int8_types(self.target)
             info = self._qat_qdq(out)
             self.qat_files = [out]
         elif name == "int8-sensitive-float":
@@ -180,7 +187,7 @@ class OrtQuantizer(Quantizer):
             info["sensitive"] = ranked
             info["excluded_nodes"] = [r["node"] for r in ranked]
         else:
-            self.types = self.types or ortq.choose_int8_types()
+            self.types = self.types or ortq.choose_int8_types(self.target)
             info = ortq.quantize_int8(self.fp32, out, self.calib.x, rung["calib_method"],
                                       self.types, keep)
             info["excluded_nodes"] = []  # preprocessing is always kept; record layers only
@@ -203,7 +210,10 @@ class OrtQuantizer(Quantizer):
                         ir_version=int(m.ir_version), extra=self._qat_extra(files))
 
     def record(self, precision: str) -> dict[str, Any]:
-        return {"int8_types": self.types if precision == "int8" else None}
+        if precision != "int8":
+            return {"int8_types": None}
+        how, why = self.arithmetic()
+        return {"int8_types": self.types, "gate_arithmetic": how, "gate_arithmetic_why": why}
 
 
 class NncfQuantizer(Quantizer):
@@ -250,6 +260,15 @@ class NncfQuantizer(Quantizer):
         else:
             files = ovq.save_ir(ovq.quantize_ptq(self.fp32, self.calib.x), xml)
         return files, self.run(xml), info
+
+    def record(self, precision: str) -> dict[str, Any]:
+        """Whether this INT8 IR's gate (run here) holds on the target device (device rule)."""
+        if precision != "int8" or self.target is None:
+            return super().record(precision)
+        from cmkd_edge.runtime.device_profiles import openvino_int8_transfers
+
+        holds, why = openvino_int8_transfers(self.target)
+        return {"int8_types": None, "gate_holds_on_target": holds, "target_note": why}
 
     def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:
         import openvino as ov

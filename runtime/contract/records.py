@@ -174,6 +174,20 @@ class Removed(Record):
 
 
 @dataclass(frozen=True)
+class TargetDevice(Record):
+    """The device class an artifact was quantized or compiled for (``--for``; see device_profiles)."""
+
+    __omit_none__: ClassVar[bool] = True
+
+    profile: str
+    machine: str
+    features: tuple[str, ...] = ()
+    source: str = "builtin"
+    cpu_model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
 class QuantRecord(Record):
     """``Manifest.quantization["<backend>:<precision>"]``: one quantize request and its outcome."""
 
@@ -190,6 +204,7 @@ class QuantRecord(Record):
     ended_lower: bool | None = None
     outcome: str | None = None
     replaced: tuple[Removed, ...] = ()
+    target: TargetDevice | None = field(default=None, metadata=OMIT_NONE)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 

@@ -35,13 +35,66 @@ def _sets(bundle: Path, n_cal: int = 24, n_val: int = 16) -> tuple[RawSamples, R
             RawSamples(x[n_cal:], y[n_cal:], {"data": "arrays", "split": "val"}))
 
 
-def test_types_follow_cpu_flags():
-    avx2 = {"machine": "x86_64", "flags": {"avx2": True}, "flags_present": ["avx2"]}
-    vnni = {"machine": "x86_64", "flags": {"avx2": True, "avx512_vnni": True},
-            "flags_present": ["avx2", "avx512_vnni"]}
-    assert choose_int8_types(avx2)["name"] == "U8S8" and choose_int8_types(avx2)["reduce_range"]
-    assert choose_int8_types(vnni)["name"] == "U8S8" and not choose_int8_types(vnni)["reduce_range"]
-    assert choose_int8_types({"machine": "aarch64", "flags": {"neon": True}})["name"] == "S8S8"
+def test_types_follow_the_target_device():
+    from cmkd_edge.runtime.device_profiles import resolve
+
+    avx2, vnni = choose_int8_types(resolve("x86-64-avx2")), choose_int8_types(resolve("x86-64-vnni"))
+    assert avx2["name"] == "U8S8" and avx2["reduce_range"]
+    assert vnni["name"] == "U8S8" and not vnni["reduce_range"]
+    for arm in ("aarch64", "aarch64-dotprod"):
+        t = choose_int8_types(resolve(arm))
+        assert t["name"] == "S8S8" and not t["reduce_range"] and t["profile"] == arm
+    # a Cortex-A72 has no dot product: its reason must not claim SDOT
+    assert "SDOT" not in choose_int8_types(resolve("aarch64"))["reason"]
+    assert choose_int8_types()["profile"].startswith("host")
+
+
+def test_quantize_for_another_device_writes_its_format_and_warns_there(optical_bundle, tmp_path, caplog):
+    """--for aarch64 on this x86 host: S8S8 QDQ (int8 activations), the target in the manifest, and
+    a bundle opened here warns once that it was quantized for another device."""
+    import logging
+
+    import onnx
+    from cmkd_edge.runtime import Classifier
+    from cmkd_edge.runtime.device_profiles import host_profile
+
+    b = _copy(optical_bundle, tmp_path)
+    cal, val = _sets(b)
+    rec = quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val, target="aarch64")
+    assert rec.passed and rec.target is not None and rec.target.profile == "aarch64"
+    assert rec.target.machine == "aarch64" and "neon" in rec.target.features
+    assert rec.extra["int8_types"]["name"] == "S8S8"
+    # this AVX2/VNNI host's fused kernels differ from the board's: the gate ran reference QDQ
+    assert rec.extra["gate_arithmetic"] == "reference" and "S8S8" in rec.extra["gate_arithmetic_why"]
+    assert rec.accepted.startswith("int8")
+    m = open_bundle(b).manifest
+    assert m.quant("onnxruntime", "int8").target == rec.target  # survives the manifest round trip
+    model = onnx.load(str(b / m.artifact("onnx-int8").path))
+    zps = {i.name: i for i in model.graph.initializer}
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2)
+    assert zps[q.input[2]].data_type == onnx.TensorProto.INT8  # S8 activations, not x86's U8
+    assert host_profile().machine == "x86_64"  # the host this test measures the warning on
+    with caplog.at_level(logging.WARNING, logger="cmkd_edge.runtime"):
+        clf = Classifier.open(b, backend="onnxruntime", artifact="onnx-int8")
+        Classifier.open(b, backend="onnxruntime", artifact="onnx-int8")
+    warned = [r for r in caplog.records if "quantized for aarch64" in r.getMessage()]
+    assert len(warned) == 1, caplog.text  # once per bundle and artifact
+    assert "quantized for aarch64" in clf.selection["target_warning"]
+    fp32 = Classifier.open(b, backend="onnxruntime", artifact="onnx-fp32")
+    assert "target_warning" not in fp32.selection  # FP32 has no device-specific format
+    host = quantize_bundle(_copy(optical_bundle, tmp_path / "h"), backend="onnxruntime", calib_data=cal,
+                           val_data=val)
+    assert host.extra["gate_arithmetic"] == "native" and host.target.source == "host"
+
+
+def test_unknown_target_device_is_refused_before_any_work(optical_bundle, tmp_path):
+    from cmkd_edge.errors import ConfigError
+
+    b = _copy(optical_bundle, tmp_path)
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(ConfigError, match="unknown device 'raspberry'"):
+        quantize_bundle(b, target="raspberry")
+    assert (b / "manifest.json").read_bytes() == before
 
 
 def test_int8_onnxruntime_passes_gate_and_is_recorded(optical_bundle, tmp_path):
