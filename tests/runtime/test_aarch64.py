@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,39 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(os.environ.get("CMKD_AARCH64_ROOT", Path.home() / ".cache" / "cmkd-edge" / "aarch64"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _aarch64 import in_arm, install_checkout, unavailable  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
 
 
-def _unavailable() -> str | None:
-    if sys.platform != "linux":
-        return "qemu-user needs Linux"
-    if (ROOT / "UNAVAILABLE").exists():
-        return f"no aarch64 userland: {(ROOT / 'UNAVAILABLE').read_text().strip()}"
-    if not (ROOT / "root" / "opt" / "venv" / "bin" / "python").exists():
-        return f"no aarch64 userland at {ROOT} (build it with .ci/aarch64-userland.sh, as root)"
-    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
-        return "qemu-aarch64 is not registered with binfmt_misc (.ci/aarch64-userland.sh does it)"
-    if os.geteuid() != 0:
-        return "chroot and bind mounts need root"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_unavailable() is not None, reason=_unavailable() or "")
-
-
-def _in_arm(work: Path, *cmd: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` in the arm64 userland with ``work`` mounted at /mnt/work."""
-    root = ROOT / "root"
-    (root / "mnt" / "work").mkdir(parents=True, exist_ok=True)
-    inner = " ".join(shlex.quote(c) for c in cmd)
-    script = (f"mount -t proc proc {root}/proc && mount --bind {ROOT}/cpuinfo {root}/proc/cpuinfo && "
-              f"mount -t sysfs sys {root}/sys && "
-              f"mount --bind {work} {root}/mnt/work && "
-              f"chroot {root} /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root "
-              f"CMKD_EDGE_CACHE=/mnt/work/.cache CMKD_EDGE_SPEED_PROBE=0 {inner}")
-    return subprocess.run(["unshare", "--mount", "--fork", "sh", "-c", script], capture_output=True,
-                          text=True, timeout=timeout)
+def _in_arm(work: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    return in_arm(work, *cmd, timeout=1200)
 
 
 def _here(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -88,17 +62,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert rec.accepted_precision == "int8" and rec.extra["int8_types"]["name"] == "S8S8"
     make_bundle(w / "scene-bundle", openvino=False, int8=True)
     write_scene(w / "scene.tif", 40, 56)
-    wheels = w / "wheel"
-    r = _here(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-              str(wheels), str(REPO))
-    assert r.returncode == 0, r.stderr
-    shutil.copytree(wheels, ROOT / "root" / "wheels" / "cmkd", dirs_exist_ok=True)
-    r = _in_arm(w, "/opt/venv/bin/pip", "install", "-q", "--no-index", "--find-links", "/wheels",
-                "--find-links", "/wheels/cmkd", "--force-reinstall", "--no-deps", *[
-                    f"/wheels/cmkd/{p.name}" for p in wheels.glob("*.whl")])
-    assert r.returncode == 0, r.stderr
-    r = _in_arm(w, "/opt/venv/bin/pip", "install", "-q", "--no-index", "--find-links", "/wheels", "cmkd-edge")
-    assert r.returncode == 0, r.stderr
+    install_checkout(REPO, w)
     return w
 
 
