@@ -49,11 +49,17 @@ def in_arm(work: Path, *cmd: str, root: Path = ROOT, timeout: int = 3600,
 def install_checkout(repo: Path, scratch: Path, root: Path = ROOT) -> None:
     """Build the checkout's wheel here and install it with its dependencies into the userland's venv
     (from the aarch64 wheels the userland script fetched; no network inside)."""
+    import shutil
     import sys
+    import tempfile
 
     wheels = root / "root" / "wheels" / "cmkd"
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                        "-w", str(wheels), str(repo)], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:  # a clean copy: a stale build/ must not leak old modules
+        src = Path(tmp) / "src"
+        shutil.copytree(repo, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "runs", "*.egg-info",
+                                                                 "__pycache__", ".cache"))
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(wheels), str(src)], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"building the wheel failed: {r.stderr[-2000:]}")
     whl = max(wheels.glob("cmkd_edge-*.whl"), key=lambda p: p.stat().st_mtime)

@@ -99,14 +99,14 @@ def load_raw_samples(data: str | None, spec: PreprocessSpec, ckpt_view: str, spl
     Raises:
         DataError: the data cannot provide the deployed source, or the split is empty.
     """
-    from cmkd_edge.data import open_dataset
+    from cmkd_edge.data.split_views import open_split
     from cmkd_edge.data.splits import stratified_indices
 
     last: Exception | None = None
     for view in _deploy_views(spec, ckpt_view):
         try:
-            ds = open_dataset(data, views=[view], split=split, seed=seed, augment=False,
-                              split_file=split_file)
+            ds = open_split(data, views=[view], split=split, seed=seed, augment=False,
+                            split_file=split_file)
             break
         except DataError as exc:
             last = exc
@@ -159,8 +159,8 @@ def check_raw_batch(x: np.ndarray, inp: InputSpec, what: str) -> dict[str, float
 
 
 def bundle_samples(bundle: Any, data: str | None, split: str, seed: int = 0) -> Any:
-    """Raw labelled inputs of ``split`` for a bundle, as its device takes them (needs torch: the
-    data layer reads them).
+    """Raw labelled inputs of ``split`` for a bundle, as its device takes them (the data layer's
+    torch-free half reads them, so this runs on the base install too).
 
     ``data`` None is the training data export recorded (``provenance.data``). The bundle's copy of
     the training run's split table applies only to that data; other data (an external test set) is

@@ -202,7 +202,7 @@ def openvino_int8_transfers(p: DeviceProfile) -> tuple[bool, str]:
     """
     if p.machine == "aarch64":
         return False, ("OpenVINO's ARM CPU plugin runs INT8 IR partly in FP16: an x86 gate does not "
-                       "carry over; check it on the board (`cmkd-edge evaluate BUNDLE --data test.npz`)")
+                       "carry over; check it on the board (`cmkd-edge evaluate BUNDLE --data CHIPS`)")
     return True, "x86 CPU plugin: INT8 kernels as gated"
 
 

@@ -3,10 +3,9 @@
 Why here, in the runtime: the accuracy a user trusts must be measured by the code a device runs
 (:class:`~cmkd_edge.runtime.classifier.Classifier`: verification, input validation, the runner,
 batch splitting), never copied from the manifest. This module takes arrays (raw sensor inputs and
-labels), so it needs numpy and a backend only; reading a labelled *dataset* needs the data layer
-(torch), which the CLI does when torch is present (``cmkd_edge.export.samples.bundle_samples``).
-On the base install, ``cmkd-edge evaluate BUNDLE --data FILE.npz`` scores arrays saved with keys
-``x`` (N, C, H, W raw inputs) and ``labels``.
+labels), so it needs numpy and a backend only; the CLI reads a labelled *dataset* through the data
+layer's numpy half (``cmkd_edge.export.samples.bundle_samples``: no torch, so a device checks its own
+bundle), or arrays saved with keys ``x`` (N, C, H, W raw inputs) and ``labels`` (``--data FILE.npz``).
 
 Every row is compared with the reference (the FP32 ONNX on ONNX Runtime when this device runs it,
 else the first FP32 artifact) by paired outcomes on the same inputs

@@ -44,7 +44,8 @@ def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, ba
     path a device runs): accuracy and macro-F1 (multi-label: micro/macro-F1 and mAP at the
     bundle's thresholds), n, agreement with FP32, the drop against FP32 with a 95 % paired
     interval, and batch-1 p50 latency. Every number is measured here, none copied from the
-    manifest. Reading a dataset needs torch; on the base install give --data FILE.npz.
+    manifest. Runs on the base install: a labelled dataset is read without torch, and --data FILE.npz
+    takes saved arrays (x, labels).
 
     \b
     Examples:
@@ -89,7 +90,6 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
                         quiet: bool = False) -> dict[str, Any]:
     """Read the labelled samples (arrays, or a dataset through the data layer), then score the
     bundle with the runtime's :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`."""
-    from cmkd_edge.cli._extras import require
     from cmkd_edge.runtime.bundle import open_bundle
     from cmkd_edge.runtime.evaluate import evaluate_bundle
 
@@ -97,9 +97,7 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
     if data is not None and data.lower().endswith(".npz"):
         x, labels = _npz_samples(data)
         info: dict[str, Any] = {"data": data, "split": f"{split} (as given in {data})"}
-    else:
-        require("evaluate BUNDLE --data DATASET (reading a dataset; on the base install give "
-                "--data FILE.npz with arrays x and labels)", modules=["torch"])
+    else:  # the data layer's numpy half: no torch needed (a device checks its own bundle)
         from cmkd_edge.export.samples import bundle_samples
 
         raw = bundle_samples(b, check_data_path(data), split)

@@ -87,8 +87,9 @@ def quantize_int8(src: Path, dst: Path, *, bands: int, size: int, seed: int = 0)
 
 def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4, width: int = 8,
                 depth: int = 1, openvino: bool = True, int8: bool = False, task: str = "multiclass",
-                nodata: float | None = None, batch: int | None = None, seed: int = 0) -> Path:
-    """Write a complete bundle directory at ``root`` and return it."""
+                nodata: float | None = None, batch: int | None = None, seed: int = 0,
+                class_names: tuple[str, ...] | None = None) -> Path:
+    """Write a complete bundle directory at ``root`` and return it (``class_names``: default class_k)."""
     from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
     from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
 
@@ -116,7 +117,7 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
     band_names = (S2_BANDS + tuple(f"X{i}" for i in range(bands)))[:bands]
     sel = [i for i in SELECT if i < bands] or [0]
     m = Manifest(
-        task=task, class_names=tuple(f"class_{k}" for k in range(classes)),
+        task=task, class_names=class_names or tuple(f"class_{k}" for k in range(classes)),
         input=InputSpec(modality="optical", band_names=band_names, units="reflectance_x1e4",
                         shape=(batch, bands, size, size), nodata=nodata, expected_range=(0.0, 10000.0)),
         output=OutputSpec(activation="softmax" if task == "multiclass" else "sigmoid"),
