@@ -122,6 +122,8 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
         selection = clf.selection or {}
     for notice in run.notices:
         click.echo(f"warning: {notice}", err=True)
+    if selection.get("target_warning"):  # the bundle was quantized for another device class
+        click.echo(f"warning: {run.artifact}: {selection['target_warning']}", err=True)
     if as_json:
         click.echo(json.dumps({**run.to_dict(), "selection": selection}, indent=2))
         return

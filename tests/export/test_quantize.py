@@ -80,6 +80,14 @@ def test_quantize_for_another_device_writes_its_format_and_warns_there(optical_b
     warned = [r for r in caplog.records if "quantized for aarch64" in r.getMessage()]
     assert len(warned) == 1, caplog.text  # once per bundle and artifact
     assert "quantized for aarch64" in clf.selection["target_warning"]
+    from click.testing import CliRunner
+
+    from cmkd_edge.cli import main
+
+    np.save(tmp_path / "p.npy", val.x[:1])
+    res = CliRunner().invoke(main, ["classify", str(b), str(tmp_path / "p.npy"), "--backend", "onnxruntime",
+                                    "--precision", "int8", "--no-speed-probe"])
+    assert res.exit_code == 0 and "warning: onnx-int8: quantized for aarch64" in res.stderr, res.output
     fp32 = Classifier.open(b, backend="onnxruntime", artifact="onnx-fp32")
     assert "target_warning" not in fp32.selection  # FP32 has no device-specific format
     host = quantize_bundle(_copy(optical_bundle, tmp_path / "h"), backend="onnxruntime", calib_data=cal,
