@@ -185,11 +185,6 @@ def print_rungs(rec: Quantized) -> None:
     """The rung table, what was removed and why, then the outcome as the last line."""
     gate = rec.gate
     assert gate is not None  # quantize_bundle always records its gate
-    if rec.target is not None:
-        types = rec.extra.get("int8_types") or {}
-        note = types.get("reason") or rec.extra.get("target_note") or ""
-        click.echo(f"target: {rec.target.profile}" + (f" -> {types['name']}" if types.get("name") else "")
-                   + (f" ({note})" if note else ""))
     click.echo(f"gate: {gate.metric} on {gate.split} (n={gate.n}), FP32 "
                f"{gate.fp32_score:.2f}; --max-drop {gate.max_drop:g}, 95% paired interval")
     click.echo(f"{'rung':28s} {gate.metric:>8s} {'drop':>7s} {'95% interval':>15s}  result  why")
@@ -200,6 +195,11 @@ def print_rungs(rec: Quantized) -> None:
         iv = f"[{r.drop_lo:+.1f}, {r.drop_hi:+.1f}]"
         click.echo(f"{r.rung:28s} {r.score:8.2f} {r.drop:+7.2f} {iv:>15s}  "
                    f"{'PASS' if r.passed else 'fail':6s}  {r.reason}")
+    if rec.target is not None:
+        types = rec.extra.get("int8_types") or {}
+        note = types.get("reason") or rec.extra.get("target_note") or ""
+        click.echo(f"target: {rec.target.profile}" + (f" -> {types['name']}" if types.get("name") else "")
+                   + (f" ({note})" if note else ""))
     for gone in rec.replaced:
         click.echo(f"removed {gone.id}"
                    f"{' (it had passed its gate)' if gone.gate_passed else ''}: {gone.why}")

@@ -26,7 +26,7 @@ def test_quantize_prints_one_report(optical_bundle: Path, tmp_path: Path, backen
     assert lines[0].startswith("gate: top1 on val") and "--max-drop 100" in lines[0], res.stdout
     assert lines[1].split()[:5] == ["rung", "top1", "drop", "95%", "interval"], res.stdout
     assert lines[-1].startswith("accepted: ") and sum(line.startswith("accepted") for line in lines) == 1
-    tail = ("removed ", "wrote ", "unresolved: ", "note: ", "accepted: ")
+    tail = ("target: ", "removed ", "wrote ", "unresolved: ", "note: ", "accepted: ")
     rungs = [line.split()[0] for line in lines[2:] if not line.startswith(tail)]
     assert len(rungs) == len(set(rungs)) >= 1
     assert all(len(line.split()) > 4 for line in lines[2:2 + len(rungs)])  # each rung says why
