@@ -18,7 +18,7 @@ from cmkd_edge.runtime.manifest import Artifact
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ExportValidationError
 
 DEVICES = ("CPU", "GPU", "NPU")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8")  # the first is what `compile` builds by default
 
 
 def convert(onnx_path: Path, xml: Path, fp16: bool) -> list[Path]:

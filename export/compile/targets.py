@@ -72,13 +72,14 @@ def _source(manifest: Manifest, precision: str) -> Artifact:
 
 
 def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
-                   precisions: Sequence[str] = ("fp32",), device: str = "CPU",
+                   precisions: Sequence[str] | None = None, device: str = "CPU",
                    cache_dir: str | os.PathLike[str] | None = None, min_batch: int | None = None,
                    opt_batch: int | None = None, max_batch: int | None = None,
                    timing_cache: str | os.PathLike[str] | None = None,
                    strongly_typed: bool = False,
                    out: str | os.PathLike[str] | None = None) -> list[Compiled]:
-    """Compile the bundle for ``target``; returns the artifacts added, each with ``replaced``
+    """Compile the bundle for ``target`` (``precisions`` None: the target's default, the first of
+    its hook module's ``PRECISIONS``); returns the artifacts added, each with ``replaced``
     (what it displaced: the same-id artifact of an earlier
     compile and anything built from it, each with whether it had passed its gate and why it went)
     and ``bundle`` (where the result was written: an archive input is never rewritten, ``out`` or
@@ -96,6 +97,8 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     from cmkd_edge.export.compile.regate import regate
 
     hook, allowed = _hook(target)
+    if precisions is None:  # the target's own default: its PRECISIONS list it first
+        precisions = allowed[:1]
     bad = [p for p in precisions if p not in allowed]
     if bad or not precisions:
         raise ConfigError(f"precision {','.join(bad) or 'none'} is not available for {target}",

@@ -20,7 +20,7 @@ from cmkd_edge.runtime.manifest import Artifact
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError, ExportValidationError
 
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8")  # the first is what `compile` builds by default
 
 
 def available() -> tuple[bool, str]:

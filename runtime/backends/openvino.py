@@ -146,4 +146,4 @@ BACKEND = BackendSpec(
     library="openvino", extra="openvino", needs_gpu=False, formats=("onnx", "openvino-ir"),
     native_format="openvino-ir", auto_rank=20, runner=OpenVinoRunner,
     compile_hook="cmkd_edge.export.compile.openvino:compile_artifact",
-    quantizer="cmkd_edge.export.quantize.rungs:NncfQuantizer")
+    quantizer="cmkd_edge.export.quantize.rungs:NncfQuantizer", extra_modules=("nncf",))
