@@ -12,6 +12,7 @@ plugin, a test) is picked up everywhere:
     AUTO_ORDER            names in ``backend="auto"`` order (``auto_rank``)
     BACKEND_NAMES         registered names (the manifest's ``artifacts[].backend`` values)
     ARTIFACT_FORMATS      every format some backend loads (the manifest's ``artifacts[].format``)
+    DEVICE_BOUND_FORMATS  native formats of ``device_bound`` backends (need ``fingerprint``)
     libraries()           every backend's library (versions in the speed probe's device key)
     tool_modules()        libraries plus their extras' other modules (a bundle's provenance tools)
     available(name)       installed here (``find_spec``, no import), plus a GPU if it needs one
@@ -152,11 +153,16 @@ def _artifact_formats() -> tuple[str, ...]:
     return tuple(dict.fromkeys(f for n in BACKENDS.names() for f in BACKENDS.get(n).formats))
 
 
+def _device_bound_formats() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.native_format for s in specs() if s.device_bound))
+
+
 FORMATS: Mapping[str, tuple[str, ...]] = _Formats()
 AUTO_ORDER: Sequence[str] = _Names(lambda: tuple(s.name for s in specs()))
 BACKEND_NAMES: Sequence[str] = _Names(lambda: tuple(BACKENDS.names()))
 ARTIFACT_FORMATS: Sequence[str] = _Names(_artifact_formats)
+DEVICE_BOUND_FORMATS: Sequence[str] = _Names(_device_bound_formats)
 
-__all__ = ["ARTIFACT_FORMATS", "AUTO_ORDER", "BACKENDS", "BACKEND_NAMES", "FORMATS",
+__all__ = ["ARTIFACT_FORMATS", "AUTO_ORDER", "BACKENDS", "BACKEND_NAMES", "DEVICE_BOUND_FORMATS", "FORMATS",
            "backend_choices", "compile_targets", "libraries", "quantize_targets", "tool_modules",
            "BackendRegistry", "BackendSpec", "available", "available_backends", "backend_spec", "specs"]

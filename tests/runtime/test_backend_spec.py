@@ -83,6 +83,19 @@ def test_declarations_derive_the_tables() -> None:
     assert "choose one of: onnxruntime, openvino, tensorrt" in info.value.one_line()
 
 
+def test_a_device_bound_format_needs_a_fingerprint() -> None:
+    """The TensorRT rule lives in TensorRT's declaration (``device_bound``), not in the manifest."""
+    from cmkd_edge.runtime.backends import DEVICE_BOUND_FORMATS
+    from cmkd_edge.runtime.manifest import Artifact
+
+    assert tuple(DEVICE_BOUND_FORMATS) == ("tensorrt-plan",)
+    plan = {"id": "tensorrt-fp16", "path": "m.plan", "format": "tensorrt-plan", "precision": "fp16",
+            "backend": "tensorrt", "files": ["m.plan"]}
+    with pytest.raises(BundleError, match=r"'artifacts\[tensorrt-fp16\]\.fingerprint' is missing"):
+        Artifact.from_dict(plan)
+    assert Artifact.from_dict({**plan, "fingerprint": {"gpu": "Orin"}}).fingerprint == {"gpu": "Orin"}
+
+
 def test_a_malformed_declaration_is_refused() -> None:
     with pytest.raises(ValueError, match="native format"):
         BackendSpec(name="x", summary="", library="x", extra=None, needs_gpu=False, formats=("onnx",),
