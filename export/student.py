@@ -158,7 +158,7 @@ def label_thresholds(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None,
     each class gets the threshold that maximises its F1 (``runtime.metrics.choose_thresholds``).
     Returns (thresholds or None, how they were chosen - or why not - for ``provenance``).
     """
-    from cmkd_edge.export.quantize.gate import run_onnxruntime
+    from cmkd_edge.export.quantize.gate import run
     from cmkd_edge.runtime.classifier import activate
     from cmkd_edge.runtime.metrics import choose_thresholds
 
@@ -170,7 +170,7 @@ def label_thresholds(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None,
     except (DataError, ImportError, OSError) as exc:
         return None, {"chosen": False, "why": f"validation split unreadable: "
                                               f"{getattr(exc, 'message', str(exc))[:160]}"}
-    probs = activate(run_onnxruntime(onnx_path, raw.x), "sigmoid")
+    probs = activate(run("onnxruntime", onnx_path, raw.x), "sigmoid")
     th = choose_thresholds(probs, raw.labels)
     return tuple(th), {"chosen": True, "split": "val", "n": len(raw), "data": raw.info.get("data"),
                        "rule": "per class, the F1-maximising threshold on a 0.05 grid; classes with "

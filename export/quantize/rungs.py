@@ -63,9 +63,16 @@ class Quantizer:
         self.ref = self.run(self.fp32)
         return self.ref
 
-    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
-        """Logits of ``model`` on ``x`` (default: the validation inputs), run by this backend."""
-        raise NotImplementedError
+    def run(self, model: Any, x: np.ndarray | None = None) -> np.ndarray:
+        """Logits of ``model`` on ``x`` (default: the validation inputs), run by this backend's
+        runtime runner (the FP32 reference too: each backend judges against its own FP32)."""
+        from cmkd_edge.export.quantize.gate import run
+
+        return run(self.backend, model, self.val.x if x is None else x, **self.run_options())
+
+    def run_options(self) -> dict[str, Any]:
+        """Options of this backend's runner for the gate (default: none)."""
+        return {}
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         """Return (files, validation logits, info) for ``rung``; FP32 has no files."""
@@ -147,10 +154,10 @@ class OrtQuantizer(Quantizer):
             out.append({"rung": "int8-sensitive-float", "precision": "int8"})
         return out + super().rungs(precision, calib_method)
 
-    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
-        from cmkd_edge.export.quantize.gate import run_onnxruntime
-
-        return run_onnxruntime(model, self.val.x if x is None else x, optimize=self.arithmetic()[0] == "native")
+    def run_options(self) -> dict[str, Any]:
+        """The gate runner's options: reference QDQ arithmetic where this host does not have the
+        target's integer kernels (device rule ``gate_arithmetic``)."""
+        return {"optimize": self.arithmetic()[0] == "native"}
 
     def arithmetic(self) -> tuple[str, str]:
         """How this host runs the target's QDQ for the gate (device rule ``gate_arithmetic``)."""
@@ -229,12 +236,6 @@ class NncfQuantizer(Quantizer):
                    {"rung": "int8-nncf-accuracy-control", "precision": "int8",
                     "calib_method": "nncf"}]
         return out + super().rungs(precision, calib_method)
-
-    def run(self, model: Path, x: np.ndarray | None = None) -> np.ndarray:
-        from cmkd_edge.export.quantize.gate import run_openvino
-
-        # the FP32 ONNX too: the reference is OpenVINO's
-        return run_openvino(model, self.val.x if x is None else x)
 
     def build(self, rung: Rung) -> tuple[list[Path], np.ndarray, dict[str, Any]]:
         from cmkd_edge.export.quantize import openvino as ovq
