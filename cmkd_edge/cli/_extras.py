@@ -37,7 +37,11 @@ def extra_table() -> dict[str, tuple[str, ...]]:
     """
     from cmkd_edge.runtime.backends import specs
 
-    return {**_OWN_EXTRAS, **{s.extra: s.modules for s in specs() if s.extra is not None}}
+    table = dict(_OWN_EXTRAS)
+    for s in specs():
+        if s.extra is not None:  # a backend may share an extra (a plugin's library in [train])
+            table[s.extra] = tuple(dict.fromkeys((*table.get(s.extra, ()), *s.modules)))
+    return table
 
 
 def install_command(extra: str) -> str:
