@@ -156,5 +156,5 @@ BACKEND = BackendSpec(
     name="openvino", summary="OpenVINO runtime: ONNX or IR on CPU/GPU/NPU (extra: openvino)",
     library="openvino", extra="openvino", needs_gpu=False, formats=("onnx", "openvino-ir"),
     native_format="openvino-ir", auto_rank=20, runner=OpenVinoRunner,
-    compile_hook="cmkd_edge.export.compile.openvino:compile_artifact",
-    quantizer="cmkd_edge.export.quantize.rungs:NncfQuantizer", extra_modules=("nncf",))
+    compile_hook="cmkd_edge.export.targets.openvino:compile_artifact",
+    quantizer="cmkd_edge.export.targets.openvino:NncfQuantizer", extra_modules=("nncf",))

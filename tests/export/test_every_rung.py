@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from cmkd_edge.export.quantize.calib import CALIB_METHODS
-from cmkd_edge.export.quantize.rungs import NncfQuantizer, OrtQuantizer
 from cmkd_edge.export.samples import RawSamples
+from cmkd_edge.export.targets.onnxruntime import OrtQuantizer
+from cmkd_edge.export.targets.openvino import NncfQuantizer
 from conftest import raw_batch
 
 from cmkd_edge.errors import QuantizationError

@@ -76,8 +76,8 @@ def test_declarations_derive_the_tables() -> None:
         assert spec.runner.name == spec.name and spec.native_format in spec.formats
     assert backend_spec("tensorrt").needs_gpu and backend_spec("tensorrt").build_formats == ("onnx",)
     assert backend_spec("onnxruntime").extra is None
-    assert backend_spec("openvino").compile_hook == "cmkd_edge.export.compile.openvino:compile_artifact"
-    assert backend_spec("tensorrt").compile_hook == "cmkd_edge.export.compile.tensorrt:compile_artifact"
+    assert backend_spec("openvino").compile_hook == "cmkd_edge.export.targets.openvino:compile_artifact"
+    assert backend_spec("tensorrt").compile_hook == "cmkd_edge.export.targets.tensorrt:compile_artifact"
     with pytest.raises(UnknownNameError) as info:
         backend_spec("tflite")
     assert "choose one of: onnxruntime, openvino, tensorrt" in info.value.one_line()
