@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from cmkd_edge.errors import BundleError
 
-from .contract.codec import REQUIRED, Record, check
+from .contract.codec import OMIT_NONE, REQUIRED, Record, check
 
 Modality = Literal["optical", "sar"]
 #: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR
@@ -97,6 +97,12 @@ class PreprocessSpec(Record):
             (per-chip radiometric normalisation: an unknown gain of an 8-bit magnitude product is
             an offset in dB, removed here). The graph then clips before centring and the network
             does not clip (``clip_in_net``). Needs a log scale (``to_db`` or ``to_log``).
+        sample_views: the data layer's view specs that read this raw input from a labelled
+            dataset, in the order to try (``bands:<source_bands>``; ``sar`` then a ``sar-sim``
+            view; a chip view's raw chip, e.g. ``edge-radar:factor=2,looks=1``): how export reads
+            parity, calibration and gate samples, set by the view that made the spec. None in
+            specs written before it was recorded (export then derives it from the view's name).
+            Not part of what the graph does, so specs compare equal without it.
     """
 
     _where: ClassVar[str] = "preprocess"
@@ -113,6 +119,7 @@ class PreprocessSpec(Record):
     to_log: bool = False
     crop: tuple[int, int] | None = None
     centre: bool = False
+    sample_views: tuple[str, ...] | None = field(default=None, compare=False, metadata=OMIT_NONE)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

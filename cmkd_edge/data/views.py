@@ -139,9 +139,13 @@ class View:
             select = list(range(len(bands)))
         else:
             select = self._indices(bands, where=f"the deployed {source!r} input")
+        # the views that read the raw deployed input: real Sentinel-1 first, else (optical-only
+        # data) this view's own simulation
+        samples = (("bands:" + ",".join(bands),) if source == "s2" else
+                   ("sar",) if self.name == "sar" else ("sar", self.name))
         return PreprocessSpec(source=source, source_bands=tuple(bands), source_units=units,
                               select=tuple(select), to_db=self.modality == "sar" and units == "linear",
-                              clip=self.clip)
+                              clip=self.clip, sample_views=samples)
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -375,7 +379,8 @@ class ChipView(View):
                               select=tuple(self._indices(bands, "the deployed chip input")),
                               to_db=self.scale == "db", to_log=self.scale == "log",
                               clip=CHIP_SCALES[self.scale], centre=self.norm == "mean",
-                              crop=None if self.crop is None else (self.crop, self.crop))
+                              crop=None if self.crop is None else (self.crop, self.crop),
+                              sample_views=(self.raw_spec,))
 
     @property
     def raw_spec(self) -> str:

@@ -100,3 +100,24 @@ def test_the_deploy_wrapper_renders_the_graph_ops(name: str) -> None:
     with torch.no_grad():
         got = module(torch.from_numpy(_raw(spec))).numpy()
     np.testing.assert_allclose(got, spec.apply(_raw(spec)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("view", ["rgb", "ms", "bands:B08,B04", "sar", "sar-sim", "chip:crop=10,scale=db",
+                                  "chip:scale=log,norm=mean", "edge-radar:crop=12"])
+def test_export_reads_the_sample_views_from_the_spec(view: str) -> None:
+    """The view that makes a spec records how to read its raw input; export takes that, and for an
+    older spec without it derives the same list from the view's name."""
+    from dataclasses import replace
+
+    from cmkd_edge.export.samples import _deploy_views
+
+    from cmkd_edge.data.views import parse_view
+
+    v = parse_view(view)
+    source_bands = {"s2": S2, "s1": ("VV", "VH"), "chip": ("MAG",)}
+    spec = v.deploy_input(source_bands)
+    assert spec.sample_views and _deploy_views(spec, "") == list(spec.sample_views)
+    older = replace(spec, sample_views=None)
+    assert older == spec and "sample_views" not in older.to_dict()
+    assert _deploy_views(older, view) == list(spec.sample_views)
+    assert PreprocessSpec.from_dict(spec.to_dict()).sample_views == spec.sample_views
