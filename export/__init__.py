@@ -3,9 +3,10 @@
 Modules, in pipeline order: ``student`` (checkpoint -> bundle with ``model.onnx``), ``onnx`` (torch ->
 ONNX with the deploy preprocessing in the graph), ``parity`` (ONNX vs torch at batch 1 and N),
 ``samples`` (raw labelled deploy inputs read through the bundle's records), ``quantize/`` (the
-fallback ladder, each backend's rungs, calibration, the accuracy gate, teacher-guided QAT),
-``compile/`` (OpenVINO IR, TensorRT plans, the re-gate of a compiled INT8 artifact), ``bundle``
-(the writer side of a bundle). The numpy reference of the preprocessing, the input spec and the
+fallback ladder, calibration, the accuracy gate, teacher-guided QAT), ``compile/`` (the compile
+step and the re-gate of a compiled INT8 artifact), ``targets/`` (one module per backend: its
+quantizer, compile hook and tool wrappers, named by the backend's declaration), ``bundle`` (the
+writer side of a bundle). The numpy reference of the preprocessing, the input spec and the
 manifest as a table (``describe``) are the runtime's.
 
 Imports point one way: export uses ``cmkd_edge`` (models, data, checkpoints) and the runtime, never the

@@ -20,7 +20,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.runtime.specs import DB_FLOOR, PreprocessSpec, centre_offset
+from cmkd_edge.runtime.specs import (
+    DB_FLOOR,
+    CentreCrop,
+    CentreMean,
+    Clip,
+    LogScale,
+    Normalise,
+    PreprocessOp,
+    PreprocessSpec,
+    Select,
+)
 
 from cmkd_edge.errors import ExportValidationError
 
@@ -30,17 +40,20 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
 def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
-    """Wrap ``net`` so it takes raw source bands: select -> centre crop -> (dB | log1p) -> clip ->
-    (subtract the per-sample mean, ``spec.centre``) -> net.
+    """Wrap ``net`` so it takes raw source bands: the spec's op chain (``spec.graph_ops``: select ->
+    centre crop -> dB | log1p -> clip -> per-sample centring), each op rendered by :func:`torch_op`,
+    then ``net``.
 
-    The same ops in the same order as ``PreprocessSpec.apply`` (the numpy reference the graph is
-    tested against). The crop is a static slice of the input's centre: the input size is fixed by
-    the bundle (``input.shape``), so its offsets are constants (``centre_offset``) computed at the
-    first call and traced as such. ``net`` normalises with its own InputNorm (and clips when it was
-    built with a clip), so the wrapper clips only when the network does not, keeping the graph free
-    of duplicate ops.
+    The chain is the one ``PreprocessSpec.apply`` (the numpy reference the graph is tested against)
+    renders. ``net`` normalises with its own InputNorm and clips when it was built with a clip
+    (``PreprocessSpec.clip_in_net``), so the wrapper leaves that clip out: one clip per graph.
     """
     import torch
+
+    net_clips = bool(getattr(net.norm, "has_clip", False))
+    if spec.centre and net_clips:
+        raise ExportValidationError("a centred preprocessing spec needs a network built without its "
+                                    "own clip (PreprocessSpec.clip_in_net)")
 
     class DeployModel(torch.nn.Module):
         """Raw (N, len(source_bands), H, W) sensor values -> logits (N, K)."""
@@ -48,36 +61,84 @@ def build_deploy_module(net: Any, spec: PreprocessSpec) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.net = net
-            self.register_buffer("select", torch.tensor(list(spec.select), dtype=torch.int64))
-            self.identity = list(spec.select) == list(range(len(spec.source_bands)))
-            self.to_db, self.to_log, self.db_factor = spec.to_db, spec.to_log, float(spec.db_factor)
-            self.crop, self.centre = spec.crop, spec.centre
-            clip = spec.clip
-            self.clip = None if clip is None or getattr(net.norm, "has_clip", False) else (
-                float(clip[0]), float(clip[1]))
-            if self.centre and getattr(net.norm, "has_clip", False):
-                raise ExportValidationError("a centred preprocessing spec needs a network built "
-                                            "without its own clip (PreprocessSpec.clip_in_net)")
+            self.steps = torch.nn.ModuleList(torch_op(op) for op in spec.graph_ops(net_clips))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if not self.identity:
-                x = torch.index_select(x, 1, self.select)
-            if self.crop is not None:
-                # python ints from the (static) input shape: the exporter records constant slices
-                h, w = int(x.shape[-2]), int(x.shape[-1])
-                top, left = centre_offset(h, self.crop[0]), centre_offset(w, self.crop[1])
-                x = x[:, :, top:top + self.crop[0], left:left + self.crop[1]]
-            if self.to_db:
-                x = self.db_factor * torch.log10(torch.clamp(x, min=DB_FLOOR))
-            elif self.to_log:
-                x = torch.log1p(torch.clamp(x, min=0.0))
-            if self.clip is not None:
-                x = torch.clamp(x, self.clip[0], self.clip[1])
-            if self.centre:
-                x = x - x.mean(dim=(-2, -1), keepdim=True)
+            for step in self.steps:
+                x = step(x)
             return self.net(x)
 
     return DeployModel().eval()
+
+
+def torch_op(op: PreprocessOp) -> Any:
+    """The torch rendering of one preprocessing op (a module traced into the ONNX graph); the numpy
+    rendering is ``op.numpy``, and ``tests/export/test_preprocess_ops.py`` holds the two equal."""
+    return _torch_renderings()[type(op)](op)
+
+
+@lru_cache(maxsize=1)
+def _torch_renderings() -> dict[type, Any]:
+    """op type -> torch module class (built once: torch is imported only when export runs)."""
+    import torch
+    from torch import nn
+
+    class SelectOp(nn.Module):
+        def __init__(self, op: Select) -> None:
+            super().__init__()
+            self.register_buffer("index", torch.tensor(list(op.indices), dtype=torch.int64))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.index_select(x, 1, self.index)
+
+    class CentreCropOp(nn.Module):
+        def __init__(self, op: CentreCrop) -> None:
+            super().__init__()
+            self.op = op
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # python ints from the (static) input shape: the exporter records constant slices
+            top, left = self.op.offsets((int(x.shape[-2]), int(x.shape[-1])))
+            return x[:, :, top:top + self.op.size[0], left:left + self.op.size[1]]
+
+    class LogScaleOp(nn.Module):
+        def __init__(self, op: LogScale) -> None:
+            super().__init__()
+            self.db, self.factor = op.kind == "db", float(op.factor)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.db:
+                return self.factor * torch.log10(torch.clamp(x, min=DB_FLOOR))
+            return torch.log1p(torch.clamp(x, min=0.0))
+
+    class ClipOp(nn.Module):
+        def __init__(self, op: Clip) -> None:
+            super().__init__()
+            self.lo, self.hi = float(op.lo), float(op.hi)  # plain floats: constant clamp bounds
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(x, self.lo, self.hi)
+
+    class CentreMeanOp(nn.Module):
+        def __init__(self, op: CentreMean) -> None:
+            super().__init__()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x - x.mean(dim=(-2, -1), keepdim=True)
+
+    class NormaliseOp(nn.Module):
+        """What the network's InputNorm computes (the deploy wrapper leaves it to the network)."""
+
+        def __init__(self, op: Normalise) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(op.mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("inv_std", torch.from_numpy(op.inv_std()).view(1, -1, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x - self.mean) * self.inv_std
+
+    return {Select: SelectOp, CentreCrop: CentreCropOp, LogScale: LogScaleOp, Clip: ClipOp,
+            CentreMean: CentreMeanOp, Normalise: NormaliseOp}
 
 
 def export_onnx(module: Any, example: Any, path: Path, opset: int = DEFAULT_OPSET,

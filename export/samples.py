@@ -72,6 +72,11 @@ class Recorded:
 
 
 def _deploy_views(spec: PreprocessSpec, ckpt_view: str) -> list[str]:
+    """The data-layer views that yield the spec's raw input: recorded in the spec by the view that
+    made it; derived from the view's name only for a spec written before that (older checkpoints
+    and bundles)."""
+    if spec.sample_views:
+        return list(spec.sample_views)
     if spec.source == "chip":
         # the whole raw chip (no crop, no log scale: the graph does those); for edge-radar the
         # degraded chip the cheaper sensor delivers (synthetic, recorded as such)
@@ -95,6 +100,8 @@ def load_raw_samples(data: str | None, spec: PreprocessSpec, ckpt_view: str, spl
 
     ``seed`` opens the dataset (it draws the split when the data has none, and sar-sim speckle), so
     it must be the training run's seed; ``sample_seed`` (default ``seed``) picks the subset.
+    The views come from the spec (``sample_views``); ``ckpt_view``, the trained view's name, is
+    read only for a spec written before they were recorded.
 
     Raises:
         DataError: the data cannot provide the deployed source, or the split is empty.

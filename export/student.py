@@ -41,9 +41,16 @@ MODEL_FILE = "model.onnx"
 SPLIT_FILE = "split.csv"  # the training run's split table, kept in the bundle (see data_provenance)
 
 
-#: Every tool that shapes a bundle's artifacts (recorded in ``provenance.tools``).
-EXPORT_TOOLS = ("cmkd-edge", "torch", "onnx", "onnxscript", "onnxslim", "onnxruntime", "openvino",
-                "nncf", "tensorrt")
+#: The tools of export itself; every backend's (its library and extra, from its declaration) follow
+#: in ``export_tools()``. Both are recorded in ``provenance.tools``, where installed.
+EXPORT_TOOLS = ("cmkd-edge", "torch", "onnx", "onnxscript", "onnxslim")
+
+
+def export_tools() -> tuple[str, ...]:
+    """Every tool that shapes a bundle's artifacts: export's own, then each backend's."""
+    from cmkd_edge.runtime.backends import tool_modules
+
+    return (*EXPORT_TOOLS, *tool_modules())
 
 
 def preprocess_spec(ckpt: Checkpoint) -> PreprocessSpec:
@@ -151,7 +158,7 @@ def label_thresholds(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None,
     each class gets the threshold that maximises its F1 (``runtime.metrics.choose_thresholds``).
     Returns (thresholds or None, how they were chosen - or why not - for ``provenance``).
     """
-    from cmkd_edge.export.quantize.gate import run_onnxruntime
+    from cmkd_edge.export.quantize.gate import run
     from cmkd_edge.runtime.classifier import activate
     from cmkd_edge.runtime.metrics import choose_thresholds
 
@@ -163,7 +170,7 @@ def label_thresholds(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None,
     except (DataError, ImportError, OSError) as exc:
         return None, {"chosen": False, "why": f"validation split unreadable: "
                                               f"{getattr(exc, 'message', str(exc))[:160]}"}
-    probs = activate(run_onnxruntime(onnx_path, raw.x), "sigmoid")
+    probs = activate(run("onnxruntime", onnx_path, raw.x), "sigmoid")
     th = choose_thresholds(probs, raw.labels)
     return tuple(th), {"chosen": True, "split": "val", "n": len(raw), "data": raw.info.get("data"),
                        "rule": "per class, the F1-maximising threshold on a 0.05 grid; classes with "
@@ -270,7 +277,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
                 method=meta.method, arch=meta.model.arch, view=meta.view,
                 view_synthetic=meta.view_info.synthetic, role=meta.role,
                 checkpoint_metrics=meta.metrics, labels=meta.labels, pairing=meta.pairing,
-                tools=package_versions(EXPORT_TOOLS), data=data_provenance(ckpt, tmp),
+                tools=package_versions(export_tools()), data=data_provenance(ckpt, tmp),
                 export=ExportRecord.from_dict({**asked, **checks, "slim": slim_info, "parity": parity}),
                 thresholds=how,
             ))

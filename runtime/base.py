@@ -5,8 +5,8 @@ otherwise repeat: the open/close state machine, the context manager, and input v
 messages that name the tensor and what was expected. Backends implement only ``_open`` (load the
 model and fill ``self._inputs`` / ``self._outputs``), ``_infer`` and ``_close``, and may override
 ``for_artifact``, the factory the Classifier calls to turn a bundle artifact into a runner (device
-name, caches, a rebuild). Timing is not done here: it lives in ``profiler.py`` so every backend is
-measured the same way.
+name, caches, a rebuild), and ``for_check``, the one export's accuracy gate calls. Timing is not
+done here: it lives in ``profiler.py`` so every backend is measured the same way.
 
 A runner loads a file, or (``from_memory``) a model the caller holds: export runs its quantized
 candidates and probe graphs through the same runners the device uses, without writing them out.
@@ -91,6 +91,20 @@ class Runner(abc.ABC):
         fingerprint check or a rebuild (``rebuild``: allowed to build a new engine on the device).
         """
         return cls(bundle.path(artifact.path), threads=threads)
+
+    @classmethod
+    def for_check(cls, model: str | os.PathLike[str] | Any, *, threads: int | None = 1,
+                  **options: Any) -> Runner:
+        """The runner (not yet open) export's checks use: the quantization gate, compile's re-gate.
+
+        ``model`` is a file, or what :meth:`from_memory` takes. Default: that, with ``threads`` and
+        the caller's runner ``options``. A backend overrides it to pin what the device would run
+        where its defaults differ (OpenVINO: the CPU in f32, not the bf16 some CPUs pick), so a
+        gate never judges another computation.
+        """
+        if isinstance(model, (str, os.PathLike)):
+            return cls(model, threads=threads, **options)
+        return cls.from_memory(model, threads=threads, **options)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> Runner:

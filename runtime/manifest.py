@@ -58,6 +58,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from cmkd_edge.errors import BundleError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
 
+from .backends import ARTIFACT_FORMATS as FORMATS  # live tables, from the backend declarations
+from .backends import BACKEND_NAMES, DEVICE_BOUND_FORMATS
 from .contract.codec import OMIT_NONE, REQUIRED, Positive, Record, check
 from .contract.records import Accuracy, ArtifactGate, Provenance, QuantRecord, quant_key
 from .specs import InputSpec, OutputSpec, PreprocessSpec
@@ -67,7 +69,6 @@ MANIFEST_NAME = "manifest.json"
 Task = Literal["multiclass", "multilabel"]
 Precision = Literal["fp32", "fp16", "int8"]
 TASKS = ("multiclass", "multilabel")
-from .backends import ARTIFACT_FORMATS as FORMATS, BACKEND_NAMES  # noqa: E402, I001  (live, from backend declarations)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -124,8 +125,9 @@ class Artifact(Record):
             check_relpath(f, f"{where}.files")
         if self.path not in self.files:
             raise BundleError(f"manifest field '{where}.files' does not list its path {self.path!r}")
-        if self.format == "tensorrt-plan" and not self.fingerprint:
-            raise BundleError(f"manifest field '{where}.fingerprint' is missing (TensorRT plan)")
+        if self.format in DEVICE_BOUND_FORMATS and not self.fingerprint:
+            raise BundleError(f"manifest field '{where}.fingerprint' is missing (a {self.format} "
+                              "runs only on the device it was built for)")
 
     @classmethod
     def _upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:

@@ -280,8 +280,7 @@ def _why_not(name: str) -> str:
     spec = backend_spec(name)
     if spec.installed() and spec.needs_gpu:
         return f"there is no NVIDIA GPU here; run it on a GPU machine ({spec.install_hint})"
-    where = "; run it on a GPU machine with " if spec.needs_gpu else "; "
-    return f"{spec.library} is not installed{where}{spec.install_hint}"
+    return f"{spec.library} is not installed; {spec.install_hint}"
 
 
 def not_runnable(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from cmkd_edge.errors import BundleError
 
-from .contract.codec import REQUIRED, Record, check
+from .contract.codec import OMIT_NONE, REQUIRED, Record, check
 
 Modality = Literal["optical", "sar"]
 #: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR
@@ -97,6 +97,12 @@ class PreprocessSpec(Record):
             (per-chip radiometric normalisation: an unknown gain of an 8-bit magnitude product is
             an offset in dB, removed here). The graph then clips before centring and the network
             does not clip (``clip_in_net``). Needs a log scale (``to_db`` or ``to_log``).
+        sample_views: the data layer's view specs that read this raw input from a labelled
+            dataset, in the order to try (``bands:<source_bands>``; ``sar`` then a ``sar-sim``
+            view; a chip view's raw chip, e.g. ``edge-radar:factor=2,looks=1``): how export reads
+            parity, calibration and gate samples, set by the view that made the spec. None in
+            specs written before it was recorded (export then derives it from the view's name).
+            Not part of what the graph does, so specs compare equal without it.
     """
 
     _where: ClassVar[str] = "preprocess"
@@ -113,6 +119,7 @@ class PreprocessSpec(Record):
     to_log: bool = False
     crop: tuple[int, int] | None = None
     centre: bool = False
+    sample_views: tuple[str, ...] | None = field(default=None, compare=False, metadata=OMIT_NONE)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,9 +158,45 @@ class PreprocessSpec(Record):
 
     @property
     def clip_in_net(self) -> tuple[float, float] | None:
-        """The clip the network applies itself (InputNorm): the spec's clip, or None when
-        centring (the graph clips before subtracting the mean, so the net must not clip after)."""
-        return None if self.centre else self.clip
+        """The clip the network applies itself (InputNorm): :func:`net_clip` of this spec."""
+        return net_clip(self.clip, self.centre)
+
+    # -- the op chain: one list, rendered in numpy here and in torch by export ---------------------
+    def ops(self, normalise: bool = True) -> tuple[PreprocessOp, ...]:
+        """The preprocessing as a list of typed ops, in order: select -> centre crop -> log scale ->
+        clip -> per-sample centring -> normalisation (``normalise``).
+
+        The one definition of the chain: :meth:`apply` folds the ops' numpy renderings, export's
+        graph folds their torch renderings (``export.onnx.torch_op``), and the chip views' data
+        layer folds the numpy ones between its crop and the network. An identity band selection is
+        left out (the graph has no op to trace for it).
+        """
+        out: list[PreprocessOp] = []
+        if list(self.select) != list(range(len(self.source_bands))):
+            out.append(Select(tuple(self.select)))
+        if self.crop is not None:
+            out.append(CentreCrop(self.crop))
+        if self.to_db or self.to_log:
+            out.append(LogScale("db" if self.to_db else "log1p", self.db_factor))
+        if self.clip is not None:
+            out.append(Clip(float(self.clip[0]), float(self.clip[1])))
+        if self.centre:
+            out.append(CentreMean())
+        if normalise:
+            if not self.has_stats:
+                raise ValueError("the preprocessing spec has no band statistics to normalise with")
+            out.append(Normalise(self.mean, self.std))
+        return tuple(out)
+
+    def graph_ops(self, net_clips: bool | None = None) -> tuple[PreprocessOp, ...]:
+        """The ops the deployed graph runs before the network: :meth:`ops` without what the
+        network's InputNorm does itself (the normalisation, and the clip when it clips).
+
+        Args:
+            net_clips: whether the network clips (default: it does when :attr:`clip_in_net` is set).
+        """
+        net_clips = self.clip_in_net is not None if net_clips is None else net_clips
+        return tuple(op for op in self.ops(normalise=False) if not (net_clips and isinstance(op, Clip)))
 
     @property
     def db_factor(self) -> float:
@@ -166,12 +209,9 @@ class PreprocessSpec(Record):
         Raises:
             BundleError: the crop is larger than the input.
         """
-        h, w = int(hw[0]), int(hw[1])
         if self.crop is None:
-            return h, w
-        if self.crop[0] > h or self.crop[1] > w:
-            raise BundleError(f"preprocess crop {self.crop[0]}x{self.crop[1]} is larger than the "
-                              f"input {h}x{w}")
+            return int(hw[0]), int(hw[1])
+        CentreCrop(self.crop).offsets(hw)  # raises when the crop does not fit
         return self.crop
 
     @property
@@ -197,7 +237,7 @@ class PreprocessSpec(Record):
                          nodata=nodata, expected_range=EXPECTED_RANGE.get(self.source_units))
 
     def apply(self, x: Any, normalise: bool = True) -> Any:
-        """The numpy reference of the in-graph preprocessing.
+        """The numpy reference of the in-graph preprocessing: :meth:`ops` rendered in numpy.
 
         Args:
             x: raw sensor values (N, len(source_bands), H, W).
@@ -210,24 +250,19 @@ class PreprocessSpec(Record):
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] != len(self.source_bands):
             raise ValueError(f"expected (N, {len(self.source_bands)}, H, W), got {x.shape}")
-        y = x[:, list(self.select)]
-        if self.crop is not None:
-            ch, cw = self.network_hw(y.shape[-2:])
-            top, left = centre_offset(y.shape[-2], ch), centre_offset(y.shape[-1], cw)
-            y = y[..., top:top + ch, left:left + cw]
-        y = log_scale(y, self.to_db, self.to_log, self.db_factor)
-        if self.clip is not None:
-            y = np.clip(y, np.float32(self.clip[0]), np.float32(self.clip[1]))
-        if self.centre:
-            y = centre_mean(y)
-        if normalise:
-            if not self.has_stats:
-                raise ValueError("the preprocessing spec has no band statistics to normalise with")
-            mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
-            # same guard as InputNorm: a constant band (std 0) must not divide by zero
-            inv_std = (1.0 / np.maximum(np.asarray(self.std, np.float32), 1e-6)).reshape(1, -1, 1, 1)
-            y = (y - mean) * inv_std.astype(np.float32)
-        return y.astype(np.float32, copy=False)
+        return render_numpy(self.ops(normalise), x)
+
+
+def net_clip(clip: tuple[float, float] | None, centre: bool) -> tuple[float, float] | None:
+    """The clip the network applies itself (its InputNorm): ``clip``, unless the input is centred.
+
+    The one clip rule. The clip always sits after the log scale and before normalisation; with
+    per-sample centring it must also come before the centring, so then the graph (and a chip view's
+    data layer) clips and the network must not clip after; otherwise the network clips and the
+    graph leaves it out (one clip per path). ``PreprocessSpec.clip_in_net``, ``graph_ops``, the
+    chip views' ``clip`` and export all read it from here.
+    """
+    return None if centre else clip
 
 
 def log_scale(y: Any, to_db: bool, to_log: bool, db_factor: float = 10.0) -> Any:
@@ -260,6 +295,105 @@ def centre_offset(size: int, crop: int) -> int:
     """Start of a centred window of ``crop`` in ``size`` (the extra pixel of an odd margin goes to
     the end): the one definition the numpy reference, the ONNX graph and the data layer share."""
     return (int(size) - int(crop)) // 2
+
+
+@dataclass(frozen=True)
+class Select:
+    """Pick the network's input channels from the raw source bands, in order."""
+
+    indices: tuple[int, ...]
+
+    def numpy(self, y: Any) -> Any:
+        return y[:, list(self.indices)]
+
+
+@dataclass(frozen=True)
+class CentreCrop:
+    """The centre ``(h, w)`` window (:func:`centre_offset`): the device feeds the whole chip."""
+
+    size: tuple[int, int]
+
+    def offsets(self, hw: Sequence[int]) -> tuple[int, int]:
+        """(top, left) of the window in an input of ``hw``.
+
+        Raises:
+            BundleError: the crop is larger than the input.
+        """
+        (h, w), (ch, cw) = (int(hw[0]), int(hw[1])), self.size
+        if ch > h or cw > w:
+            raise BundleError(f"preprocess crop {ch}x{cw} is larger than the input {h}x{w}")
+        return centre_offset(h, ch), centre_offset(w, cw)
+
+    def numpy(self, y: Any) -> Any:
+        top, left = self.offsets(y.shape[-2:])
+        return y[..., top:top + self.size[0], left:left + self.size[1]]
+
+
+@dataclass(frozen=True)
+class LogScale:
+    """``factor * log10(max(y, DB_FLOOR))`` (``db``) or ``log(1 + max(y, 0))`` (``log1p``)."""
+
+    kind: Literal["db", "log1p"]
+    factor: float = 10.0
+
+    def numpy(self, y: Any) -> Any:
+        return log_scale(y, self.kind == "db", self.kind == "log1p", self.factor)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Clamp to ``[lo, hi]`` (where: :func:`net_clip`)."""
+
+    lo: float
+    hi: float
+
+    def numpy(self, y: Any) -> Any:
+        import numpy as np
+
+        return np.clip(y, np.float32(self.lo), np.float32(self.hi))
+
+
+@dataclass(frozen=True)
+class CentreMean:
+    """Subtract each sample's per-band spatial mean (:func:`centre_mean`)."""
+
+    def numpy(self, y: Any) -> Any:
+        return centre_mean(y)
+
+
+@dataclass(frozen=True)
+class Normalise:
+    """``(y - mean) / max(std, 1e-6)`` per band: the network's InputNorm (a constant band, std 0,
+    must not divide by zero)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def inv_std(self) -> Any:
+        import numpy as np
+
+        return (1.0 / np.maximum(np.asarray(self.std, np.float32), np.float32(1e-6))).astype(np.float32)
+
+    def numpy(self, y: Any) -> Any:
+        import numpy as np
+
+        mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+        return (y - mean) * self.inv_std().reshape(1, -1, 1, 1)
+
+
+PreprocessOp = Select | CentreCrop | LogScale | Clip | CentreMean | Normalise
+#: every op type, in chain order (a rendering must cover each)
+OP_TYPES: tuple[type, ...] = (Select, CentreCrop, LogScale, Clip, CentreMean, Normalise)
+
+
+def render_numpy(ops: Sequence[PreprocessOp], x: Any) -> Any:
+    """Run ``ops`` in numpy on ``x`` (N, C, H, W); float32 out."""
+    import numpy as np
+
+    y = x0 = np.asarray(x, dtype=np.float32)
+    for op in ops:
+        y = op.numpy(y)
+    return y.copy() if y is x0 else np.asarray(y, dtype=np.float32)  # never the caller's array
 
 
 @dataclass(frozen=True)

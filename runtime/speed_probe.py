@@ -36,7 +36,7 @@ import numpy as np
 from cmkd_edge.errors import BackendUnavailableError, BundleError
 from cmkd_edge.fsutil import atomic_write_json
 
-from .backends import backend_spec
+from .backends import backend_spec, libraries
 from .bundle import Bundle, cache_root
 from .manifest import Artifact
 
@@ -44,7 +44,6 @@ log = logging.getLogger("cmkd_edge.runtime")
 
 SCHEMA = "cmkd-edge/speed-probe"
 ENV_SWITCH = "CMKD_EDGE_SPEED_PROBE"
-BACKEND_DISTS = ("onnxruntime", "openvino", "tensorrt")
 TIE = 0.05  # relative latency difference below which the fixed order decides
 
 
@@ -67,7 +66,7 @@ def device_key(threads: int | None, device: str | None) -> dict[str, Any]:
     cpu = cpu_info()
     return {"cpu": cpu["model"], "machine": cpu["machine"], "cores": cpu["logical_cores"],
             "flags": cpu["flags_present"], "gpu": gpu_name(),
-            "backends": package_versions(BACKEND_DISTS), "threads": threads, "device": device}
+            "backends": package_versions(libraries()), "threads": threads, "device": device}
 
 
 def bundle_key(bundle: Bundle) -> str:

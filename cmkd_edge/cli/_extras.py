@@ -16,24 +16,45 @@ from collections.abc import Iterable
 
 from cmkd_edge.errors import BackendUnavailableError
 
-#: extra -> the import names it provides (what ``pip install 'cmkd-edge[extra]'`` brings)
-EXTRAS: dict[str, tuple[str, ...]] = {
+#: the extras that are not a backend's: extra -> the import names it provides
+_OWN_EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "onnx", "onnxscript", "onnxslim", "sklearn"),
     "plot": ("matplotlib",),
-    "openvino": ("openvino", "nncf"),
-    "tensorrt": ("tensorrt", "cuda"),
 }
-#: import name -> extra
-PROVIDED_BY: dict[str, str] = {mod: extra for extra, mods in EXTRAS.items() for mod in mods}
-
-#: the smallest install that brings each extra; torch's CPU build first (README: a bare torch
+#: the smallest install that brings each of those; torch's CPU build first (README: a bare torch
 #: requirement pulls a multi-GB CUDA build), matplotlib alone rather than all of [train]
-INSTALL: dict[str, str] = {
+_OWN_INSTALL: dict[str, str] = {
     "train": "pip install torch==2.13.0 'cmkd-edge[train]'",
     "plot": "pip install 'cmkd-edge[plot]' (or just pip install matplotlib)",
-    "openvino": "pip install 'cmkd-edge[openvino]'",
-    "tensorrt": "pip install 'cmkd-edge[tensorrt]' on the Jetson / NVIDIA GPU machine",
 }
+
+
+def extra_table() -> dict[str, tuple[str, ...]]:
+    """extra -> the import names ``pip install 'cmkd-edge[extra]'`` brings.
+
+    A backend's extra comes from its declaration (``BackendSpec.extra`` and ``modules``), read on
+    each call, so a backend registered later (a plugin, a test) is known here too.
+    """
+    from cmkd_edge.runtime.backends import specs
+
+    table = dict(_OWN_EXTRAS)
+    for s in specs():
+        if s.extra is not None:  # a backend may share an extra (a plugin's library in [train])
+            table[s.extra] = tuple(dict.fromkeys((*table.get(s.extra, ()), *s.modules)))
+    return table
+
+
+def install_command(extra: str) -> str:
+    """What a user runs to get ``extra``: a backend's own ``install_hint``, or the table above."""
+    from cmkd_edge.runtime.backends import specs
+
+    hints = {s.extra: s.install_hint for s in specs() if s.extra is not None}
+    return _OWN_INSTALL.get(extra) or hints[extra]
+
+
+def provided_by() -> dict[str, str]:
+    """import name -> the extra that provides it."""
+    return {mod: extra for extra, mods in extra_table().items() for mod in mods}
 
 
 def installed(module: str) -> bool:
@@ -48,7 +69,7 @@ def _error(what: str, modules: list[str], extra: str) -> BackendUnavailableError
     names = modules[0] if len(modules) == 1 else f"{', '.join(modules[:-1])} and {modules[-1]}"
     verb = "is" if len(modules) == 1 else "are"
     return BackendUnavailableError(f"{what} needs {names}, which {verb} not installed "
-                                   f"(the [{extra}] extra)", INSTALL[extra])
+                                   f"(the [{extra}] extra)", install_command(extra))
 
 
 def require(what: str, *extras: str, modules: Iterable[str] | None = None) -> None:
@@ -56,15 +77,16 @@ def require(what: str, *extras: str, modules: Iterable[str] | None = None) -> No
 
     Args:
         what: what needs it, as the user typed it (``"train-teacher"``, ``"profile --plot"``).
-        extras: extra names of :data:`EXTRAS`; every module of each is required.
+        extras: extra names of :func:`extra_table`; every module of each is required.
         modules: instead of whole extras, only these import names (each mapped to its extra).
 
     Raises:
         BackendUnavailableError: names the missing modules, the extra and the install command.
     """
-    wanted = list(modules) if modules is not None else [m for e in extras for m in EXTRAS[e]]
-    for extra in dict.fromkeys(PROVIDED_BY[m] for m in wanted):
-        missing = [m for m in wanted if PROVIDED_BY[m] == extra and not installed(m)]
+    table, by = extra_table(), provided_by()
+    wanted = list(modules) if modules is not None else [m for e in extras for m in table[e]]
+    for extra in dict.fromkeys(by[m] for m in wanted):
+        missing = [m for m in wanted if by[m] == extra and not installed(m)]
         if missing:
             raise _error(what, missing, extra)
 
@@ -72,5 +94,23 @@ def require(what: str, *extras: str, modules: Iterable[str] | None = None) -> No
 def missing_extra_error(exc: ImportError, what: str) -> BackendUnavailableError | None:
     """The one-line error for an ImportError of an optional package, or None for anything else."""
     root = (getattr(exc, "name", None) or "").partition(".")[0]
-    extra = PROVIDED_BY.get(root)
+    extra = provided_by().get(root)
     return None if extra is None else _error(what, [root], extra)
+
+
+def require_backend(what: str, name: str, *, export_side: bool = False) -> None:
+    """An explicitly chosen backend that is not installed: name its extra before anything opens.
+
+    Running needs the backend's library; the export side (``quantize``) every module of its extra
+    (OpenVINO's NNCF). A backend that also needs a GPU is left to the runtime's own "not available
+    on this device", which names both the extra and the GPU. ``auto`` and base-install backends
+    need nothing here.
+    """
+    from cmkd_edge.runtime.backends import BACKENDS
+
+    if name not in BACKENDS:
+        return  # "auto"; an unknown name is click's (or the registry's) error
+    spec = BACKENDS.get(name)
+    if spec.extra is None or (spec.needs_gpu and not export_side):
+        return
+    require(f"{what} --backend {name}", modules=spec.modules if export_side else (spec.library,))

@@ -6,13 +6,34 @@ Click and stdlib only (``--help`` imports this module on a runtime-only device).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cmkd_edge.errors import DataError
+
+
+class LiveChoice(click.Choice):
+    """A ``click.Choice`` whose choices are read from a registry on every use, not frozen at import.
+
+    Why: ``--backend`` offers every registered backend, and a backend registered after the CLI
+    module was imported (a plugin, a test) must be accepted, listed in ``--help`` and refused with
+    the same list when misspelt.
+    """
+
+    def __init__(self, names: Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
+        self._names = names
+        super().__init__((), case_sensitive)
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value: Sequence[str]) -> None:  # click's __init__ assigns it; the registry owns it
+        pass
 
 
 def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:

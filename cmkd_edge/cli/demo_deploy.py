@@ -50,11 +50,12 @@ def step_quantize(state: DemoState) -> None:
 
 def step_compile(state: DemoState) -> None:
     """OpenVINO IR from the FP32 model and from the gated INT8 QDQ model, each compiled once on CPU."""
-    from cmkd_edge.cli._extras import INSTALL, installed
     from cmkd_edge.export.compile import compile_bundle
+    from cmkd_edge.runtime.backends import backend_spec
 
-    if not installed("openvino"):  # an optional stage: the rest of the demo runs without it
-        state.notes.append(f"compile step skipped: openvino is not installed ({INSTALL['openvino']})")
+    openvino = backend_spec("openvino")
+    if not openvino.installed():  # an optional stage: the rest of the demo runs without it
+        state.notes.append(f"compile step skipped: openvino is not installed ({openvino.install_hint})")
         state.say("compile: skipped (openvino is not installed)")
         return
     precisions = ["fp32"]

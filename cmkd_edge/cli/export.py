@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cmkd_edge.cli._options import LiveChoice
 from cmkd_edge.runtime.backends import compile_targets, quantize_targets  # declarations only: no backend library
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def _rung_progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 @click.command("quantize")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--backend", type=click.Choice(quantize_targets()), default="onnxruntime",
+@click.option("--backend", type=LiveChoice(quantize_targets), default="onnxruntime",
               show_default=True)
 @click.option("--precision", type=click.Choice(["int8", "fp16"]), default="int8", show_default=True)
 @click.option("--calib-data", default=None,
@@ -154,10 +155,9 @@ def quantize(bundle: str, backend: str, precision: str, calib_data: str | None, 
       cmkd-edge quantize bundles/s --rung int8-qat --checkpoint runs/student/best.pt
       cmkd-edge quantize bundles/s --for aarch64-dotprod     # a Raspberry Pi 5 / Jetson Orin CPU
     """
-    from cmkd_edge.cli._extras import require
+    from cmkd_edge.cli._extras import require_backend
 
-    if backend == "openvino":
-        require("quantize --backend openvino", "openvino")
+    require_backend("quantize", backend, export_side=True)
     from cmkd_edge.errors import QuantizationError
     from cmkd_edge.export.quantize import quantize_bundle
 
@@ -214,10 +214,11 @@ def print_rungs(rec: Quantized) -> None:
 
 @click.command("compile")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--target", type=click.Choice(compile_targets()), required=True)
+@click.option("--target", type=LiveChoice(compile_targets), required=True)
 @click.option("--precision", "precisions", multiple=True,
               type=click.Choice(["fp32", "fp16", "int8"]),
-              help="Repeatable (default: fp32 for openvino, fp16 for tensorrt).")
+              help="Repeatable (default: the target's first, e.g. fp32 for openvino, fp16 for "
+                   "tensorrt).")
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device: CPU|GPU|NPU.")
 @click.option("--cache-dir", default=None, help="OpenVINO model cache directory.")
 @click.option("--min-batch", type=int, default=None, help="TensorRT profile minimum (default 1).")
@@ -245,8 +246,7 @@ def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: s
     """
     from cmkd_edge.export.compile import compile_bundle
 
-    precisions = precisions or (("fp32",) if target == "openvino" else ("fp16",))
-    arts = compile_bundle(bundle, target=target, precisions=precisions, device=device,
+    arts = compile_bundle(bundle, target=target, precisions=precisions or None, device=device,
                           cache_dir=cache_dir, min_batch=min_batch, opt_batch=opt_batch,
                           max_batch=max_batch, timing_cache=timing_cache,
                           strongly_typed=strongly_typed, out=out)

@@ -13,24 +13,14 @@ from pathlib import Path
 
 import click
 
-from cmkd_edge.runtime.backends import BACKEND_CHOICES  # "auto" + the declared backends (stdlib-only import)
+from cmkd_edge.cli._options import LiveChoice
+from cmkd_edge.runtime.backends import backend_choices  # "auto" + the declared backends (stdlib-only import)
 
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
 
 def _command_line() -> str:
     return shlex.join(["cmkd-edge", *sys.argv[1:]])
-
-
-def _require_backend(command: str, backend: str) -> None:
-    """An explicitly chosen OpenVINO backend that is not installed: name the extra before opening anything.
-
-    (TensorRT also needs a GPU, so the classifier's own "not available on this device" stays its message.)
-    """
-    from cmkd_edge.cli._extras import require
-
-    if backend == "openvino":
-        require(f"{command} --backend {backend}", modules=[backend])
 
 
 def _route_warnings() -> None:
@@ -43,7 +33,7 @@ def _route_warnings() -> None:
 @click.command("classify")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("--backend", type=LiveChoice(backend_choices), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: backend's).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -97,10 +87,10 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
       cmkd-edge classify bundle/ S2_item.json --out classes.tif --probabilities --confidence
       cmkd-edge classify bundle/ 'archive/*.json' --out-dir maps/ --workers 2
     """
-    _require_backend("classify", backend)
-    if quicklook is not None:
-        from cmkd_edge.cli._extras import require
+    from cmkd_edge.cli._extras import require, require_backend
 
+    require_backend("classify", backend)
+    if quicklook is not None:
         require("classify --quicklook", "plot")
     if out_dir is not None or workers is not None or scheduler is not None:
         _classify_archive(bundle, list(inputs), out, out_dir, workers, scheduler, as_json, quicklook,
@@ -187,7 +177,7 @@ def _classify_archive(bundle: Path, inputs: list[Path], out: Path | None, out_di
 
 @click.command("profile")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("--backend", type=LiveChoice(backend_choices), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True)
 @click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
@@ -222,9 +212,9 @@ def profile(bundle: Path, backend: str, precision: str, batches: str, warmup: in
         raise ConfigError(f"--batch {batches!r} is not a comma-separated list of integers") from exc
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"--batch {batches!r} needs positive integers, e.g. 1,8,32")
-    from cmkd_edge.cli._extras import require
+    from cmkd_edge.cli._extras import require, require_backend
 
-    _require_backend("profile", backend)
+    require_backend("profile", backend)
     if plot_out is not None:  # before profiling, not after it
         require("profile --plot", "plot")
     from cmkd_edge.cli._options import table_console

@@ -15,6 +15,7 @@ eight flips/rotations, radar chips take random crops only (see :mod:`cmkd_edge.d
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,15 @@ from cmkd_edge.data.bands import (
 from cmkd_edge.data.sar_sim import simulate_sar
 from cmkd_edge.errors import ConfigError, DataError, UnknownNameError
 from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS
-from cmkd_edge.runtime.specs import PreprocessSpec, centre_mean, centre_offset, log_scale
+from cmkd_edge.runtime.specs import (
+    CentreCrop,
+    PreprocessOp,
+    PreprocessSpec,
+    Select,
+    centre_offset,
+    net_clip,
+    render_numpy,
+)
 
 #: Clip ranges applied by the model before normalisation: they bound outliers (saturated or
 #: nodata pixels, -inf dB from zero power) so calibration and normalisation are not skewed.
@@ -130,9 +139,13 @@ class View:
             select = list(range(len(bands)))
         else:
             select = self._indices(bands, where=f"the deployed {source!r} input")
+        # the views that read the raw deployed input: real Sentinel-1 first, else (optical-only
+        # data) this view's own simulation
+        samples = (("bands:" + ",".join(bands),) if source == "s2" else
+                   ("sar",) if self.name == "sar" else ("sar", self.name))
         return PreprocessSpec(source=source, source_bands=tuple(bands), source_units=units,
                               select=tuple(select), to_db=self.modality == "sar" and units == "linear",
-                              clip=self.clip)
+                              clip=self.clip, sample_views=samples)
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -340,7 +353,8 @@ class ChipView(View):
         return self.finish(self.full(sample, rng), offset)
 
     def finish(self, arr: np.ndarray, offset: tuple[int, int] | None = None) -> np.ndarray:
-        """Crop and scale a full chip array (what the deployed graph does to the raw chip)."""
+        """Crop and scale a full chip array (what the deployed graph does to the raw chip): the crop
+        here (a training crop may sit at ``offset``), the rest from the spec's op chain."""
         if self.crop is not None:
             h, w = arr.shape[-2:]
             if self.crop > min(h, w):
@@ -349,12 +363,13 @@ class ChipView(View):
             top, left = offset if offset is not None else (centre_offset(h, self.crop),
                                                            centre_offset(w, self.crop))
             arr = arr[..., top:top + self.crop, left:left + self.crop]
-        out = log_scale(arr, self.scale == "db", self.scale == "log", 20.0)
-        if self.norm == "mean":  # the graph's order: clip, then centre (PreprocessSpec.apply)
-            lo, hi = CHIP_SCALES[self.scale]
-            out = np.clip(out, np.float32(lo), np.float32(hi))
-            out = centre_mean(out)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return np.ascontiguousarray(render_numpy(self._after_crop, arr), dtype=np.float32)
+
+    @functools.cached_property
+    def _after_crop(self) -> tuple[PreprocessOp, ...]:
+        """The deployed graph's ops after its crop, up to the network (``graph_ops``: the log scale,
+        and with ``norm=mean`` the clip and the centring): the data layer renders the same list."""
+        return tuple(op for op in self.deploy_input().graph_ops() if not isinstance(op, (Select, CentreCrop)))
 
     def deploy_input(self, source_band_names: Mapping[str, Sequence[str]] | Sequence[str] | None
                      = None, source_units: Mapping[str, str] | str | None = None) -> PreprocessSpec:
@@ -364,7 +379,8 @@ class ChipView(View):
                               select=tuple(self._indices(bands, "the deployed chip input")),
                               to_db=self.scale == "db", to_log=self.scale == "log",
                               clip=CHIP_SCALES[self.scale], centre=self.norm == "mean",
-                              crop=None if self.crop is None else (self.crop, self.crop))
+                              crop=None if self.crop is None else (self.crop, self.crop),
+                              sample_views=(self.raw_spec,))
 
     @property
     def raw_spec(self) -> str:
@@ -473,9 +489,8 @@ def _chip_common(spec: str, opts: dict[str, str]) -> dict[str, Any]:
     if norm == "mean" and scale == "none":
         raise ConfigError(f"norm=mean in view {spec!r} needs a log scale (a gain is an offset only "
                           "in dB)", "add scale=db (or scale=log)")
-    # with norm=mean the view clips before centring and the network must not clip after it
     kw["scale"], kw["norm"] = scale, norm
-    kw["clip"] = None if norm == "mean" else CHIP_SCALES[scale]
+    kw["clip"] = net_clip(CHIP_SCALES[scale], centre=norm == "mean")  # the clip the network applies
     aug = tuple(a for a in opts.get("aug", "+".join(CHIP_AUGMENT)).split("+") if a and a != "none")
     for a in aug:
         AUGMENTATIONS.get(a)  # UnknownNameError lists the valid names

@@ -1,6 +1,6 @@
 """Target-specific artifacts from the bundle's ONNX: the step that edits the bundle
-(``targets.py``), the re-run of the accuracy gate on a compiled INT8 model (``regate.py``), and one
-module per target that converts and checks (``openvino.py``, ``tensorrt.py``).
+(``targets.py``) and the re-run of the accuracy gate on a compiled INT8 model (``regate.py``); what
+each target converts and checks is its backend's export module (``export/targets/<backend>.py``).
 
 ``from cmkd_edge.export.compile import compile_bundle`` imports only ``targets``.
 """

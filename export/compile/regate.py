@@ -21,14 +21,14 @@ from cmkd_edge.runtime.manifest import Artifact, Manifest
 def _logits(backend: str, path: Path, x: np.ndarray) -> np.ndarray | None:
     """The engine's logits through the runtime's runner, or None when it cannot run here (not
     installed, no GPU, or it could load ``path`` only by building an engine first)."""
-    from cmkd_edge.export.quantize.gate import logits
+    from cmkd_edge.export.quantize.gate import run
     from cmkd_edge.runtime.backends import backend_spec
 
     spec = backend_spec(backend)
     fmt = "onnx" if path.suffix == ".onnx" else None
     if not spec.available() or fmt in spec.build_formats:
         return None
-    return logits(spec.runner(path, threads=1), x)
+    return run(backend, path, x)
 
 
 def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:

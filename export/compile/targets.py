@@ -5,8 +5,9 @@ Sources: FP32 -> ``onnx-fp32``; FP16 -> ``onnx-fp32`` (compressed by the target)
 accepts). Each result is added to the bundle atomically with the artifact it came from.
 
 A target is a backend that declares a compile hook (``cmkd_edge.runtime.backends``); the hook
-lives beside its converter (``compile/openvino.py``, ``compile/tensorrt.py``) and returns the new
-:class:`Artifact`. This module only picks sources, checks options, calls the hook and re-gates.
+lives in the backend's export module (``export/targets/openvino.py``, ``export/targets/tensorrt.py``)
+beside its converter and returns the new :class:`Artifact`. This module only picks sources, checks
+options, calls the hook and re-gates.
 
 Gating: the accuracy gate of ``quantize`` ran on ONNX Runtime, so a compiled artifact never inherits
 ``gate_passed``; it records its ``source`` and gets ``gate_passed`` only from its own evaluation
@@ -43,7 +44,7 @@ def _hook(target: str) -> tuple[Callable[..., Artifact], tuple[str, ...]]:
         raise ConfigError(f"unknown compile target {target!r}", f"choose {' or '.join(hooks)}")
     module, _, name = hooks[target].partition(":")
     mod = importlib.import_module(module)
-    return getattr(mod, name), tuple(mod.PRECISIONS)
+    return getattr(mod, name), tuple(mod.COMPILE_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,14 @@ def _source(manifest: Manifest, precision: str) -> Artifact:
 
 
 def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
-                   precisions: Sequence[str] = ("fp32",), device: str = "CPU",
+                   precisions: Sequence[str] | None = None, device: str = "CPU",
                    cache_dir: str | os.PathLike[str] | None = None, min_batch: int | None = None,
                    opt_batch: int | None = None, max_batch: int | None = None,
                    timing_cache: str | os.PathLike[str] | None = None,
                    strongly_typed: bool = False,
                    out: str | os.PathLike[str] | None = None) -> list[Compiled]:
-    """Compile the bundle for ``target``; returns the artifacts added, each with ``replaced``
+    """Compile the bundle for ``target`` (``precisions`` None: the target's default, the first of
+    its hook module's ``COMPILE_PRECISIONS``); returns the artifacts added, each with ``replaced``
     (what it displaced: the same-id artifact of an earlier
     compile and anything built from it, each with whether it had passed its gate and why it went)
     and ``bundle`` (where the result was written: an archive input is never rewritten, ``out`` or
@@ -96,6 +98,8 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     from cmkd_edge.export.compile.regate import regate
 
     hook, allowed = _hook(target)
+    if precisions is None:  # the target's own default: its COMPILE_PRECISIONS list it first
+        precisions = allowed[:1]
     bad = [p for p in precisions if p not in allowed]
     if bad or not precisions:
         raise ConfigError(f"precision {','.join(bad) or 'none'} is not available for {target}",

@@ -1,6 +1,7 @@
-"""Quantization behind an accuracy gate: the fallback ladder (``ladder.py``), what each backend's
-rungs build (``rungs.py``), calibration and validation data (``calib.py``), the gate itself
-(``gate.py``), and the ONNX Runtime / NNCF tool wrappers (``ort.py``, ``openvino.py``).
+"""Quantization behind an accuracy gate: the fallback ladder (``ladder.py``), the quantizer base and
+the table by backend (``rungs.py``; each backend's quantizer is in ``export/targets/``),
+calibration and validation data (``calib.py``), the gate itself (``gate.py``), teacher-guided QAT
+(``qat.py``) and the ONNX Runtime tool wrappers every ladder's QAT rung uses (``ort.py``).
 
 ``from cmkd_edge.export.quantize import quantize_bundle`` imports only the ladder.
 """

@@ -17,20 +17,18 @@ on the same inputs, ``runtime.metrics.paired_difference``) with a 95 % interval,
    and the verdict says so (``resolved`` false, a plain ``reason``), so no artifact is accepted
    silently on evidence too thin to carry the limit.
 
-Candidates run on the raw inputs by the backend they are meant for (the runtime's ONNX Runtime or
-OpenVINO runner, no torch). Multi-label models are gated on micro-F1 at the per-class thresholds
-(paired bootstrap) and on per-class AP.
+Candidates run on the raw inputs by the backend they are meant for: its runtime runner, taken from
+its declaration (``backend_spec(name).runner.for_check``), no torch. Multi-label models are gated
+on micro-F1 at the per-class thresholds (paired bootstrap) and on per-class AP.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from cmkd_edge.runtime.backends.onnxruntime import OrtRunner
-from cmkd_edge.runtime.backends.openvino import OpenVinoRunner
+from cmkd_edge.runtime.backends import backend_spec
 from cmkd_edge.runtime.base import Runner
 from cmkd_edge.runtime.classifier import activate
 from cmkd_edge.runtime.metrics import (
@@ -52,28 +50,19 @@ def logits(runner: Runner, x: np.ndarray, batch: int = 16) -> np.ndarray:
                                for i in range(0, len(x), batch)])
 
 
-def run_onnxruntime(path: str | os.PathLike[str] | bytes, x: np.ndarray, batch: int = 16,
-                    optimize: bool = True) -> np.ndarray:
-    """Logits of an ONNX model (a file or its bytes) on raw inputs: the runtime's ONNX Runtime
-    runner, CPU provider, one intra-op thread. ``optimize=False``: reference QDQ arithmetic (for a
-    target device whose integer kernels this host does not have; ``device_profiles.gate_arithmetic``)."""
-    runner = OrtRunner.from_memory(path, threads=1, optimize=optimize) if isinstance(path, bytes) \
-        else OrtRunner(path, threads=1, optimize=optimize)
-    return logits(runner, x, batch)
+def run(backend: str, model: Any, x: np.ndarray, batch: int = 16, **options: Any) -> np.ndarray:
+    """Logits of ``model`` on raw inputs ``x``, run by ``backend``'s runtime runner as export's checks
+    run it (``Runner.for_check``: one thread; OpenVINO on CPU in f32, what the device runs).
 
-
-def run_openvino(model: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
-    """Logits of an OpenVINO model (a path, or an ``openvino.Model`` in memory) on raw inputs: the
-    runtime's OpenVINO runner on CPU, one thread, OpenVINO's default performance hint and the
-    runner's f32 precision (what the device runs).
-
-    why the runner's precision: on CPUs with AVX512-BF16/AMX OpenVINO runs float layers in bf16 by
-    default, and a gate that compiled without a hint judged a bf16 model the device never runs
-    (MSTAR MobileNetV2: the FP32 IR scored 90.76 % test in bf16 against 91.84 % in f32)."""
-    opts: dict[str, Any] = {"threads": 1, "device": "CPU", "performance_hint": None}
-    runner = (OpenVinoRunner(model, **opts) if isinstance(model, (str, os.PathLike))
-              else OpenVinoRunner.from_memory(model, **opts))
-    return logits(runner, x, batch)
+    Args:
+        backend: a registered backend name (the quantizer's, or an artifact's).
+        model: a file, or what the backend's runner takes in memory (ONNX bytes, an
+            ``openvino.Model``).
+        options: runner options, e.g. ONNX Runtime's ``optimize=False``: reference QDQ arithmetic
+            for a target device whose integer kernels this host does not have
+            (``device_profiles.gate_arithmetic``).
+    """
+    return logits(backend_spec(backend).runner.for_check(model, **options), x, batch)
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -12,9 +12,12 @@ plugin, a test) is picked up everywhere:
     AUTO_ORDER            names in ``backend="auto"`` order (``auto_rank``)
     BACKEND_NAMES         registered names (the manifest's ``artifacts[].backend`` values)
     ARTIFACT_FORMATS      every format some backend loads (the manifest's ``artifacts[].format``)
+    DEVICE_BOUND_FORMATS  native formats of ``device_bound`` backends (need ``fingerprint``)
+    libraries()           every backend's library (versions in the speed probe's device key)
+    tool_modules()        libraries plus their extras' other modules (a bundle's provenance tools)
     available(name)       installed here (``find_spec``, no import), plus a GPU if it needs one
     available_backends()  the available ones, in ``auto`` order
-    BACKEND_CHOICES       ``("auto", *names)`` at import time, for the CLI's ``--backend``
+    backend_choices()     ``("auto", *names)``, for the CLI's ``--backend`` (read on each use)
 """
 
 from __future__ import annotations
@@ -58,7 +61,10 @@ BACKENDS.add("onnxruntime", "cmkd_edge.runtime.backends.onnxruntime:BACKEND")
 BACKENDS.add("openvino", "cmkd_edge.runtime.backends.openvino:BACKEND")
 BACKENDS.add("tensorrt", "cmkd_edge.runtime.backends.tensorrt:BACKEND")
 
-BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKENDS.names())
+
+def backend_choices() -> tuple[str, ...]:
+    """``--backend`` values: ``auto`` and every registered backend."""
+    return ("auto", *BACKENDS.names())
 
 
 def backend_spec(name: str) -> BackendSpec:
@@ -79,6 +85,19 @@ def quantize_targets() -> tuple[str, ...]:
 def compile_targets() -> tuple[str, ...]:
     """Backends ``cmkd-edge compile`` can target (those declaring a ``compile_hook``)."""
     return tuple(s.name for s in specs() if s.compile_hook)
+
+
+def libraries() -> tuple[str, ...]:
+    """Every backend's library, in registration order: the backend versions a speed probe's device
+    key records (each library's distribution has its import name)."""
+    return tuple(BACKENDS.get(n).library for n in BACKENDS.names())
+
+
+def tool_modules() -> tuple[str, ...]:
+    """Every backend's library and the other modules of its extra (NNCF, the CUDA bindings), in
+    registration order: the tools a bundle's provenance names, where installed (looked up as
+    distribution names: one named otherwise, like the CUDA bindings' ``cuda-python``, is left out)."""
+    return tuple(dict.fromkeys(m for n in BACKENDS.names() for m in BACKENDS.get(n).modules))
 
 
 def available(name: str) -> bool:
@@ -134,11 +153,16 @@ def _artifact_formats() -> tuple[str, ...]:
     return tuple(dict.fromkeys(f for n in BACKENDS.names() for f in BACKENDS.get(n).formats))
 
 
+def _device_bound_formats() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.native_format for s in specs() if s.device_bound))
+
+
 FORMATS: Mapping[str, tuple[str, ...]] = _Formats()
 AUTO_ORDER: Sequence[str] = _Names(lambda: tuple(s.name for s in specs()))
 BACKEND_NAMES: Sequence[str] = _Names(lambda: tuple(BACKENDS.names()))
 ARTIFACT_FORMATS: Sequence[str] = _Names(_artifact_formats)
+DEVICE_BOUND_FORMATS: Sequence[str] = _Names(_device_bound_formats)
 
-__all__ = ["ARTIFACT_FORMATS", "AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "BACKEND_NAMES", "FORMATS",
-           "compile_targets", "quantize_targets",
+__all__ = ["ARTIFACT_FORMATS", "AUTO_ORDER", "BACKENDS", "BACKEND_NAMES", "DEVICE_BOUND_FORMATS", "FORMATS",
+           "backend_choices", "compile_targets", "libraries", "quantize_targets", "tool_modules",
            "BackendRegistry", "BackendSpec", "available", "available_backends", "backend_spec", "specs"]

@@ -100,4 +100,4 @@ class OrtRunner(Runner):
 BACKEND = BackendSpec(
     name="onnxruntime", summary="ONNX Runtime, CPU execution provider (base install)",
     library="onnxruntime", extra=None, needs_gpu=False, formats=("onnx",), native_format="onnx",
-    auto_rank=30, runner=OrtRunner, quantizer="cmkd_edge.export.quantize.rungs:OrtQuantizer")
+    auto_rank=30, runner=OrtRunner, quantizer="cmkd_edge.export.targets.onnxruntime:OrtQuantizer")

@@ -31,6 +31,9 @@ class BackendSpec:
         library: import name of the backend's library; availability is
             ``importlib.util.find_spec(library)`` (nothing is imported).
         extra: the pip extra that installs ``library`` (None: part of the base install).
+        extra_modules: the other import names that extra brings (``nncf`` for the export side's
+            quantizer, the CUDA bindings for the runner): the CLI's "needs X (the [extra] extra)"
+            checks and the tool versions a bundle records are derived from these.
         needs_gpu: True when the backend also needs an NVIDIA GPU; such backends rank before any
             CPU backend and FP16 counts as a first-class precision on them.
         formats: artifact formats its runner loads (``Artifact.format`` values).
@@ -44,6 +47,8 @@ class BackendSpec:
             ``cmkd-edge compile`` (None: the backend runs the bundle's ONNX as it is).
         quantizer: ``"module:Class"`` of the export-side quantization ladder for this backend,
             resolved lazily by ``cmkd-edge quantize`` (None: quantize does not target it).
+        device_bound: its native format runs only on the device it was built for (a TensorRT
+            plan), so the manifest refuses such an artifact without a device ``fingerprint``.
     """
 
     name: str
@@ -58,6 +63,8 @@ class BackendSpec:
     build_formats: tuple[str, ...] = ()
     compile_hook: str | None = None
     quantizer: str | None = None
+    extra_modules: tuple[str, ...] = ()
+    device_bound: bool = False
 
     def __post_init__(self) -> None:
         if self.native_format not in self.formats:
@@ -83,7 +90,13 @@ class BackendSpec:
         """What a user runs to get the backend's library."""
         if self.extra is None:
             return f"{self.library} is part of the base install: pip install --force-reinstall cmkd-edge"
-        return f"pip install 'cmkd-edge[{self.extra}]'"
+        where = " on the Jetson / NVIDIA GPU machine" if self.needs_gpu else ""
+        return f"pip install 'cmkd-edge[{self.extra}]'{where}"
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Every import name the backend's install brings: ``library`` first, then ``extra_modules``."""
+        return (self.library, *self.extra_modules)
 
     def unavailable(self, exc: ImportError | None = None) -> BackendUnavailableError:
         """The error to raise when the backend's library (or a companion of it) does not import."""

@@ -174,4 +174,5 @@ BACKEND = BackendSpec(
     name="tensorrt", summary="TensorRT 10 engines on an NVIDIA GPU (extra: tensorrt)",
     library="tensorrt", extra="tensorrt", needs_gpu=True, formats=("tensorrt-plan", "onnx"),
     native_format="tensorrt-plan", auto_rank=10, runner=TrtRunner, build_formats=("onnx",),
-    compile_hook="cmkd_edge.export.compile.tensorrt:compile_artifact")
+    compile_hook="cmkd_edge.export.targets.tensorrt:compile_artifact", extra_modules=("cuda",),
+    device_bound=True)

@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 from cmkd_edge.export.compile import compile_bundle
-from cmkd_edge.export.compile.tensorrt import available
+from cmkd_edge.export.targets.tensorrt import available
 from cmkd_edge.runtime.bundle import open_bundle
 
 from cmkd_edge.cli import main

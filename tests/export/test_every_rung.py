@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 from cmkd_edge.export.quantize.calib import CALIB_METHODS
-from cmkd_edge.export.quantize.rungs import NncfQuantizer, OrtQuantizer
 from cmkd_edge.export.samples import RawSamples
+from cmkd_edge.export.targets.onnxruntime import OrtQuantizer
+from cmkd_edge.export.targets.openvino import NncfQuantizer
 from conftest import raw_batch
 
 from cmkd_edge.errors import QuantizationError
 
 
 def _sets(bundle: Path) -> tuple[RawSamples, RawSamples]:
-    from cmkd_edge.export.quantize.gate import run_onnxruntime
+    from cmkd_edge.export.quantize.gate import run
 
     x = raw_batch(37, hw=32, seed=5)  # 21 calibration rows: batches of 8 would leave a short one
-    y = run_onnxruntime(bundle / "model.onnx", x).argmax(1)
+    y = run("onnxruntime", bundle / "model.onnx", x).argmax(1)
     return (RawSamples(x[:21], y[:21], {"split": "train"}), RawSamples(x[21:], y[21:], {"split": "val"}))
 
 

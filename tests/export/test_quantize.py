@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from cmkd_edge.export.quantize import quantize_bundle
-from cmkd_edge.export.quantize.gate import Gate, judge, run_onnxruntime
+from cmkd_edge.export.quantize.gate import Gate, judge, run
 from cmkd_edge.export.quantize.ort import choose_int8_types
 from cmkd_edge.export.samples import RawSamples
 from cmkd_edge.export.student import export_checkpoint
@@ -30,7 +30,7 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 def _sets(bundle: Path, n_cal: int = 24, n_val: int = 16) -> tuple[RawSamples, RawSamples]:
     """Raw arrays labelled with the FP32 model's own predictions (FP32 top-1 = 100 %)."""
     x = raw_batch(n_cal + n_val, hw=32, seed=3)
-    y = run_onnxruntime(bundle / "model.onnx", x).argmax(1)
+    y = run("onnxruntime", bundle / "model.onnx", x).argmax(1)
     return (RawSamples(x[:n_cal], y[:n_cal], {"data": "arrays", "split": "train"}),
             RawSamples(x[n_cal:], y[n_cal:], {"data": "arrays", "split": "val"}))
 

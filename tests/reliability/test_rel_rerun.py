@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cmkd_edge.export.quantize import quantize_bundle
-from cmkd_edge.export.quantize.gate import run_onnxruntime
+from cmkd_edge.export.quantize.gate import run
 from cmkd_edge.export.quantize.ladder import check_strict
 from cmkd_edge.export.samples import RawSamples
 from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
@@ -40,7 +40,7 @@ def test_stricter_quantize_says_what_it_removed_and_ends_lower(exported_bundle: 
     hw = open_bundle(b).manifest.input.shape[2]
     rng = np.random.default_rng(0)
     x = rng.uniform(200, 4000, (64, 13, hw, hw)).astype(np.float32)
-    y = run_onnxruntime(b / "model.onnx", x).argmax(1)
+    y = run("onnxruntime", b / "model.onnx", x).argmax(1)
     cal, val = RawSamples(x[:32], y[:32], {"split": "train"}), RawSamples(x[32:], y[32:], {"split": "val"})
     first = quantize_bundle(b, calib_data=cal, val_data=val, max_drop=100.0, agreement_data=None).to_dict()
     assert first["accepted_precision"] == "int8" and not first["ended_lower"]

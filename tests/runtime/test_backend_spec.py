@@ -76,11 +76,24 @@ def test_declarations_derive_the_tables() -> None:
         assert spec.runner.name == spec.name and spec.native_format in spec.formats
     assert backend_spec("tensorrt").needs_gpu and backend_spec("tensorrt").build_formats == ("onnx",)
     assert backend_spec("onnxruntime").extra is None
-    assert backend_spec("openvino").compile_hook == "cmkd_edge.export.compile.openvino:compile_artifact"
-    assert backend_spec("tensorrt").compile_hook == "cmkd_edge.export.compile.tensorrt:compile_artifact"
+    assert backend_spec("openvino").compile_hook == "cmkd_edge.export.targets.openvino:compile_artifact"
+    assert backend_spec("tensorrt").compile_hook == "cmkd_edge.export.targets.tensorrt:compile_artifact"
     with pytest.raises(UnknownNameError) as info:
         backend_spec("tflite")
     assert "choose one of: onnxruntime, openvino, tensorrt" in info.value.one_line()
+
+
+def test_a_device_bound_format_needs_a_fingerprint() -> None:
+    """The TensorRT rule lives in TensorRT's declaration (``device_bound``), not in the manifest."""
+    from cmkd_edge.runtime.backends import DEVICE_BOUND_FORMATS
+    from cmkd_edge.runtime.manifest import Artifact
+
+    assert tuple(DEVICE_BOUND_FORMATS) == ("tensorrt-plan",)
+    plan = {"id": "tensorrt-fp16", "path": "m.plan", "format": "tensorrt-plan", "precision": "fp16",
+            "backend": "tensorrt", "files": ["m.plan"]}
+    with pytest.raises(BundleError, match=r"'artifacts\[tensorrt-fp16\]\.fingerprint' is missing"):
+        Artifact.from_dict(plan)
+    assert Artifact.from_dict({**plan, "fingerprint": {"gpu": "Orin"}}).fingerprint == {"gpu": "Orin"}
 
 
 def test_a_malformed_declaration_is_refused() -> None:

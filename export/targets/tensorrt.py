@@ -1,4 +1,4 @@
-"""TensorRT engines from the bundle's ONNX: availability check + the runtime's one builder.
+"""TensorRT's export side (its compile hook): engines from the bundle's ONNX, with the runtime's builder.
 
 The build itself is ``cmkd_edge.runtime.trt_build.build_engine`` (flags, profile, atomic plan write,
 per-device timing cache are documented there), the same function the runtime uses to rebuild a
@@ -20,7 +20,7 @@ from cmkd_edge.runtime.manifest import Artifact
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError, ExportValidationError
 
-PRECISIONS = ("fp16", "int8")
+COMPILE_PRECISIONS = ("fp16", "int8")  # the first is what `compile` builds by default
 
 
 def available() -> tuple[bool, str]:
@@ -58,8 +58,8 @@ def build_engine(onnx_path: Path, plan: Path, *, precision: str, input_shape: li
                                       f"build on the target device with {backend_spec('tensorrt').install_hint}")
     from cmkd_edge.runtime import trt_build
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"TensorRT compile precision {precision!r}", f"choose {' or '.join(PRECISIONS)}")
+    if precision not in COMPILE_PRECISIONS:
+        raise ConfigError(f"TensorRT compile precision {precision!r}", f"choose {' or '.join(COMPILE_PRECISIONS)}")
     try:
         return trt_build.build_engine(
             onnx_path, plan, precision, shape=tuple(int(d) for d in input_shape[1:]),
