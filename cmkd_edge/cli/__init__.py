@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "profile": "cmkd_edge.cli.runtime:profile",
     "device": "cmkd_edge.cli.device:device",
     "select": "cmkd_edge.cli.select:select",
+    "report": "cmkd_edge.cli.report:report",
 }
 
 #: command -> import names it needs beyond the base install (the runtime: numpy, click, rich,

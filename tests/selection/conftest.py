@@ -33,3 +33,37 @@ def two_bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
     x, y = labelled(small)
     np.savez(root / "val.npz", x=x, labels=y)
     return small, large, root / "val.npz"
+
+
+TINY = "synthetic:per_class=6,size=16"
+
+
+def cli_ok(*args: object) -> str:
+    from click.testing import CliRunner
+
+    from cmkd_edge.cli import main
+
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exit_code == 0, (args, res.output, res.stderr)
+    return res.stdout
+
+
+@pytest.fixture(scope="session")
+def pipeline_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's walk-through in miniature: teacher, distilled student, export, INT8 for ONNX
+    Runtime behind the gate, OpenVINO IR FP32 + INT8. Read-only: copy before changing."""
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pipeline")
+    cli_ok("train-teacher", "--data", TINY, "--view", "ms", "--arch", "resnet-narrow", "--arch-opt", "width=4",
+           "--epochs", "1", "--batch-size", "8", "--quiet", "--out", root / "teacher")
+    cli_ok("distill", "--teacher", root / "teacher" / "best.pt", "--data", TINY, "--student-view", "rgb",
+           "--arch", "resnet-narrow", "--arch-opt", "width=4", "--method", "kd", "--epochs", "1",
+           "--batch-size", "8", "--quiet", "--out", root / "student")
+    bundle = root / "bundles" / "student"
+    cli_ok("export", root / "student" / "best.pt", "--out", bundle, "--samples", "8")
+    cli_ok("quantize", bundle, "--backend", "onnxruntime", "--precision", "int8", "--calib-size", "16",
+           "--max-drop", "100")
+    cli_ok("compile", bundle, "--target", "openvino", "--precision", "fp32", "--precision", "int8")
+    return bundle
