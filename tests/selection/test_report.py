@@ -200,3 +200,35 @@ def test_report_without_readable_data_says_so_and_bad_files_are_one_line(pipelin
     np.savez(tmp_path / "unlabelled.npz", x=x, labels=np.full(4, -1))
     res = run("report", bundle, "--data", tmp_path / "unlabelled.npz", "--iterations", "5")
     assert res.exit_code == 2 and "without a label" in res.stderr
+
+
+def test_report_on_the_base_install_says_where_plots_would_be(two_bundles, tmp_path: Path) -> None:
+    """No torch, matplotlib or openvino: the page still has every section, with a stated note per plot."""
+    import sys
+    import textwrap
+
+    small, _, npz = two_bundles
+    bundle = Path(shutil.copytree(small, tmp_path / "small"))
+    out = tmp_path / "small.html"
+    blocked = ("torch", "onnx", "matplotlib", "openvino", "nncf", "tensorrt", "cuda")
+    code = textwrap.dedent(f"""
+        import json, sys
+        for name in {blocked!r}:
+            sys.modules[name] = None  # = not installed
+        from click.testing import CliRunner
+        from cmkd_edge.cli import main
+        res = CliRunner().invoke(main, ["report", {str(bundle)!r}, "--data", {str(npz)!r}, "--iterations", "5",
+                                        "--out", {str(out)!r}])
+        print(json.dumps({{"code": res.exit_code, "out": res.output,
+                          "loaded": [m for m in {blocked!r} if sys.modules.get(m) is not None]}}))
+    """)
+    env = {"CMKD_EDGE_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["code"] == 0 and res["loaded"] == [], res
+    page = out.read_text()
+    assert all(f'<section id="{sid}">' in page for sid in SECTIONS) and "<svg" not in page
+    assert page.count("[plot not drawn: matplotlib is not installed") >= 4
+    # what this device cannot run is a warning, for accuracy and for latency alike
+    assert "not run here: openvino-fp32 on openvino: openvino is not installed" in page
+    assert "latency not measured for openvino-fp32 on openvino: openvino is not installed" in page
