@@ -63,6 +63,7 @@ def build(inp: Inputs) -> Doc:
     _model_card(doc.section("model-card", "Model card"), inp)
     _accuracy(doc, inp, warnings)
     _quantization(doc.section("quantization", "Quantization gate"), m.quantization or {}, warnings)
+    _targets(m, warnings)
     _latency(doc.section("latency", "Latency, memory and size on this device"), inp, warnings)
     _device(doc.section("device", "Device and library versions"), inp)
     _selection(doc.section("select", "Deployment choice (cmkd-edge select)"), inp)
@@ -275,8 +276,11 @@ def _quantization(s: Section, quant: dict[str, QuantRecord], warnings: list[str]
         return
     for key, q in quant.items():
         g = q.gate
+        t = q.target
+        target = ("" if t is None else f"; quantized for {t.profile} ({t.machine}"
+                  + (f": {', '.join(t.features)}" if t.features else "") + f", {t.source})")
         s.add(Para(f"{key}: method {q.method or '?'}; accepted rung {q.accepted or 'none'} "
-                   f"({q.accepted_precision or '-'}); {q.outcome or ''}"))
+                   f"({q.accepted_precision or '-'}){target}; {q.outcome or ''}"))
         if g is not None:
             res = "resolved" if g.resolved else "NOT resolved" if g.resolved is False else "resolution not recorded"
             s.add(KeyValues([
@@ -307,6 +311,18 @@ def _quantization(s: Section, quant: dict[str, QuantRecord], warnings: list[str]
             s.add(Para(f"removed {gone.id}: {gone.why}"))
         if q.ended_lower:
             warnings.append(f"{key}: quantization ended on a lower rung ({q.accepted}) than asked")
+
+
+def _targets(m: Any, warnings: list[str]) -> None:
+    """An INT8 artifact quantized for another device class than this one (``quantize --for``): its
+    gate and its speed may not hold here (``device_profiles.mismatch``, the rule the runtime warns by)."""
+    from ..device_profiles import artifact_target, mismatch
+
+    for a in m.artifacts:
+        if a.precision == "int8":
+            note = mismatch(artifact_target(m, a))
+            if note:
+                warnings.append(f"{a.id}: {note}")
 
 
 # -- latency ---------------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ def test_report_opens_in_chromium_with_every_section_and_the_measured_figures(pi
         assert f'<section id="{sid}">' in dom, sid
     assert parsed.svgs >= 5, "plots missing from the rendered page"
     assert "Water" in text and "resnet-narrow" in text and "int8-minmax (accepted)" in text
+    assert "quantized for " in text  # the device class quantize chose the INT8 format for
 
     # accuracy: evaluate --json's figures, to the printed precision, with n and interval
     acc = rows_by(parsed.tables["accuracy"][0], "artifact", "backend")
@@ -232,3 +233,27 @@ def test_report_on_the_base_install_says_where_plots_would_be(two_bundles, tmp_p
     # what this device cannot run is a warning, for accuracy and for latency alike
     assert "not run here: openvino-fp32 on openvino: openvino is not installed" in page
     assert "latency not measured for openvino-fp32 on openvino: openvino is not installed" in page
+
+
+def test_an_int8_artifact_quantized_for_another_device_is_a_warning(pipeline_bundle: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from cmkd_edge.runtime.contract.records import TargetDevice
+    from cmkd_edge.runtime.manifest import read_manifest, write_manifest
+
+    bundle = Path(shutil.copytree(pipeline_bundle, tmp_path / "student"))
+    m = read_manifest(bundle)
+    key, q = next(iter(m.quantization.items()))
+    from cmkd_edge.runtime.device_profiles import host_profile
+
+    here = host_profile().machine
+    name, machine, feature = (("x86-64-avx2", "x86_64", "avx2") if here == "aarch64"
+                              else ("aarch64-dotprod", "aarch64", "asimddp"))
+    other = TargetDevice(profile=name, machine=machine, features=(feature,))
+    write_manifest(bundle, replace(m, quantization={**m.quantization, key: replace(q, target=other)}))
+    out = tmp_path / "r.html"
+    cli_ok("report", bundle, "--iterations", "5", "--out", out)
+    page = out.read_text()
+    assert f"quantized for {name} ({machine}: {feature}, builtin)" in page
+    warnings = page.split('<section id="warnings">')[1].split("</section>")[0]
+    assert f"onnx-int8: quantized for {name} ({machine}); this device is {here}" in warnings
