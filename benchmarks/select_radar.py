@@ -67,7 +67,7 @@ def student(work: Path, name: str, teacher: Path, epochs: int) -> Path:
     view = f"chip:crop={crop},scale=db,norm=mean,aug=crop+gain"
     cli("distill", "--teacher", str(teacher), "--data", str(DATA), "--student-view", view, "--arch", arch,
         *[a for k, v in opts.items() for a in ("--arch-opt", f"{k}={v}")], "--method", "kd",
-        "--epochs", str(epochs), "--lr", "3e-3", "--warmup-epochs", "1", "--quiet",
+        "--epochs", str(epochs), "--lr", "3e-3", "--warmup-epochs", str(min(1, epochs - 1)), "--quiet",
         *(["--resume"] if (run / "last.pt").exists() else []), "--out", str(run))
     return run
 
@@ -104,6 +104,7 @@ def front_png(sel: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     p = sel["budget"]["percentile"]
     colours = {"fp32": "#1f77b4", "fp16": "#2ca02c", "int8": "#d62728"}
@@ -122,10 +123,14 @@ def front_png(sel: dict[str, Any], path: Path) -> None:
     if sel["budget"].get("max_latency_ms"):
         ax.axvline(sel["budget"]["max_latency_ms"], color="#ff7f0e", linestyle="--", label=f"{p} budget")
     ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.margins(x=0.08, y=0.12)  # the largest markers stay inside the axes
     ax.set_xlabel(f"{p} end-to-end latency at batch 1 (ms, log)")
     ax.set_ylabel(f"top-1 on val, % (n={sel['candidates'][0]['n']})")
     ax.set_title("MSTAR students: every artifact x backend x threads (area = size, colour = precision)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best", markerscale=0.4, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
