@@ -37,10 +37,10 @@ def default_threads() -> tuple[int, ...]:
 
 
 def selection_path(bundles: Sequence[str | os.PathLike[str]]) -> Path:
-    """``selection.json`` beside the bundles: their common parent folder (the first one's parent
-    when they live apart). Never inside a bundle: a bundle's files are checksummed."""
-    parents = [Path(p).resolve().parent for p in bundles]
-    return (parents[0] if len(set(parents)) == 1 else parents[0]) / SELECTION_NAME
+    """``selection.json`` beside the bundles: in the folder that holds the first one (their common
+    folder when they share one, as ``bundles/*``). Never inside a bundle: its files are checksummed,
+    and ``report BUNDLE`` looks for the decision beside it."""
+    return Path(bundles[0]).resolve().parent / SELECTION_NAME
 
 
 def _labels(paths: Sequence[str]) -> list[str]:
@@ -194,7 +194,7 @@ def _candidate(cid: str, label: str, b: Bundle, row: dict[str, Any], rep: dict[s
     drop_iv = (row["drop_lo"], row["drop_hi"]) if "drop_lo" in row else None
     return Candidate(
         id=cid, bundle=label, artifact=row["artifact"], backend=row["backend"], precision=row["precision"],
-        threads=threads, batch=batch, metric="accuracy" if metric == "accuracy" else metric,
+        threads=threads, batch=batch, metric=metric,
         accuracy=round(100.0 * row[metric], 4), accuracy_interval=(round(100.0 * lo, 4), round(100.0 * hi, 4)),
         split=row["split"], n=row["n"],
         latency_ms={"p50": e2e["p50_ms"], "p90": e2e["p90_ms"], "p99": e2e["p99_ms"], "mean": e2e["mean_ms"],

@@ -257,3 +257,20 @@ def test_an_int8_artifact_quantized_for_another_device_is_a_warning(pipeline_bun
     assert f"quantized for {name} ({machine}: {feature}, builtin)" in page
     warnings = page.split('<section id="warnings">')[1].split("</section>")[0]
     assert f"onnx-int8: quantized for {name} ({machine}); this device is {here}" in warnings
+
+
+def test_without_readable_data_the_report_says_so_and_shows_the_recorded_accuracies(two_bundles,
+                                                                                   tmp_path: Path) -> None:
+    """The factory bundle records no training data: the synthetic default has other classes, so
+    the accuracy sections say why they were not measured; the rest of the page is there."""
+    small, _, _ = two_bundles
+    bundle = Path(shutil.copytree(small, tmp_path / "small"))
+    res = run("report", bundle, "--iterations", "5", "--json")
+    assert res.exit_code == 0, res.output + res.stderr
+    doc = json.loads(res.stdout)
+    page = Path(doc["written"]).read_text()
+    assert Path(doc["written"]) == tmp_path / "small.report.html"
+    assert "Not measured: the bundle&#x27;s recorded data could not be read here" in page
+    assert "give --data" in page and "recorded score" in page
+    assert any(w.startswith("accuracy not measured on this device:") for w in doc["warnings"])
+    assert all(f'<section id="{sid}">' in page for sid in SECTIONS)
