@@ -144,14 +144,15 @@ def print_bundle_report(r: dict[str, Any]) -> None:
     synth = " (SYNTHETIC data)" if r.get("synthetic") else ""
     t = Table(title=f"{r['bundle']} - {r['split']} split, n={r['n']}, data {r['data']}{synth}; "
                     f"drop = FP32 minus artifact, points, 95% paired interval")
-    for c in ["artifact", "backend", "precision", "gate", *cols, "n", "agree %", "drop",
+    for c in ["artifact", "backend", "precision", "gate", *cols, f"{cols[0]} 95% CI", "n", "agree %", "drop",
               "95% interval", "difference", "p50 ms (b=1)"]:
         t.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate",
                                                   "difference") else "right", overflow="fold")
     for row in r["rows"]:
         iv = "" if "drop" not in row else f"[{row['drop_lo']:+.1f}, {row['drop_hi']:+.1f}]"
+        ci = row.get("interval")
         t.add_row(row["artifact"], row["backend"], row["precision"], row["gate"],
-                  *[f"{row[c]:.4f}" for c in cols], str(row["n"]),
+                  *[f"{row[c]:.4f}" for c in cols], "-" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]", str(row["n"]),
                   f"{row.get('agreement_with_fp32', float('nan')):.1f}",
                   f"{row.get('drop', float('nan')):+.2f}", iv, row.get("difference", ""),
                   "-" if row["p50_ms_batch1"] is None else f"{row['p50_ms_batch1']:.3f}")
