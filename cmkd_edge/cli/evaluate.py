@@ -86,10 +86,10 @@ def _npz_samples(path: str) -> tuple[Any, Any]:
         raise DataError(f"{path} is not a readable .npz ({exc})") from None
 
 
-def bundle_inputs(b: Any, data: str | None, split: str, command: str) -> tuple[Any, Any, dict[str, Any]]:
+def bundle_inputs(b: Any, data: str | None, split: str) -> tuple[Any, Any, dict[str, Any]]:
     """Raw labelled inputs of ``split`` for bundle ``b``: arrays from a .npz, or a dataset through
     the data layer's numpy half (no torch either way). Shared by ``evaluate``, ``select`` and
-    ``report`` (``command`` names the caller in errors).
+    ``report``.
 
     Raises:
         DataError: unreadable data, or a split whose samples lack labels (nothing to score).
@@ -123,7 +123,7 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
     from cmkd_edge.runtime.evaluate import evaluate_bundle
 
     b = open_bundle(target)
-    x, labels, info = bundle_inputs(b, data, split, "evaluate")
+    x, labels, info = bundle_inputs(b, data, split)
     say = None if quiet else (lambda msg: click.echo(f"evaluate: {msg}", err=True))
     report = evaluate_bundle(b, x, labels, split=split, data=str(info.get("data")),
                              latency_iterations=latency_iterations, progress=say)

@@ -15,7 +15,7 @@ from cmkd_edge.cli._options import json_option
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--data", default=None, metavar="PATH",
               help="Labelled data for the accuracy sections (default: the bundle's recorded training "
-                   "data); a .npz with arrays x and labels needs no torch.")
+                   "data): a dataset folder, or a .npz with arrays x (raw N,C,H,W) and labels.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output file (default: <bundle>.report.html or .md beside the bundle).")
@@ -125,12 +125,12 @@ def _evaluation(inp: Any, path: Path | None, data: str | None, split: str, say: 
         inp.evaluation = doc
         return
     try:
-        x, labels, info = bundle_inputs(inp.bundle, data, split, "report")
+        x, labels, info = bundle_inputs(inp.bundle, data, split)
     except CmkdError as exc:
         if data is not None:
             raise
         inp.evaluation_note = (f"the bundle's recorded data could not be read here ({exc.one_line()}); "
-                               "give --data (a .npz with x and labels works without torch)")
+                               "give --data (a labelled dataset, or a .npz with arrays x and labels)")
         say(f"accuracy not measured: {inp.evaluation_note}")
         return
     say(f"scoring every artifact x backend on {split} (n={len(labels)})")

@@ -1,4 +1,4 @@
-"""``cmkd-edge select``: the deployment that fits a device budget, measured here (runtime only with .npz data)."""
+"""``cmkd-edge select``: the deployment that fits a device budget, measured here (base install: no torch)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from cmkd_edge.cli._options import json_option
 @click.command("select")
 @click.argument("bundles", nargs=-1, required=True, metavar="BUNDLE...")
 @click.option("--data", default=None, metavar="PATH",
-              help="Labelled data to score on (default: each bundle's recorded training data); a "
-                   ".npz with arrays x and labels needs no torch.")
+              help="Labelled data to score on (default: each bundle's recorded training data): a "
+                   "dataset folder, or a .npz with arrays x (raw N,C,H,W) and labels.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--max-latency-ms", default=None, metavar="MS",
               help="Latency limit at --percentile, end to end, at --batch and each thread count "
@@ -73,7 +73,7 @@ def select(bundles: tuple[str, ...], data: str | None, split: str, max_latency_m
         if not threads or min(threads) < 1:
             raise ConfigError(f"--threads {threads_text!r} needs positive integers, e.g. 1,4")
     say = None if as_json else (lambda msg: click.echo(f"select: {msg}", err=True))
-    sel = run_selection(list(bundles), lambda b: bundle_inputs(b, data, split, "select"), budget,
+    sel = run_selection(list(bundles), lambda b: bundle_inputs(b, data, split), budget,
                         data=data, split=split, batch=batch, threads=threads, warmup=warmup,
                         iterations=iterations, use_cache=not no_cache, progress=say,
                         command=_command_line())
