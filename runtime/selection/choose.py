@@ -92,8 +92,11 @@ def _decide(cands: list[Candidate], budget: Budget) -> tuple[str | None, str, tu
     if fit:
         best = min(fit, key=lambda c: (c.latency_ms[p], -c.accuracy, c.size_mb))
         where = "on the Pareto front" if best.pareto else "not on the front (a faster or better one misses the budget)"
+        # why said: with no accuracy limit the fastest wins whatever quantization cost it
+        loose = ("" if budget.min_accuracy is not None or budget.max_drop is not None else
+                 "; the budget sets no accuracy limit: add --max-drop or --min-accuracy to bound what it may lose")
         return best.id, (f"fastest of {len(fit)} of {len(cands)} candidates inside the budget "
-                         f"({budget.describe()}): {best.id}: {_summary(best, p)}; {where}"), (), None
+                         f"({budget.describe()}): {best.id}: {_summary(best, p)}; {where}{loose}"), (), None
     counts: dict[str, int] = {}
     for c in cands:
         for f in c.fails:

@@ -145,6 +145,8 @@ def test_an_artifact_this_device_cannot_run_is_a_stated_skip(two_bundles, tmp_pa
     sel = read_selection(small.parent / "selection.json")
     assert [s.artifact for s in sel.skipped] == ["tensorrt-fp16"] and "GPU" in sel.skipped[0].why
     assert not any(c.artifact == "tensorrt-fp16" for c in sel.candidates)
+    assert sel.why.endswith("the budget sets no accuracy limit: add --max-drop or --min-accuracy to bound "
+                            "what it may lose")
 
 
 def test_budget_units() -> None:
