@@ -25,7 +25,7 @@ from cmkd_edge.export.onnx import (
 )
 from cmkd_edge.export.parity import check_parity
 from cmkd_edge.export.samples import RawSamples, load_raw_samples
-from cmkd_edge.runtime.contract.records import ONNX_FP32, DataProvenance, ExportRecord, Provenance
+from cmkd_edge.runtime.contract.records import ONNX_FP32, DataProvenance, ExportRecord, ModelCard, Provenance
 from cmkd_edge.runtime.device import package_versions
 from cmkd_edge.runtime.manifest import Artifact, Manifest
 from cmkd_edge.runtime.specs import OutputSpec, PreprocessSpec
@@ -130,6 +130,20 @@ def parity_samples(ckpt: Checkpoint, spec: PreprocessSpec, data: str | None, n: 
     x = synthetic_batch(spec.source_units, len(spec.source_bands), hw, n, seed)
     return RawSamples(x=x, labels=np.zeros(n, np.int64),
                       info={"data": "random", "why": str(why)[:200], "n": n, "synthetic": True})
+
+
+def model_card(ckpt: Checkpoint, onnx_path: Path) -> ModelCard:
+    """The model card's facts from the checkpoint and the exported graph (``report`` prints them)."""
+    import shlex
+    import sys
+
+    from cmkd_edge.export.complexity import onnx_complexity
+
+    meta = ckpt.meta
+    size = onnx_complexity(onnx_path)
+    return ModelCard(model=meta.model, params=size["params"], macs=size["macs"], teacher=meta.teacher,
+                     method_options=dict(meta.method_options), train_command=meta.command,
+                     export_command=shlex.join(["cmkd-edge", *sys.argv[1:]]))
 
 
 def data_provenance(ckpt: Checkpoint, root: Path) -> DataProvenance:
@@ -279,7 +293,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike[str], out: str | os.PathLike[
                 checkpoint_metrics=meta.metrics, labels=meta.labels, pairing=meta.pairing,
                 tools=package_versions(export_tools()), data=data_provenance(ckpt, tmp),
                 export=ExportRecord.from_dict({**asked, **checks, "slim": slim_info, "parity": parity}),
-                thresholds=how,
+                thresholds=how, card=model_card(ckpt, onnx_path),
             ))
         finish_manifest(tmp, manifest)
     return out

@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "classify": "cmkd_edge.cli.runtime:classify",
     "profile": "cmkd_edge.cli.runtime:profile",
     "device": "cmkd_edge.cli.device:device",
+    "select": "cmkd_edge.cli.select:select",
+    "report": "cmkd_edge.cli.report:report",
 }
 
 #: command -> import names it needs beyond the base install (the runtime: numpy, click, rich,

@@ -86,14 +86,18 @@ def _npz_samples(path: str) -> tuple[Any, Any]:
         raise DataError(f"{path} is not a readable .npz ({exc})") from None
 
 
-def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_iterations: int,
-                        quiet: bool = False) -> dict[str, Any]:
-    """Read the labelled samples (arrays, or a dataset through the data layer), then score the
-    bundle with the runtime's :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`."""
-    from cmkd_edge.runtime.bundle import open_bundle
-    from cmkd_edge.runtime.evaluate import evaluate_bundle
+def bundle_inputs(b: Any, data: str | None, split: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Raw labelled inputs of ``split`` for bundle ``b``: arrays from a .npz, or a dataset through
+    the data layer's numpy half (no torch either way). Shared by ``evaluate``, ``select`` and
+    ``report``.
 
-    b = open_bundle(target)
+    Raises:
+        DataError: unreadable data, or a split whose samples lack labels (nothing to score).
+    """
+    import numpy as np
+
+    from cmkd_edge.errors import DataError
+
     if data is not None and data.lower().endswith(".npz"):
         x, labels = _npz_samples(data)
         info: dict[str, Any] = {"data": data, "split": f"{split} (as given in {data})"}
@@ -102,6 +106,24 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
 
         raw = bundle_samples(b, check_data_path(data), split)
         x, labels, info = raw.x, raw.labels, raw.info
+    lab = np.asarray(labels)
+    missing = int((lab < 0).sum()) if lab.ndim == 1 and lab.dtype.kind in "iu" else 0
+    if missing:
+        raise DataError(f"split {split!r} of {info.get('data')} has {missing} of {len(lab)} samples "
+                        "without a label: nothing to score them against",
+                        "score a labelled split (--split val or --split test)")
+    return x, labels, info
+
+
+def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_iterations: int,
+                        quiet: bool = False) -> dict[str, Any]:
+    """Read the labelled samples (arrays, or a dataset through the data layer), then score the
+    bundle with the runtime's :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`."""
+    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.evaluate import evaluate_bundle
+
+    b = open_bundle(target)
+    x, labels, info = bundle_inputs(b, data, split)
     say = None if quiet else (lambda msg: click.echo(f"evaluate: {msg}", err=True))
     report = evaluate_bundle(b, x, labels, split=split, data=str(info.get("data")),
                              latency_iterations=latency_iterations, progress=say)
@@ -122,14 +144,15 @@ def print_bundle_report(r: dict[str, Any]) -> None:
     synth = " (SYNTHETIC data)" if r.get("synthetic") else ""
     t = Table(title=f"{r['bundle']} - {r['split']} split, n={r['n']}, data {r['data']}{synth}; "
                     f"drop = FP32 minus artifact, points, 95% paired interval")
-    for c in ["artifact", "backend", "precision", "gate", *cols, "n", "agree %", "drop",
+    for c in ["artifact", "backend", "precision", "gate", *cols, f"{cols[0]} 95% CI", "n", "agree %", "drop",
               "95% interval", "difference", "p50 ms (b=1)"]:
         t.add_column(c, justify="left" if c in ("artifact", "backend", "precision", "gate",
                                                   "difference") else "right", overflow="fold")
     for row in r["rows"]:
         iv = "" if "drop" not in row else f"[{row['drop_lo']:+.1f}, {row['drop_hi']:+.1f}]"
+        ci = row.get("interval")
         t.add_row(row["artifact"], row["backend"], row["precision"], row["gate"],
-                  *[f"{row[c]:.4f}" for c in cols], str(row["n"]),
+                  *[f"{row[c]:.4f}" for c in cols], "-" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]", str(row["n"]),
                   f"{row.get('agreement_with_fp32', float('nan')):.1f}",
                   f"{row.get('drop', float('nan')):+.2f}", iv, row.get("difference", ""),
                   "-" if row["p50_ms_batch1"] is None else f"{row['p50_ms_batch1']:.3f}")

@@ -299,6 +299,28 @@ class ExportRecord(Record):
 
 
 @dataclass(frozen=True)
+class ModelCard(Record):
+    """What a reader of a bundle asks about its model that the rest of provenance does not say:
+    the network (arch, width options), its size and cost, its teacher, the method's options and the
+    commands that made it (written by export from the checkpoint; ``cmkd-edge report`` prints it).
+
+    ``params``: weights in the exported FP32 graph; ``macs``: multiply-accumulates of one input
+    through its Conv/Gemm/MatMul nodes (preprocessing ops are not counted), both from the ONNX file.
+    """
+
+    __omit_none__: ClassVar[bool] = True
+
+    model: ModelConfig | None = None
+    params: int | None = None
+    macs: int | None = None
+    teacher: TeacherRef | None = None
+    method_options: dict[str, Any] | None = None
+    train_command: str | None = None
+    export_command: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
 class Provenance(Record):
     """Where a bundle's model came from: checkpoints, method, view, tools, data, export checks."""
 
@@ -316,6 +338,7 @@ class Provenance(Record):
     data: DataProvenance | None = None
     export: ExportRecord | None = None
     thresholds: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
+    card: ModelCard | None = field(default=None, metadata=OMIT_NONE)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 

@@ -26,7 +26,8 @@ def test_build_metadata_is_not_tracked() -> None:
 
 @pytest.mark.parametrize("path", ["cmkd_edge.egg-info/PKG-INFO", "runs/teacher/best.pt",
                                   "bundles/rgb-student/manifest.json", "rgb-student.tar.gz",
-                                  "latency.json", "latency.png", "latency.csv", "cmkd-demo/demo.json"])
+                                  "latency.json", "latency.png", "latency.csv", "cmkd-demo/demo.json",
+                                  "bundles/selection.json", "rgb-student.html", "student.report.html"])
 def test_setup_and_tour_outputs_are_ignored(path: str) -> None:
     assert git("check-ignore", "-q", "--no-index", path).returncode == 0, f"{path} is not ignored"
 
