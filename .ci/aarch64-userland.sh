@@ -10,8 +10,9 @@ mkdir -p "$DEST"
 note() { echo "aarch64 userland: $*"; echo "$*" > "$DEST/UNAVAILABLE"; exit 0; }
 [ "$(id -u)" = 0 ] || note "not root: cannot register binfmt or run debootstrap"
 if ! command -v qemu-aarch64-static >/dev/null || ! command -v debootstrap >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user-static debootstrap >/dev/null 2>&1 \
-    || note "apt-get could not install qemu-user-static and debootstrap"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user-static debootstrap \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user-static debootstrap; }; \
+  } >/dev/null 2>&1 || note "apt-get could not install qemu-user-static and debootstrap"
 fi
 # binfmt: qemu runs aarch64 ELF files (the F flag opens the interpreter now, so it works in a chroot)
 [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null
