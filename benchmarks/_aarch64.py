@@ -47,8 +47,9 @@ def in_arm(work: Path, *cmd: str, root: Path = ROOT, timeout: int = 3600,
 
 
 def install_checkout(repo: Path, scratch: Path, root: Path = ROOT) -> None:
-    """Build the checkout's wheel here and install it with its dependencies into the userland's venv
-    (from the aarch64 wheels the userland script fetched; no network inside)."""
+    """Build the checkout's wheel here and install it with its dependencies and the [geo] extra (the
+    tests classify a GeoTIFF scene) into the userland's venv (from the aarch64 wheels the userland
+    script fetched; no network inside)."""
     import shutil
     import sys
     import tempfile
@@ -63,7 +64,7 @@ def install_checkout(repo: Path, scratch: Path, root: Path = ROOT) -> None:
     if r.returncode != 0:
         raise RuntimeError(f"building the wheel failed: {r.stderr[-2000:]}")
     whl = max(wheels.glob("cmkd_edge-*.whl"), key=lambda p: p.stat().st_mtime)
-    for args in (("--force-reinstall", "--no-deps", f"/wheels/cmkd/{whl.name}"), ("cmkd-edge",)):
+    for args in (("--force-reinstall", "--no-deps", f"/wheels/cmkd/{whl.name}"), ("cmkd-edge[geo]",)):
         r = in_arm(scratch, "pip", "install", "-q", "--no-index", "--find-links", "/wheels", *args, root=root)
         if r.returncode != 0:
             raise RuntimeError(f"pip install in the userland failed: {r.stderr[-2000:]}")

@@ -281,9 +281,13 @@ def open_source(path: Path, band_names: tuple[str, ...]) -> StackedSource | Band
 
     Raises:
         DataError: missing or unreadable. InputMismatchError: a model band is missing.
+        BackendUnavailableError: rasterio (the [geo] extra) is not installed.
     """
+    from .geo import require_rasterio
+
     if not path.exists():
         raise DataError(f"scene {path} does not exist")
+    require_rasterio(f"reading scene {path.name}")
     if path.is_dir():
         bands, mask = folder_bands(path, band_names)
         missing = [b for b in band_names if b not in bands]

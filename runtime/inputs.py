@@ -69,7 +69,9 @@ class ClassifyRun:
 
 def _raster(path: Path) -> Any:
     """Open a raster quietly: a patch needs no georeferencing, so rasterio's warning about it is noise."""
-    import rasterio
+    from .geo import require_rasterio
+
+    rasterio = require_rasterio(f"reading {path.name} (a GeoTIFF)")
     from rasterio.errors import NotGeoreferencedWarning
 
     with warnings.catch_warnings():
@@ -110,9 +112,6 @@ def read_input(path: Path, spec: InputSpec, name: str | None = None) -> Patch | 
         DataError: missing, a directory, unreadable or corrupt.
         InputMismatchError: wrong layout, band count, or a raster smaller than the model's patch.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
     from .bandsources import is_band_folder
 
     if path.is_dir():
@@ -137,7 +136,10 @@ def read_input(path: Path, spec: InputSpec, name: str | None = None) -> Patch | 
     if reads_chips(spec) and is_chip_path(path):
         return Patch(path, read_chip(path), name=name)
     ph, pw = int(spec.shape[2]), int(spec.shape[3])
-    with _raster(path) as src:
+    with _raster(path) as src:  # checks rasterio first: chips and .npy need none
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
         kind = "" if src.driver in _TIFF_DRIVERS else f" (a {src.driver} file)"
         try:
             indexes = band_indexes(src, spec.band_names, path)

@@ -152,8 +152,9 @@ def classify_scene(classifier: object, path: str | os.PathLike[str], out: str | 
     Raises:
         DataError: unreadable input. InputMismatchError: wrong bands / too small / rejected nodata.
     """
-    import rasterio
+    from .geo import require_rasterio
 
+    rasterio = require_rasterio("classifying a scene")
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) << 20):
         return _classify_scene(classifier, Path(path), Path(out), stride, batch, probabilities,
                                nodata_policy, prob_dtype, progress, blend, confidence, quicklook)

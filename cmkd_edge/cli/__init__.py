@@ -40,7 +40,8 @@ COMMANDS: dict[str, str] = {
 }
 
 #: command -> import names it needs beyond the base install (the runtime: numpy, click, rich,
-#: onnxruntime, rasterio). Checked after the options are parsed (``--help`` works everywhere) and
+#: onnxruntime, Pillow; GeoTIFFs need [geo]).
+#: Checked after the options are parsed (``--help`` works everywhere) and
 #: before any work; a need that depends on the options (``quantize --backend openvino``,
 #: ``profile --plot``) is checked by the command itself with :func:`cmkd_edge.cli._extras.require`.
 REQUIRES: dict[str, tuple[str, ...]] = {

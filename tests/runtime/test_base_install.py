@@ -5,7 +5,8 @@ The environment: a fresh interpreter in which each optional package is set to ``
 installed (``import torch`` raises ``ModuleNotFoundError``, ``importlib.util.find_spec`` returns None),
 so the CLI sees exactly what it sees on a device without the extras, while the test needs no second
 virtual environment (which would take minutes to build on every run). Base packages (numpy, click,
-rich, onnxruntime, rasterio) are the real ones, and classify/profile run for real in the same process.
+rich, onnxruntime, Pillow) are the real ones (rasterio is the [geo] extra: blocked too, except where
+said), and classify/profile run for real in the same process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 #: import names the base install does not have (pyproject's extras)
 OPTIONAL = ("torch", "onnx", "onnxscript", "onnxslim", "sklearn", "matplotlib", "openvino", "nncf",
-            "tensorrt", "cuda")
+            "tensorrt", "cuda", "rasterio")
 TRAIN_HINT = "pip install torch==2.13.0 'cmkd-edge[train]'"
 
 
@@ -83,7 +84,10 @@ def test_every_verb_names_its_extra_on_the_base_install(bundle_dir: Path, tmp_pa
         # the data layer's numpy half (here the recorded synthetic data, whose classes are not the bundle's)
         "evaluate npz": ["evaluate", b, "--data", f"{t}/test.npz", "--latency-iterations", "2", "--json"],
         "evaluate dataset": ["evaluate", b, "--split", "test"],
+        # issue 21: GeoTIFFs need the [geo] extra (rasterio and its GDAL); chips and arrays do not
+        "classify tif": ["classify", b, f"{t}/p.tif"],
     }
+    (tmp_path / "p.tif").write_bytes(b"II*\x00not read: the check comes first")
     eurosat = Path(__file__).resolve().parents[3] / "shared" / "data" / "eurosat_ms_200"
     if eurosat.is_dir():  # a real labelled dataset on the base install
         import sys as _sys
@@ -94,8 +98,9 @@ def test_every_verb_names_its_extra_on_the_base_install(bundle_dir: Path, tmp_pa
         names = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
                  "PermanentCrop", "Residential", "River", "SeaLake")
         eb = make_bundle(tmp_path / "eurosat-bundle", size=64, classes=10, class_names=names, openvino=False)
-        cases["evaluate eurosat"] = ["evaluate", str(eb), "--data", str(eurosat), "--split", "test",
-                                     "--latency-iterations", "2", "--json"]
+        geo = run_without(tuple(m for m in OPTIONAL if m != "rasterio"), {  # base + [geo]
+            "evaluate eurosat": ["evaluate", str(eb), "--data", str(eurosat), "--split", "test",
+                                 "--latency-iterations", "2", "--json"]}, tmp_path)
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "test.npz", x=rng.uniform(0, 3000, (12, 13, 16, 16)).astype(np.float32),
              labels=rng.integers(0, 3, 12))
@@ -106,8 +111,10 @@ def test_every_verb_names_its_extra_on_the_base_install(bundle_dir: Path, tmp_pa
     assert [(r["backend"], r["artifact"], r["n"]) for r in rows] == [("onnxruntime", "onnx-fp32", 12)]
     assert rows[0]["difference"] == "reference" and rows[0]["p50_ms_batch1"] > 0
     assert_one_line(res["evaluate dataset"], "the data's classes", "differ from the bundle's")
-    if "evaluate eurosat" in res:
-        ev = res["evaluate eurosat"]
+    assert_one_line(res["classify tif"], "reading p.tif (a GeoTIFF) needs rasterio", "[geo]",
+                    "pip install 'cmkd-edge[geo]'")
+    if eurosat.is_dir():
+        ev = geo["evaluate eurosat"]
         assert ev["code"] == 0, ev
         doc = json.loads(ev["stdout"])
         assert doc["split"] == "test" and [r["n"] for r in doc["rows"]] == [60]
