@@ -46,24 +46,29 @@ def in_arm(work: Path, *cmd: str, root: Path = ROOT, timeout: int = 3600,
                           text=True, timeout=timeout)
 
 
-def install_checkout(repo: Path, scratch: Path, root: Path = ROOT) -> None:
-    """Build the checkout's wheel here and install it with its dependencies and the [geo] extra (the
-    tests classify a GeoTIFF scene) into the userland's venv (from the aarch64 wheels the userland
-    script fetched; no network inside)."""
+def build_wheel(repo: Path, dest: Path) -> Path:
+    """The checkout's wheel, built from a clean copy (a stale build/ must not leak old modules)."""
     import shutil
     import sys
     import tempfile
 
-    wheels = root / "root" / "wheels" / "cmkd"
-    with tempfile.TemporaryDirectory() as tmp:  # a clean copy: a stale build/ must not leak old modules
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(repo, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "runs", "*.egg-info",
                                                                  "__pycache__", ".cache"))
         r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "-w", str(wheels), str(src)], capture_output=True, text=True)
+                            "-w", str(dest), str(src)], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"building the wheel failed: {r.stderr[-2000:]}")
-    whl = max(wheels.glob("cmkd_edge-*.whl"), key=lambda p: p.stat().st_mtime)
+    return max(dest.glob("cmkd_edge-*.whl"), key=lambda p: p.stat().st_mtime)
+
+
+def install_checkout(repo: Path, scratch: Path, root: Path = ROOT) -> None:
+    """Build the checkout's wheel here and install it with its dependencies and the [geo] extra (the
+    tests classify a GeoTIFF scene) into the userland's venv (from the aarch64 wheels the userland
+    script fetched; no network inside)."""
+    whl = build_wheel(repo, root / "root" / "wheels" / "cmkd")
     for args in (("--force-reinstall", "--no-deps", f"/wheels/cmkd/{whl.name}"), ("cmkd-edge[geo]",)):
         r = in_arm(scratch, "pip", "install", "-q", "--no-index", "--find-links", "/wheels", *args, root=root)
         if r.returncode != 0:
