@@ -147,6 +147,14 @@ class Classifier:
                 b.manifest.artifact(artifact)  # raises naming the valid ids
                 raise BundleError(f"artifact {artifact!r} cannot run on backend {backend!r} here")
         selection = _explicit(backend, precision, artifact)
+        gates: dict[str, Any] = {}
+        if selection is None:  # auto: never an artifact whose gate failed on this device class
+            from .device_gates import screen
+
+            pairs, gates = screen(b, pairs, cache_dir)
+            if not pairs:
+                raise BundleError("every artifact of the bundle failed its gate on this device class",
+                                  "see `cmkd-edge evaluate BUNDLE --regate`; choose one with --precision")
         if selection is None:
             from .speed_probe import probing_enabled, rank_by_speed
 
@@ -172,9 +180,12 @@ class Classifier:
             from .device_profiles import warn_if_other_target
 
             note = warn_if_other_target(b.manifest, a, str(getattr(b, "root", id(b))))
+            if f"{be}:{a.id}" in gates.get("gated_elsewhere", ()):
+                gates["note"] = (f"{a.id} was gated where it was quantized, not on this device class "
+                                 f"({gates['device_class']}): `cmkd-edge evaluate BUNDLE --regate` checks it here")
             clf = cls(b, a, be, runner, threads, selection=dict(
                 selection, chosen=f"{be}:{a.id}", skipped=list(errors),
-                **({"target_warning": note} if note else {})))
+                **({"target_warning": note} if note else {}), **({"device_gates": gates} if gates else {})))
             clf._check_model()
             return clf
         raise BundleError("no artifact of the bundle could be loaded", "; ".join(errors))

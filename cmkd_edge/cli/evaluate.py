@@ -30,10 +30,14 @@ def _is_bundle(target: str) -> bool:
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--latency-iterations", default=30, show_default=True, type=click.IntRange(0),
               help="Bundle: batch-1 calls timed per artifact x backend (0: no latency).")
+@click.option("--regate", is_flag=True,
+              help="Bundle: re-run its accuracy gate here, per quantized artifact, and record the verdict "
+                   "for this device class (in the cache, never in the bundle); precision auto then never "
+                   "picks one that failed here.")
 @device_option
 @json_option
 def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, batch_size: int,
-             latency_iterations: int, device: str, as_json: bool) -> None:
+             latency_iterations: int, regate: bool, device: str, as_json: bool) -> None:
     """Score CHECKPOINT (a .pt file or run directory) or BUNDLE (directory or archive) on a split.
 
     Checkpoint, multi-class: accuracy, macro-F1, per-class accuracy, confusion matrix, expected
@@ -52,10 +56,15 @@ def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, ba
       cmkd-edge evaluate runs/student/best.pt --data data/eurosat --split test --json
       cmkd-edge evaluate bundles/rgb-student --split test
       cmkd-edge evaluate rgb-student.tar.gz --data test_arrays.npz --json
+      cmkd-edge evaluate radar.tar.gz --data chips/ --split val --regate   # on the board
     """
     from cmkd_edge.cli._extras import require
 
     if not _is_bundle(checkpoint):
+        if regate:
+            from cmkd_edge.errors import ConfigError
+
+            raise ConfigError("--regate re-runs a bundle's accuracy gate; give a bundle, not a checkpoint")
         require("evaluate", modules=["torch"])
         from cmkd_edge.distill.evaluation import evaluate_checkpoint
 
@@ -65,11 +74,13 @@ def evaluate(checkpoint: str, data: str | None, split: str, view: str | None, ba
             return
         print_report(report)
         return
-    report = evaluate_bundle_cli(checkpoint, data, split, latency_iterations, quiet=as_json)
+    report = evaluate_bundle_cli(checkpoint, data, split, latency_iterations, quiet=as_json, regate=regate)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     print_bundle_report(report)
+    if regate:
+        print_regate(report["regate"])
 
 
 def _npz_samples(path: str) -> tuple[Any, Any]:
@@ -115,8 +126,60 @@ def bundle_inputs(b: Any, data: str | None, split: str) -> tuple[Any, Any, dict[
     return x, labels, info
 
 
+def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None) -> dict[str, Any]:
+    """The bundle's accuracy gate re-run on this device for every quantized artifact it can run:
+    the candidate's and FP32's logits on the same labelled inputs (FP32 on the candidate's backend
+    where the bundle has it, else ONNX Runtime), judged by the gate's own rule and the limits the
+    quantize run recorded; the verdicts go to the cache for this device class."""
+    import numpy as np
+
+    from cmkd_edge.export.quantize.gate import Gate, judge
+    from cmkd_edge.runtime.backends import available
+    from cmkd_edge.runtime.classifier import Classifier
+    from cmkd_edge.runtime.device_gates import device_class, record
+
+    m = b.manifest
+    x = np.asarray(x, dtype=np.float32)
+
+    def logits(backend: str, aid: str) -> Any:
+        with Classifier.open(b, backend=backend, artifact=aid, probe=False) as clf:
+            return np.concatenate([clf.infer_logits(x[i:i + 64]) for i in range(0, len(x), 64)])
+
+    fp32 = {a.backend: a.id for a in m.artifacts if a.precision == "fp32" and available(a.backend)}
+    found: dict[str, dict[str, Any]] = {}
+    refs: dict[str, Any] = {}
+    for a in m.artifacts:
+        if a.precision == "fp32" or not available(a.backend):
+            continue
+        ref_be = a.backend if a.backend in fp32 else "onnxruntime"
+        if ref_be not in refs:
+            refs[ref_be] = logits(ref_be, fp32[ref_be])
+        rec = m.quant(a.backend, "int8") or m.quant(a.backend, a.precision)
+        g = rec.gate if rec is not None and rec.gate is not None else None
+        gate = Gate(g.max_drop if g and g.max_drop is not None else 1.0, g.max_class_drop if g else None)
+        th = None if m.output.thresholds is None else np.asarray(m.output.thresholds)
+        v = judge(refs[ref_be], logits(a.backend, a.id), np.asarray(labels), list(m.class_names), gate,
+                  split=split, thresholds=th)
+        found[f"{a.backend}:{a.id}"] = {
+            "passed": bool(v["passed"]), "reason": v.get("reason"), "drop": v.get("drop"),
+            "drop_lo": v.get("drop_lo"), "drop_hi": v.get("drop_hi"), "n": int(len(x)), "split": split,
+            "data": data, "reference": f"{ref_be}:{fp32[ref_be]}", "max_drop": gate.max_drop}
+    path = record(b, found) if found else None
+    return {"device_class": device_class(), "verdicts": found, "recorded": str(path) if path else None}
+
+
+def print_regate(r: dict[str, Any]) -> None:
+    click.echo(f"gate re-run on this device class ({r['device_class']}):")
+    for key, v in r["verdicts"].items():
+        click.echo(f"  {key:32s} {'PASS' if v['passed'] else 'FAIL':4s}  {v['reason']}")
+    if not r["verdicts"]:
+        click.echo("  no quantized artifact this device can run")
+    elif r["recorded"]:
+        click.echo(f"recorded in {r['recorded']} (precision auto reads it)")
+
+
 def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_iterations: int,
-                        quiet: bool = False) -> dict[str, Any]:
+                        quiet: bool = False, regate: bool = False) -> dict[str, Any]:
     """Read the labelled samples (arrays, or a dataset through the data layer), then score the
     bundle with the runtime's :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`."""
     from cmkd_edge.runtime.bundle import open_bundle
@@ -129,6 +192,8 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
                              latency_iterations=latency_iterations, progress=say)
     report["split_table"] = info.get("split_table")
     report["synthetic"] = info.get("synthetic")
+    if regate:
+        report["regate"] = regate_here(b, x, labels, split, str(info.get("data")))
     return report
 
 
