@@ -569,8 +569,7 @@ def main() -> None:
         epochs = args.patient_epochs if v == "kdp" else args.epochs
         radar.train_run(work / name, args.edge_view, args, s, teacher=None if method == "none" else t / "best.pt",
                         method=method, epochs=epochs, method_options=opts, extra=extra)
-        archive_run(work / name)
-        write()
+        write()  # the report archives every finished run (load_records)
 
 
 if __name__ == "__main__":

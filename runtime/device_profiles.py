@@ -97,12 +97,12 @@ def describe_host() -> dict[str, Any]:
     from . import backends
     from .device import cpu_info, gpu_name, memory_mb, package_versions
 
-    cpu = cpu_info()
-    feats = frozenset(str(f) for f in cpu["flags_present"])  # type: ignore[attr-defined]
-    libs = ("cmkd-edge", "numpy", "onnxruntime", "openvino", "tensorrt", "rasterio")
-    return {"schema": DEVICE_SCHEMA, "cpu": cpu, "memory_mb": memory_mb(), "gpu": gpu_name(),
-            "profile": nearest_builtin(str(cpu["machine"]), feats),
-            "libraries": package_versions(libs),
+    here = host_profile()
+    # the backends' libraries come from their declarations (a registered backend is listed too)
+    libs = ("cmkd-edge", "numpy", *backends.libraries(), "rasterio")
+    return {"schema": DEVICE_SCHEMA, "cpu": cpu_info(), "memory_mb": memory_mb(), "gpu": gpu_name(),
+            "profile": nearest_builtin(here.machine, here.features),
+            "libraries": package_versions(tuple(dict.fromkeys(libs))),
             "backends": [s.name for s in backends.specs() if s.available()]}
 
 
