@@ -31,7 +31,8 @@ ARM_PLATFORMS = [f"manylinux_{v}_aarch64" for v in ("2_17", "2_27", "2_28", "2_3
     + ["manylinux2014_aarch64"]
 COLD = ("import time, sys; t0 = float(sys.argv[1]); from cmkd_edge.runtime import Classifier; "
         "from cmkd_edge.runtime.chips import read_chip; "
-        "c = Classifier.open(sys.argv[2], backend='onnxruntime', artifact='onnx-fp32', probe=False); "
+        "from cmkd_edge.runtime.contract.records import ONNX_FP32; "
+        "c = Classifier.open(sys.argv[2], backend='onnxruntime', artifact=ONNX_FP32, probe=False); "
         "c.predict(read_chip(sys.argv[3])); print(time.time() - t0)")
 
 
