@@ -183,6 +183,9 @@ class Classifier:
             if f"{be}:{a.id}" in gates.get("gated_elsewhere", ()):
                 gates["note"] = (f"{a.id} was gated where it was quantized, not on this device class "
                                  f"({gates['device_class']}): `cmkd-edge evaluate BUNDLE --regate` checks it here")
+            elif any(h.startswith(f"{be}:{a.id} ") for h in gates.get("gate_does_not_hold_here", ())):
+                gates["note"] = (f"{a.id}'s gate does not hold on this device class ({gates['device_class']}) "
+                                 "and nothing else could run: `cmkd-edge evaluate BUNDLE --regate` checks it here")
             clf = cls(b, a, be, runner, threads, selection=dict(
                 selection, chosen=f"{be}:{a.id}", skipped=list(errors),
                 **({"target_warning": note} if note else {}), **({"device_gates": gates} if gates else {})))

@@ -44,8 +44,8 @@ def verdicts(bundle: Bundle, cls: str | None = None,
 
 
 def record(bundle: Bundle, found: dict[str, dict[str, Any]],
-           cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Add this device class's verdicts (``{"backend:artifact": verdict}``), atomically."""
+           cache_dir: str | os.PathLike[str] | None = None, cls: str | None = None) -> Path:
+    """Add this device class's (or ``cls``'s) verdicts (``{"backend:artifact": verdict}``), atomically."""
     from cmkd_edge.fsutil import atomic_write_json
 
     path = _path(bundle, cache_dir)
@@ -54,30 +54,48 @@ def record(bundle: Bundle, found: dict[str, dict[str, Any]],
     except (OSError, ValueError):
         doc = {"schema": "cmkd-edge.device-gates/1", "classes": {}}
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    cls = device_class()
+    cls = cls or device_class()
     doc["classes"].setdefault(cls, {}).update({k: {**v, "when": stamp} for k, v in found.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, doc)
     return path
 
 
-def screen(bundle: Bundle, pairs: list[tuple[str, Any]], cache_dir: str | os.PathLike[str] | None = None
-           ) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
-    """Drop the (backend, artifact) pairs whose gate failed on this device class; say what was
-    dropped and which remaining quantized ones were gated only where they were made."""
-    here = verdicts(bundle, cache_dir=cache_dir)
-    kept, failed, elsewhere = [], [], []
+def screen(bundle: Bundle, pairs: list[tuple[str, Any]], cache_dir: str | os.PathLike[str] | None = None,
+           here: Any = None) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """Drop the (backend, artifact) pairs whose gate failed on this device class; move to the end,
+    as ungated (``gate_passed`` None in the copy returned), the INT8 ones whose gate was run on
+    another device class and whose backend's device rule says it does not carry over here (OpenVINO
+    INT8 gated on x86, on an ARM CPU) unless ``--regate`` passed them here; say what was dropped,
+    what was demoted, and which remaining quantized ones were gated only where they were made.
+    ``here``: the device as a profile (default: this machine)."""
+    from dataclasses import replace
+
+    from .device_profiles import artifact_target, gate_holds, host_profile, nearest_builtin
+
+    me = here or host_profile()
+    cls = nearest_builtin(me.machine, me.features) or me.machine
+    found = verdicts(bundle, cls, cache_dir=cache_dir)
+    kept, demoted, failed, elsewhere, held = [], [], [], [], []
     for be, a in pairs:
-        v = here.get(f"{be}:{a.id}")
+        v = found.get(f"{be}:{a.id}")
         if v is not None and not v.get("passed", True):
             failed.append(f"{be}:{a.id} ({v.get('reason', 'failed')})")
             continue
+        if v is None and a.precision == "int8" and a.gate_passed:
+            holds, why = gate_holds(be, artifact_target(bundle.manifest, a), me)
+            if not holds:
+                held.append(f"{be}:{a.id} ({why})")
+                demoted.append((be, replace(a, gate_passed=None)))
+                continue
         if a.precision != "fp32" and v is None:
             elsewhere.append(f"{be}:{a.id}")
         kept.append((be, a))
-    note: dict[str, Any] = {"device_class": device_class()}
+    note: dict[str, Any] = {"device_class": cls}
     if failed:
         note["failed_here"] = failed
+    if held:
+        note["gate_does_not_hold_here"] = held
     if elsewhere:
         note["gated_elsewhere"] = elsewhere
-    return kept, note
+    return kept + demoted, note

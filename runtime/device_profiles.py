@@ -206,6 +206,28 @@ def openvino_int8_transfers(p: DeviceProfile) -> tuple[bool, str]:
     return True, "x86 CPU plugin: INT8 kernels as gated"
 
 
+#: backend -> its rule on whether an INT8 gate run on x86 holds on a device (absent: it does, because
+#: the format was chosen for the device at quantize time and the gate ran its arithmetic)
+INT8_GATE_TRANSFERS = {"openvino": openvino_int8_transfers}
+
+
+def gated_here(gated_for: TargetDevice | None, here: DeviceProfile) -> bool:
+    """Whether the gate recorded with ``gated_for`` ran on a device of this class: only a target
+    that *was* the quantizing host (``--for host``, the default) says where the gate ran."""
+    if gated_for is None or gated_for.source != "host":
+        return False
+    return (nearest_builtin(gated_for.machine, frozenset(gated_for.features))
+            == nearest_builtin(here.machine, here.features))
+
+
+def gate_holds(backend: str, gated_for: TargetDevice | None, target: DeviceProfile) -> tuple[bool, str]:
+    """Whether an INT8 artifact's gate, run where ``gated_for`` says, holds on ``target``; and why not."""
+    rule = INT8_GATE_TRANSFERS.get(backend)
+    if rule is None or gated_here(gated_for, target):
+        return True, ""
+    return rule(target)
+
+
 def mismatch(recorded: TargetDevice | None, here: DeviceProfile | None = None) -> str | None:
     """Why a bundle quantized for ``recorded`` may not behave as gated on this device (None: fine).
 
@@ -238,11 +260,14 @@ _warned: set[tuple[str, str]] = set()
 
 
 def artifact_target(manifest: Any, art: Any) -> TargetDevice | None:
-    """The device an INT8 artifact was quantized for: its quantize record's target, following
-    ``source`` from a compiled artifact (an IR built from the QDQ model) to the quantized one."""
+    """The device an artifact was made for: its own ``target`` (``compile --for``), else its quantize
+    record's, following ``source`` from a compiled artifact (an IR built from the QDQ model) to the
+    quantized one."""
     seen: set[str] = set()
     while art is not None and art.id not in seen:
         seen.add(art.id)
+        if art.target is not None and art.precision == "int8":  # compile (--for)
+            return art.target
         rec = manifest.quant(art.backend, art.precision) if art.precision == "int8" else None
         if rec is not None and rec.target is not None:
             return rec.target

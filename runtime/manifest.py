@@ -61,7 +61,7 @@ from cmkd_edge.fsutil import atomic_write_json, sha256_file
 from .backends import ARTIFACT_FORMATS as FORMATS  # live tables, from the backend declarations
 from .backends import BACKEND_NAMES, DEVICE_BOUND_FORMATS
 from .contract.codec import OMIT_NONE, REQUIRED, Positive, Record, check
-from .contract.records import Accuracy, ArtifactGate, Provenance, QuantRecord, quant_key
+from .contract.records import Accuracy, ArtifactGate, Provenance, QuantRecord, TargetDevice, quant_key
 from .specs import InputSpec, OutputSpec, PreprocessSpec
 
 SCHEMA_VERSION = 1
@@ -111,6 +111,7 @@ class Artifact(Record):
     source: str | None = None  # id of the artifact this one was compiled from
     rung: str | None = field(default=None, metadata=OMIT_NONE)
     gate: ArtifactGate | None = field(default=None, metadata=OMIT_NONE)
+    target: TargetDevice | None = field(default=None, metadata=OMIT_NONE)  # compile --for
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -231,25 +231,30 @@ def print_rungs(rec: Quantized) -> None:
 @click.option("--out", default=None, type=click.Path(),
               help="Write the result here (.tar.gz/.zip or a directory). Default: a directory "
                    "bundle in place; an archive is never rewritten (<name>-<target>.tar.gz beside it).")
+@click.option("--for", "for_device", default=None, metavar="DEVICE",
+              help="Compile for this device: a profile (`cmkd-edge list devices`), a JSON file "
+                   "`cmkd-edge device --json` wrote on the board, or host (default). Recorded in "
+                   "the manifest; says when an INT8 gate run here does not hold there.")
 @click.option("--json", "as_json", is_flag=True)
 def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: str,
                 cache_dir: str | None, min_batch: int | None, opt_batch: int | None,
                 max_batch: int | None,
                 timing_cache: str | None, strongly_typed: bool, out: str | None,
-                as_json: bool) -> None:
+                for_device: str | None, as_json: bool) -> None:
     """Compile BUNDLE for OpenVINO (IR) or TensorRT (plan + fingerprint).
 
     \b
     Examples:
       cmkd-edge compile bundles/s --target openvino --precision fp32 --precision int8
       cmkd-edge compile bundles/s --target tensorrt --precision fp16 --max-batch 16
+      cmkd-edge compile bundles/s --target openvino --precision fp16 --for aarch64-dotprod
     """
     from cmkd_edge.export.compile import compile_bundle
 
     arts = compile_bundle(bundle, target=target, precisions=precisions or None, device=device,
                           cache_dir=cache_dir, min_batch=min_batch, opt_batch=opt_batch,
                           max_batch=max_batch, timing_cache=timing_cache,
-                          strongly_typed=strongly_typed, out=out)
+                          strongly_typed=strongly_typed, out=out, for_device=for_device)
     if as_json:
         _echo_json([c.to_dict() for c in arts])
         return
@@ -258,7 +263,10 @@ def compile_cmd(bundle: str, target: str, precisions: tuple[str, ...], device: s
         word = {True: "pass", False: "FAIL", None: "not run"}[a.gate_passed]
         verdict = ("" if a.gate_passed is None and gate is None else
                    f"; gate {word}" + (f" ({gate.why})" if gate is not None and gate.why else ""))
-        click.echo(f"added {a.id}: {', '.join(a.files)} (from {a.source}){verdict}")
+        made = f" for {a.target.profile}" if a.target is not None and for_device is not None else ""
+        click.echo(f"added {a.id}{made}: {', '.join(a.files)} (from {a.source}){verdict}")
+        for n in c.notes:
+            click.echo(f"note: {a.id}: {n}")
         for r in c.replaced:
             click.echo(f"removed {r.id}{' (it had passed its gate)' if r.gate_passed else ''}: "
                        f"{r.why}")

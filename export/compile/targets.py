@@ -54,11 +54,12 @@ class Compiled:
     artifact: Artifact
     replaced: tuple[Removed, ...]
     bundle: str
+    notes: tuple[str, ...] = ()  # what the device rules say about this artifact on its target
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``compile --json`` entry: the artifact as manifest.json holds it, plus the two."""
+        """The ``compile --json`` entry: the artifact as manifest.json holds it, plus the rest."""
         return {**self.artifact.to_dict(), "replaced": [r.to_dict() for r in self.replaced],
-                "bundle": self.bundle}
+                "bundle": self.bundle, "notes": list(self.notes)}
 
 
 def _source(manifest: Manifest, precision: str) -> Artifact:
@@ -78,7 +79,8 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
                    opt_batch: int | None = None, max_batch: int | None = None,
                    timing_cache: str | os.PathLike[str] | None = None,
                    strongly_typed: bool = False,
-                   out: str | os.PathLike[str] | None = None) -> list[Compiled]:
+                   out: str | os.PathLike[str] | None = None,
+                   for_device: str | None = None) -> list[Compiled]:
     """Compile the bundle for ``target`` (``precisions`` None: the target's default, the first of
     its hook module's ``COMPILE_PRECISIONS``); returns the artifacts added, each with ``replaced``
     (what it displaced: the same-id artifact of an earlier
@@ -89,6 +91,12 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     TensorRT: batch profile and timing cache default to the runtime builder's
     (``cmkd_edge.runtime.trt_build``: min 1, opt = max, max 8; per-user, per-device timing cache).
 
+    ``for_device`` (``--for``: a profile name, a device JSON or None for this machine) is recorded on
+    every artifact compiled for another device and on every INT8 one; a device-bound format (a
+    TensorRT plan) is refused for another device, and an INT8 artifact whose gate (run here) does
+    not carry over to the target by its backend's device rule, or whose QDQ source was quantized
+    for another device, gets a note saying so.
+
     Raises:
         ConfigError: unknown target/precision/device.
         ExportValidationError: missing source artifact, compile or check failure.
@@ -98,6 +106,7 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     from cmkd_edge.export.compile.regate import regate
 
     hook, allowed = _hook(target)
+    made_for, here = _target_device(target, for_device)
     if precisions is None:  # the target's own default: its COMPILE_PRECISIONS list it first
         precisions = allowed[:1]
     bad = [p for p in precisions if p not in allowed]
@@ -116,13 +125,47 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
                        min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                        timing_cache=Path(timing_cache) if timing_cache else None,
                        strongly_typed=strongly_typed)
+            if for_device is not None or precision == "int8":
+                art = replace(art, target=made_for.record())
+            notes: tuple[str, ...] = ()
             if precision == "int8":
                 art = replace(art, **regate(edit.root, edit.manifest, art))
+                notes = _int8_notes(edit.manifest, src, art, made_for, here)
             before = {a.id: a for a in edit.manifest.artifacts}
             gone = ([art.id] if art.id in before else []) + edit.put(art)
-            added.append((art, tuple(
+            added.append((art, notes, tuple(
                 Removed(id=i, gate_passed=before[i].gate_passed,
                         why=(f"replaced by this compile of {art.id} from {src.id}"
                              if i == art.id else f"built from the replaced {art.id}"))
                 for i in gone if i in before)))
-    return [Compiled(a, r, str(edit.written)) for a, r in added]
+    return [Compiled(a, r, str(edit.written), n) for a, n, r in added]
+
+
+def _target_device(target: str, for_device: str | None) -> tuple[Any, Any]:
+    """(the device compiled for, this host) as profiles; a device-bound format for another device
+    fails here, before anything is built."""
+    from cmkd_edge.runtime.backends import backend_spec
+    from cmkd_edge.runtime.device_profiles import host_profile, resolve
+
+    device, here = resolve(for_device), host_profile()
+    if backend_spec(target).device_bound and device.source != "host":
+        raise ConfigError(f"--for {device.name}: a {target} engine runs only on the GPU and {target} "
+                          "version that built it, so it cannot be compiled for another device here",
+                          "copy the bundle to the device and run `cmkd-edge compile` there (or let "
+                          "`cmkd-edge classify --rebuild` build it on first use)")
+    return device, here
+
+
+def _int8_notes(manifest: Manifest, src: Artifact, art: Artifact, device: Any, here: Any) -> tuple[str, ...]:
+    """What the device rules say about an INT8 artifact compiled here for ``device``."""
+    from cmkd_edge.runtime.device_profiles import artifact_target, gate_holds, mismatch
+
+    notes = []
+    holds, why = gate_holds(art.backend, here.record(), device)
+    if not holds and art.gate_passed is not None:
+        notes.append(f"its gate ran here ({here.name}) and does not carry over to {device.name}: {why}")
+    other = mismatch(artifact_target(manifest, src), device)
+    if other:
+        notes.append(f"its source {src.id} was {other.split(';')[0]}; re-quantize with "
+                     f"`cmkd-edge quantize BUNDLE --for {device.name}` for that device's INT8 format")
+    return tuple(notes)
