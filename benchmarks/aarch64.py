@@ -8,7 +8,9 @@ userland ``.ci/aarch64-userland.sh`` builds (Debian bookworm, PyPI's aarch64 whe
 /proc/cpuinfo), through ``benchmarks/_aarch64_probe.py``. Reported (section ``aarch64``): per
 artifact, the INT8 format and the device it was made for, test top-1 on each side, the share of
 chips whose label is the same on both, the largest probability difference, and the gate record's
-arithmetic. Emulated time means nothing, so no latency is reported.
+arithmetic. Then, inside the userland, each bundle's gate again (``evaluate BUNDLE --regate`` on the
+validation split, n = 275) and what ``classify`` with precision auto picks there before and after
+it. Emulated time means nothing, so no latency is reported.
 
     python benchmarks/aarch64.py --student RUN_DIR [--workdir runs/bench-aarch64] [--report-only]
 """
@@ -16,6 +18,8 @@ arithmetic. Emulated time means nothing, so no latency is reported.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -64,6 +68,83 @@ def chips(work: Path) -> tuple[Path, np.ndarray]:
             shutil.copyfile(f, out / r)
         (out / "list.txt").write_text("\n".join(rel) + "\n")
     return out, labels
+
+
+def val_set(work: Path) -> Path:
+    """The validation split (n = 275) as a chip set of its own under the work dir: the data
+    ``evaluate --regate`` re-runs the gate on inside the userland."""
+    out = work / "val-set"
+    if (out / "labels.csv").exists():
+        return out
+    with open(radar.DATA / "labels.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, [r for r in reader if r["split"] == "val"]
+    for r in rows:
+        (out / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(radar.DATA / r["file"], out / r["file"])
+    tmp = out / "labels.csv.part"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(out / "labels.csv")
+    return out
+
+
+def auto_pick(work: Path, bundle: str, chip: str) -> dict[str, Any]:
+    """What ``classify`` with precision auto (fixed order: emulated time means nothing) picks on
+    aarch64, and its selection record."""
+    r = in_arm(work, "cmkd-edge", "classify", f"/mnt/work/{bundle}", f"/mnt/work/test-chips/{chip}",
+               "--no-speed-probe", "--json", timeout=3600)
+    if r.returncode != 0:
+        raise SystemExit(f"classify {bundle} on aarch64 failed:\n{r.stderr[-3000:]}")
+    doc = json.loads(r.stdout)
+    return doc.get("selection", doc)
+
+
+def regate_arm(work: Path, bundle: str) -> dict[str, Any]:
+    """On aarch64: the auto pick, ``evaluate --regate`` on the validation split, the auto pick
+    again (cached in the work dir)."""
+    out = work / f"regate-{bundle}-arm.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    val_set(work)
+    chip = (work / "test-chips" / "list.txt").read_text().split()[0]
+    before = auto_pick(work, bundle, chip)
+    r = in_arm(work, "cmkd-edge", "evaluate", f"/mnt/work/{bundle}", "--data", "/mnt/work/val-set",
+               "--split", "val", "--regate", "--latency-iterations", "0", "--json", timeout=6 * 3600)
+    if r.returncode != 0:
+        raise SystemExit(f"evaluate --regate {bundle} on aarch64 failed:\n{r.stderr[-3000:]}")
+    doc = {"before": before, "regate": json.loads(r.stdout)["regate"], "after": auto_pick(work, bundle, chip)}
+    tmp = out.with_suffix(".part")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(out)
+    radar.log(f"regate {bundle} on aarch64: {sorted(doc['regate'].get('verdicts', {}))}")
+    return doc
+
+
+def regate_lines(work: Path) -> list[str]:
+    """The regate table: each quantized artifact's verdict on aarch64 and what auto picks."""
+    lines = ["### The gate again, on aarch64 (`evaluate BUNDLE --regate`, validation split, n = 275)", "",
+             "| bundle | backend:artifact | passed on aarch64 | drop vs FP32 there, points [95 % CI] | why |",
+             "|---|---|---|---:|---|"]
+    picks = []
+    for name in BUNDLES:
+        doc = regate_arm(work, f"bundle-{name}")
+        for key, v in sorted(doc["regate"].get("verdicts", {}).items()):
+            d = "-" if v.get("drop") is None else f"{v['drop']:+.2f}"
+            if v.get("drop_lo") is not None:
+                d += f" [{v['drop_lo']:+.2f}, {v['drop_hi']:+.2f}]"
+            lines.append(f"| {name} | `{key}` | {'yes' if v.get('passed') else '**no**'} | {d} | "
+                         f"{v.get('reason', '')} |")
+        for when in ("before", "after"):
+            sel = doc[when]
+            g = sel.get("device_gates", {})
+            extra = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in g.items()
+                              if k in ("failed_here", "gate_does_not_hold_here"))
+            picks.append(f"- {name}, {when} the regate: auto picks `{sel.get('chosen')}`"
+                         + (f" ({extra})" if extra else ""))
+    return [*lines, "", *picks, ""]
 
 
 def probe(where: str, work: Path, bundle: str) -> dict[str, Any]:
@@ -121,7 +202,7 @@ def report(work: Path, labels: np.ndarray, arm_model: str) -> str:
         f"`{arm_model}` (a Cortex-A76 /proc/cpuinfo: dot product, like a Raspberry Pi 5). MSTAR SOC "
         f"test split, n = {len(labels):,}, the same chip files on both sides, read by the runtime's chip "
         "reader; one bundle per target device, each exported from the same checkpoint. No timing: "
-        "emulated time means nothing.", "", *rows, ""])
+        "emulated time means nothing.", "", *rows, "", *regate_lines(work)])
 
 
 def main() -> None:
