@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 from cmkd_edge.runtime.backends import available
-from cmkd_edge.runtime.chips import read_chips
 from cmkd_edge.runtime.classifier import Classifier
-from cmkd_edge.runtime.manifest import read_manifest
+from cmkd_edge.runtime.contract.manifest import read_manifest
+from cmkd_edge.runtime.formats.chips import read_chips
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ HEADER = (
 
 def machine_line() -> str:
     """One line naming the CPU, its core count and ISA flags (recorded with every table)."""
-    from cmkd_edge.runtime.device import cpu_info
+    from cmkd_edge.runtime.backends.device import cpu_info
 
     info = cpu_info()
     flags = ", ".join(info["flags_present"]) or "none of interest"

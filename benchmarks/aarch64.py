@@ -168,7 +168,7 @@ def probe(where: str, work: Path, bundle: str) -> dict[str, Any]:
 
 
 def report(work: Path, labels: np.ndarray, arm_model: str) -> str:
-    from cmkd_edge.runtime.manifest import read_manifest
+    from cmkd_edge.runtime.contract.manifest import read_manifest
     from cmkd_edge.runtime.metrics import paired_difference
 
     rows = ["| bundle | artifact | backend | INT8 format (made for) | gate arithmetic | x86 test top-1 % | "
@@ -225,7 +225,7 @@ def main() -> None:
         if r.returncode != 0:  # OpenVINO's rows are then left out, with the probe's word why
             radar.log(f"openvino not installed in the userland: {r.stderr.strip()[-300:]}")
     _, labels = chips(work)
-    r = in_arm(work, "python", "-c", "import cmkd_edge.runtime.device as d; print(d.cpu_info()['model'])")
+    r = in_arm(work, "python", "-c", "import cmkd_edge.runtime.backends.device as d; print(d.cpu_info()['model'])")
     write_section("aarch64", report(work, labels, r.stdout.strip() or "?"))
 
 

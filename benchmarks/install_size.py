@@ -30,7 +30,7 @@ FLAVOURS = {"base": "", "base + [geo]": "[geo]", "base + [openvino]": "[openvino
 ARM_PLATFORMS = [f"manylinux_{v}_aarch64" for v in ("2_17", "2_27", "2_28", "2_31", "2_34", "2_35", "2_36")] \
     + ["manylinux2014_aarch64"]
 COLD = ("import time, sys; t0 = float(sys.argv[1]); from cmkd_edge.runtime import Classifier; "
-        "from cmkd_edge.runtime.chips import read_chip; "
+        "from cmkd_edge.runtime.formats.chips import read_chip; "
         "from cmkd_edge.runtime.contract.records import ONNX_FP32; "
         "c = Classifier.open(sys.argv[2], backend='onnxruntime', artifact=ONNX_FP32, probe=False); "
         "c.predict(read_chip(sys.argv[3])); print(time.time() - t0)")

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from cmkd_edge.runtime.contract.manifest import Artifact
     from cmkd_edge.runtime.contract.records import QuantRecord
-    from cmkd_edge.runtime.manifest import Artifact
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import SHARED_DATA, machine_line, write_section  # noqa: E402
@@ -208,8 +208,8 @@ def main() -> None:
     from cmkd_edge.export.quantize import quantize_bundle
     from cmkd_edge.export.samples import load_raw_samples
     from cmkd_edge.export.student import export_checkpoint
+    from cmkd_edge.runtime.contract.manifest import read_manifest
     from cmkd_edge.runtime.contract.records import ONNX_FP32, onnx_id
-    from cmkd_edge.runtime.manifest import read_manifest
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

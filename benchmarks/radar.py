@@ -195,9 +195,9 @@ def test_chips() -> tuple[list[Path], np.ndarray]:
 
 def score_bundle(archive: Path, threads: int, repeats: int, runs: int) -> list[dict[str, Any]]:
     """Every artifact x its backend through ``Classifier``: test predictions and batch-1 latency."""
-    from cmkd_edge.runtime.chips import read_chips
     from cmkd_edge.runtime.classifier import Classifier
     from cmkd_edge.runtime.contract.records import ONNX_FP32
+    from cmkd_edge.runtime.formats.chips import read_chips
     from cmkd_edge.runtime.metrics import agreement, paired_difference
 
     files, labels = test_chips()
@@ -393,7 +393,7 @@ def part_chain(args: argparse.Namespace, n_val: int, rec: dict[str, Any], scored
         "--backend openvino --precision int8` -> `compile --target openvino` -> `bundle --pack`; "
         f"calibration on the train split, accuracy gate on val (n={n_val}, max drop {args.max_drop} "
         f"point). Every artifact of the packed bundle scored on the {n_test} test chips through the "
-        "runtime's `Classifier` (chips read by `runtime.chips`, Pillow). Differences are paired (same "
+        "runtime's `Classifier` (chips read by `runtime.formats.chips`, Pillow). Differences are paired (same "
         "chips): Newcombe's interval for paired proportions, McNemar's exact p. Latency: "
         f"`Classifier.predict` on one chip, {args.threads} thread(s), median of {args.repeats} "
         f"interleaved repeats x {args.runs} calls; speed-up = FP32 median / artifact median on the "

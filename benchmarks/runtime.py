@@ -98,7 +98,7 @@ def overhead(bundle: Path, threads: int, precision: str, iterations: int, repeat
 
 def honesty(bundle: Path, threads: int, iterations: int, repeats: int) -> dict | None:
     from cmkd_edge.runtime.backends import available
-    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle
     from cmkd_edge.runtime.profiler import profile_one
 
     exe = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))

@@ -128,8 +128,8 @@ def tile_scene(small: Path, big: Path, factor: int) -> Path:
 
 def seams(bundle: Path, work: Path) -> dict:
     import rasterio
-    from cmkd_edge.runtime.blend import seam_stats, window_lines
     from cmkd_edge.runtime.classifier import Classifier
+    from cmkd_edge.runtime.formats.blend import seam_stats, window_lines
     from cmkd_edge.runtime.scene import axis_tiles, classify_scene
     from rio_cogeo.cogeo import cog_validate
 

@@ -1,4 +1,5 @@
-"""Atomic file writes and hashing: nothing already written is lost if a process dies midway.
+"""Atomic file writes and hashing: nothing already written is lost if a process dies midway; and the
+one cache root every stage and layer keeps its files under (extracted bundles, engines, probes).
 
 Stdlib only, so the runtime may import it too.
 """
@@ -84,3 +85,14 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where packed bundles are extracted: ``cache_dir``, $CMKD_EDGE_CACHE, or ~/.cache/cmkd-edge.
+
+    Its parent is the cache root the other caches share (TensorRT engines and timing caches, speed
+    probes, gates, selection); it lives here, below every layer, because the runtime's backends
+    (TensorRT's engine cache) and its contract (bundle extraction) both use it.
+    """
+    base = cache_dir or os.environ.get("CMKD_EDGE_CACHE") or Path.home() / ".cache" / "cmkd-edge"
+    return Path(base) / "bundles"

@@ -2,7 +2,7 @@
 
 Every stage (export, quantize, compile) changes a bundle the same way: copy the current bundle into
 a temporary directory next to the target, add or replace artifacts there, write manifest.json with
-the sha256 of every file (``cmkd_edge.runtime.manifest.write_manifest``), and only then replace the
+the sha256 of every file (``cmkd_edge.runtime.contract.manifest.write_manifest``), and only then replace the
 target in one step. A process killed at any point leaves the previous bundle intact plus, at worst,
 a stray ``.<name>.staging-*`` directory. On Linux the swap is ``renameat2(RENAME_EXCHANGE)``, which
 is atomic even when the target exists; elsewhere it is two renames with a backup. A packed bundle
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
+from cmkd_edge.runtime.contract.manifest import Artifact, Manifest, write_manifest
 
 from cmkd_edge.errors import BundleError
 
@@ -123,7 +123,7 @@ def derived_archive(bundle: str | os.PathLike[str], tag: str,
     Raises:
         BundleError: ``out`` is the input itself.
     """
-    from cmkd_edge.runtime.bundle import is_archive
+    from cmkd_edge.runtime.contract.bundle import is_archive
 
     src = Path(bundle)
     if out is not None:
@@ -151,7 +151,7 @@ def edit_bundle(bundle: str | os.PathLike[str],
     as input is never rewritten: without ``out`` the result goes beside it
     (:func:`derived_archive`). On any error nothing changes.
     """
-    from cmkd_edge.runtime.bundle import is_archive, open_bundle, pack_bundle
+    from cmkd_edge.runtime.contract.bundle import is_archive, open_bundle, pack_bundle
 
     src = Path(bundle)
     opened = open_bundle(src)

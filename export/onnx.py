@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cmkd_edge.runtime.specs import (
+from cmkd_edge.runtime.contract.specs import (
     DB_FLOOR,
     CentreCrop,
     CentreMean,

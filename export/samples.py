@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cmkd_edge.runtime import units as _units
-from cmkd_edge.runtime.manifest import Manifest
-from cmkd_edge.runtime.specs import InputSpec, PreprocessSpec
+from cmkd_edge.runtime.contract import units as _units
+from cmkd_edge.runtime.contract.manifest import Manifest
+from cmkd_edge.runtime.contract.specs import InputSpec, PreprocessSpec
 
 from cmkd_edge.errors import DataError, ExportValidationError
 
@@ -146,7 +146,7 @@ def check_raw_batch(x: np.ndarray, inp: InputSpec, what: str) -> dict[str, float
 
     Raises:
         ExportValidationError: wrong rank or channel count, non-finite values, or values that
-            look like other units (``cmkd_edge.runtime.units.units_problem``: the rule the
+            look like other units (``cmkd_edge.runtime.contract.units.units_problem``: the rule the
             runtime warns with, applied here as a refusal).
     """
     bands = inp.band_names

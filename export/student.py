@@ -25,11 +25,11 @@ from cmkd_edge.export.onnx import (
 )
 from cmkd_edge.export.parity import check_parity
 from cmkd_edge.export.samples import RawSamples, load_raw_samples
+from cmkd_edge.runtime.backends.device import package_versions
+from cmkd_edge.runtime.contract.manifest import Artifact, Manifest
 from cmkd_edge.runtime.contract.records import ONNX_FP32, DataProvenance, ExportRecord, ModelCard, Provenance
-from cmkd_edge.runtime.device import package_versions
-from cmkd_edge.runtime.manifest import Artifact, Manifest
-from cmkd_edge.runtime.specs import OutputSpec, PreprocessSpec
-from cmkd_edge.runtime.units import synthetic_batch
+from cmkd_edge.runtime.contract.specs import OutputSpec, PreprocessSpec
+from cmkd_edge.runtime.contract.units import synthetic_batch
 
 from cmkd_edge.errors import DataError, ExportValidationError
 from cmkd_edge.fsutil import sha256_file
@@ -199,7 +199,7 @@ def existing_bundle(out: str | os.PathLike[str]) -> list[str] | None:
         BundleError: ``out`` exists and is not a bundle (a file, or a directory of other things):
             export replaces a bundle whole, so it never takes over someone else's directory.
     """
-    from cmkd_edge.runtime.manifest import read_manifest
+    from cmkd_edge.runtime.contract.manifest import read_manifest
 
     from cmkd_edge.errors import BundleError
 

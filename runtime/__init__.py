@@ -8,7 +8,7 @@ Public API (imported lazily, so ``import cmkd_edge.runtime`` loads no backend)::
     profile_bundle(bundle, backend="auto", precision="auto", batches=(1,), warmup=10,
                    iterations=200, threads=None, compare=False)
     open_bundle(path) / pack_bundle(dir, out)
-    manifest: Manifest, write_manifest, read_manifest (see cmkd_edge.runtime.manifest)
+    manifest: Manifest, write_manifest, read_manifest (see cmkd_edge.runtime.contract.manifest)
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ logging.getLogger("cmkd_edge.runtime").addHandler(logging.NullHandler())
 _LAZY = {
     "Classifier": ".classifier", "select_artifacts": ".classifier",
     "classify_scene": ".scene", "tile_grid": ".scene", "axis_tiles": ".scene",
-    "profile_bundle": ".profiler", "open_bundle": ".bundle", "pack_bundle": ".bundle",
-    "Manifest": ".manifest", "read_manifest": ".manifest", "write_manifest": ".manifest",
-    "validate_input": ".validate",
+    "profile_bundle": ".profiler", "open_bundle": ".contract.bundle", "pack_bundle": ".contract.bundle",
+    "Manifest": ".contract.manifest", "read_manifest": ".contract.manifest",
+    "write_manifest": ".contract.manifest",
+    "validate_input": ".contract.validate",
 }
 
 

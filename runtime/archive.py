@@ -108,7 +108,7 @@ def expand_inputs(inputs: list[Path], band_names: tuple[str, ...]) -> list[Path]
     Raises:
         DataError: an input does not exist, a pattern matches nothing, or a folder holds no scene.
     """
-    from .bandsources import is_band_folder
+    from .formats.bandsources import is_band_folder
 
     scenes: list[Path] = []
     for p in inputs:
@@ -204,7 +204,7 @@ def process_scene(job: SceneJob) -> dict[str, Any]:
     Why never raise: on a cluster an exception would be retried or kill the gather; an archive run
     must instead finish the other scenes and list what failed.
     """
-    from .cog import stale_temporaries
+    from .formats.cog import stale_temporaries
     from .profiler import peak_rss_mb
     from .scene import classify_scene
 
@@ -249,8 +249,8 @@ def plan(bundle: Path, inputs: list[Path], out_dir: Path, settings: SceneSetting
     Raises:
         BundleError: a bad bundle. DataError: missing inputs, duplicate scene ids, ``out_dir`` a file.
     """
-    from .bandsources import scene_id
-    from .bundle import open_bundle
+    from .contract.bundle import open_bundle
+    from .formats.bandsources import scene_id
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out-dir {out_dir} is a file", "pass a directory (it is created if missing)")

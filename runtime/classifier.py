@@ -38,10 +38,10 @@ import numpy as np
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError
 
 from .backends import AUTO_ORDER, BACKENDS, available_backends, backend_spec
-from .base import Runner
-from .bundle import Bundle, open_bundle
-from .manifest import PRECISIONS, Artifact, Manifest
-from .validate import validate_input
+from .backends.base import Runner
+from .contract.bundle import Bundle, open_bundle
+from .contract.manifest import PRECISIONS, Artifact, Manifest
+from .contract.validate import validate_input
 
 log = logging.getLogger("cmkd_edge.runtime")
 

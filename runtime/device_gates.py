@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle, cache_root
+from .contract.bundle import Bundle, cache_root
 
 
 def device_class() -> str:

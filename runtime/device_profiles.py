@@ -83,7 +83,7 @@ def nearest_builtin(machine: str, features: frozenset[str]) -> str | None:
 
 def host_profile() -> DeviceProfile:
     """This machine as a profile (the default target)."""
-    from .device import cpu_info
+    from .backends.device import cpu_info
 
     cpu = cpu_info()
     machine = str(cpu["machine"])
@@ -95,7 +95,7 @@ def host_profile() -> DeviceProfile:
 def describe_host() -> dict[str, Any]:
     """What ``cmkd-edge device --json`` writes on a board: read back by ``--for FILE``."""
     from . import backends
-    from .device import cpu_info, gpu_name, memory_mb, package_versions
+    from .backends.device import cpu_info, gpu_name, memory_mb, package_versions
 
     here = host_profile()
     # the backends' libraries come from their declarations (a registered backend is listed too)

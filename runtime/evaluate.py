@@ -24,8 +24,8 @@ import numpy as np
 
 from cmkd_edge.errors import DataError
 
-from .bundle import Bundle, open_bundle
 from .classifier import Classifier
+from .contract.bundle import Bundle, open_bundle
 from .contract.records import ONNX_FP32
 from .metrics import ECE_BINS, clopper_pearson, micro_f1, multiclass_report, multilabel_report, paired_difference
 

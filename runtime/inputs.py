@@ -33,11 +33,11 @@ import numpy as np
 
 from cmkd_edge.errors import ConfigError, DataError, InputMismatchError
 
-from .bandsources import band_indexes
-from .chips import CHIP_UNITS, find_chips, is_chip_path, read_chip
 from .classifier import Classifier
+from .contract.specs import InputSpec
+from .formats.bandsources import band_indexes
+from .formats.chips import CHIP_UNITS, find_chips, is_chip_path, read_chip
 from .scene import classify_scene
-from .specs import InputSpec
 
 _TIFF_DRIVERS = ("GTiff", "COG")
 
@@ -69,7 +69,7 @@ class ClassifyRun:
 
 def _raster(path: Path) -> Any:
     """Open a raster quietly: a patch needs no georeferencing, so rasterio's warning about it is noise."""
-    from .geo import require_rasterio
+    from .formats.geo import require_rasterio
 
     rasterio = require_rasterio(f"reading {path.name} (a GeoTIFF)")
     from rasterio.errors import NotGeoreferencedWarning
@@ -112,7 +112,7 @@ def read_input(path: Path, spec: InputSpec, name: str | None = None) -> Patch | 
         DataError: missing, a directory, unreadable or corrupt.
         InputMismatchError: wrong layout, band count, or a raster smaller than the model's patch.
     """
-    from .bandsources import is_band_folder
+    from .formats.bandsources import is_band_folder
 
     if path.is_dir():
         if is_band_folder(path, spec.band_names):
@@ -123,7 +123,7 @@ def read_input(path: Path, spec: InputSpec, name: str | None = None) -> Patch | 
     if not path.exists():
         raise DataError(f"input {path} does not exist")
     if path.suffix.lower() == ".json":
-        from .bandsources import open_source
+        from .formats.bandsources import open_source
 
         open_source(path, spec.band_names).close()  # a STAC item of per-band rasters: check its bands now
         return path
@@ -213,7 +213,7 @@ def scene_targets(scenes: list[Path], out: Path | None, patch_hw: tuple[int, int
                               "a directory", "pass a directory (it is created if missing)")
         raise ConfigError(f"--out {out} is a file without a .tif suffix, so it would be a directory",
                           "pass a .tif path for the class map, or a directory")
-    from .bandsources import scene_id
+    from .formats.bandsources import scene_id
 
     return [out / f"{scene_id(p)}_classes.tif" for p in scenes] if out_is_dir else [out]
 
@@ -228,7 +228,7 @@ def classify_inputs(clf: Classifier, inputs: list[Path], *, out: Path | None = N
     Every input is read and checked before the first scene is tiled, so a bad file late in the list
     fails in seconds, not after an hour of tiling.
     """
-    from .blend import window_1d
+    from .formats.blend import window_1d
 
     window_1d(blend, 1)  # an unknown blend fails before any input is read
     run = ClassifyRun(clf.backend, clf.artifact.id, clf.precision)

@@ -45,11 +45,11 @@ import numpy as np
 from cmkd_edge.errors import ConfigError
 
 from .backends import FORMATS, available, available_backends, backend_spec
-from .bundle import Bundle, open_bundle
+from .backends.device import device_info, package_versions
 from .classifier import Classifier
+from .contract.bundle import Bundle, open_bundle
 from .contract.records import Accuracy
-from .device import device_info, package_versions
-from .units import synthetic_batch
+from .contract.units import synthetic_batch
 
 SCHEMA = "cmkd-edge/latency-report"
 SCHEMA_VERSION = 1

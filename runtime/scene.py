@@ -152,7 +152,7 @@ def classify_scene(classifier: object, path: str | os.PathLike[str], out: str | 
     Raises:
         DataError: unreadable input. InputMismatchError: wrong bands / too small / rejected nodata.
     """
-    from .geo import require_rasterio
+    from .formats.geo import require_rasterio
 
     rasterio = require_rasterio("classifying a scene")
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) << 20):
@@ -166,9 +166,9 @@ def _classify_scene(clf: Any, path: Path, out: Path, stride: int | None, batch: 
                     quicklook: bool | str | None) -> SceneResult:
     from rasterio.windows import Window
 
-    from .bandsources import open_source
-    from .blend import RowAccumulator, window_1d
-    from .cog import cog_output, describe_class_map, write_category_sidecar, write_quicklook
+    from .formats.bandsources import open_source
+    from .formats.blend import RowAccumulator, window_1d
+    from .formats.cog import cog_output, describe_class_map, write_category_sidecar, write_quicklook
 
     if prob_dtype not in ("float32", "uint8"):
         raise ConfigError(f"prob_dtype {prob_dtype!r}", "use float32 or uint8")

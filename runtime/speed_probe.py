@@ -37,8 +37,8 @@ from cmkd_edge.errors import BackendUnavailableError, BundleError
 from cmkd_edge.fsutil import atomic_write_json
 
 from .backends import backend_spec, libraries
-from .bundle import Bundle, cache_root
-from .manifest import Artifact
+from .contract.bundle import Bundle, cache_root
+from .contract.manifest import Artifact
 
 log = logging.getLogger("cmkd_edge.runtime")
 
@@ -61,7 +61,7 @@ def eligible(a: Artifact) -> bool:
 
 def device_key(threads: int | None, device: str | None) -> dict[str, Any]:
     """What makes a timing valid on another run: the CPU, the GPU, backend versions, threads."""
-    from .device import cpu_info, gpu_name, package_versions
+    from .backends.device import cpu_info, gpu_name, package_versions
 
     cpu = cpu_info()
     return {"cpu": cpu["model"], "machine": cpu["machine"], "cores": cpu["logical_cores"],
@@ -99,7 +99,7 @@ def _time(pairs: Sequence[tuple[str, Artifact]], bundle: Bundle, *, threads: int
           warmup: int, rounds: int, calls: int, budget_s: float) -> tuple[dict[str, float], dict[str, str]]:
     """Median batch-1 latency (ms) per ``backend:artifact``; candidates that fail to open are
     reported in the second dict with the reason (they are simply not ranked)."""
-    from .units import synthetic_batch
+    from .contract.units import synthetic_batch
 
     inp = bundle.manifest.input
     hw = tuple(int(v) if v else 32 for v in inp.shape[2:])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmkd_edge.cli.demo import DemoState
-    from cmkd_edge.runtime.manifest import Manifest
+    from cmkd_edge.runtime.contract.manifest import Manifest
 
 SCENE_GRID = 6  # patches per side of the demo scene mosaic
 #: The demo's accuracy limit for INT8, points of top-1. Why not 1: INT8 moves about 2 % of this small
@@ -68,7 +68,7 @@ def step_compile(state: DemoState) -> None:
 
 def step_pack(state: DemoState) -> None:
     """Pack the bundle as the .tar.gz a device receives (packing verifies every checksum first)."""
-    from cmkd_edge.runtime.bundle import pack_bundle
+    from cmkd_edge.runtime.contract.bundle import pack_bundle
 
     packed = pack_bundle(_bundle(state), state.workdir / "bundle.tar.gz")
     state.runs["bundle"] = packed
@@ -107,7 +107,7 @@ def step_classify(state: DemoState) -> None:
     import rasterio
 
     from cmkd_edge.runtime import Classifier
-    from cmkd_edge.runtime.manifest import read_manifest
+    from cmkd_edge.runtime.contract.manifest import read_manifest
 
     manifest = read_manifest(_bundle(state))
     raw = _test_samples(state, manifest)
@@ -141,7 +141,7 @@ def step_profile(state: DemoState) -> None:
     The scores are :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`'s, the function behind
     ``cmkd-edge evaluate BUNDLE --split test``, so the demo's table and that command agree.
     """
-    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle
     from cmkd_edge.runtime.evaluate import evaluate_bundle
     from cmkd_edge.runtime.profiler import profile_one, write_json
 

@@ -182,7 +182,7 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
                         quiet: bool = False, regate: bool = False) -> dict[str, Any]:
     """Read the labelled samples (arrays, or a dataset through the data layer), then score the
     bundle with the runtime's :func:`cmkd_edge.runtime.evaluate.evaluate_bundle`."""
-    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle
     from cmkd_edge.runtime.evaluate import evaluate_bundle
 
     b = open_bundle(target)

@@ -53,7 +53,7 @@ def export(checkpoint: str, out: str, opset: int, exporter: str, data: str | Non
     if exporter == "dynamo" or (exporter == "auto" and opset >= 18):  # torch's dynamo exporter
         require(f"export --exporter {exporter} (opset {opset})", modules=["onnxscript"])
     from cmkd_edge.export.student import export_checkpoint
-    from cmkd_edge.runtime.manifest import read_manifest
+    from cmkd_edge.runtime.contract.manifest import read_manifest
 
     hw = None
     if input_hw:
@@ -290,7 +290,7 @@ def bundle(bundle: str, action: str | None, pack_to: str | None, as_json: bool) 
       cmkd-edge bundle bundles/s --pack s.tar.gz
     """
     from cmkd_edge.errors import ConfigError
-    from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle, pack_bundle
 
     if not action and not pack_to:
         raise ConfigError("nothing to do", "give --verify, --inspect or --pack OUT.tar.gz")
@@ -309,6 +309,6 @@ def bundle(bundle: str, action: str | None, pack_to: str | None, as_json: bool) 
     if as_json:
         _echo_json(m.to_dict())
         return
-    from cmkd_edge.runtime.describe import describe_manifest
+    from cmkd_edge.runtime.contract.describe import describe_manifest
 
     click.echo(describe_manifest(opened.manifest))

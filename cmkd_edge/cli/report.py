@@ -54,7 +54,7 @@ def report(bundle: Path, data: str | None, split: str, out: Path | None, fmt: st
 
     from cmkd_edge.errors import ConfigError
     from cmkd_edge.fsutil import atomic_write_text
-    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle
     from cmkd_edge.runtime.report.build import Inputs, build, choose_selection
     from cmkd_edge.runtime.report.render import to_html, to_markdown
     from cmkd_edge.runtime.selection.choose import SELECTION_NAME

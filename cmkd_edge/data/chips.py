@@ -6,7 +6,7 @@ EuroSAT-MS; a row with an empty ``label`` is an unlabelled chip. Without it, eve
 ``<Class>/`` (one level, or under ``jpeg/``/``png/``) is a sample of that class, every chip under
 ``unlabelled/`` beside them a sample without a label (training split only: it learns through its
 teacher-modality partner), and the dataset draws a seeded split. Chips are read by the runtime's reader
-(:func:`cmkd_edge.runtime.chips.read_chip`, Pillow), so training and the device see the same array:
+(:func:`cmkd_edge.runtime.formats.chips.read_chip`, Pillow), so training and the device see the same array:
 one band ``MAG`` of 8-bit magnitude (source ``chip``, units ``magnitude_u8``).
 
 Why a layout of its own rather than EuroSAT's: a chip has no band descriptions, no CRS and one band
@@ -23,7 +23,7 @@ from cmkd_edge.data.catalog import Catalog, stack_patches
 from cmkd_edge.data.labels import UNLABELLED, UNLABELLED_DIRS, read_labels_csv, resolve_labels
 from cmkd_edge.data.splits import normalise_split
 from cmkd_edge.errors import DataError
-from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS, is_chip_path, read_chip
+from cmkd_edge.runtime.formats.chips import CHIP_BANDS, CHIP_UNITS, is_chip_path, read_chip
 
 #: Image suffixes that make a folder a chip layout on their own (TIFF alone could be EuroSAT).
 _IMAGE_ONLY = (".png", ".jpg", ".jpeg")

@@ -34,8 +34,7 @@ from cmkd_edge.data.bands import (
 )
 from cmkd_edge.data.sar_sim import simulate_sar
 from cmkd_edge.errors import ConfigError, DataError, UnknownNameError
-from cmkd_edge.runtime.chips import CHIP_BANDS, CHIP_UNITS
-from cmkd_edge.runtime.specs import (
+from cmkd_edge.runtime.contract.specs import (
     CentreCrop,
     PreprocessOp,
     PreprocessSpec,
@@ -44,6 +43,7 @@ from cmkd_edge.runtime.specs import (
     net_clip,
     render_numpy,
 )
+from cmkd_edge.runtime.formats.chips import CHIP_BANDS, CHIP_UNITS
 
 #: Clip ranges applied by the model before normalisation: they bound outliers (saturated or
 #: nodata pixels, -inf dB from zero power) so calibration and normalisation are not skewed.

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime.contract.manifest import Artifact, Manifest
 from cmkd_edge.runtime.contract.records import ONNX_FP32, Accuracy, ArtifactGate
-from cmkd_edge.runtime.manifest import Artifact, Manifest
 
 
 def _logits(backend: str, path: Path, x: np.ndarray) -> np.ndarray | None:

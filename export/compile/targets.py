@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cmkd_edge.runtime.contract.manifest import Artifact, Manifest
 from cmkd_edge.runtime.contract.records import Removed, onnx_id
-from cmkd_edge.runtime.manifest import Artifact, Manifest
-from cmkd_edge.runtime.units import synthetic_batch
+from cmkd_edge.runtime.contract.units import synthetic_batch
 
 from cmkd_edge.errors import ConfigError, ExportValidationError
 
@@ -89,7 +89,7 @@ def compile_bundle(bundle: str | os.PathLike[str], *, target: str = "openvino",
     ``<name>-<target>.tar.gz`` beside it).
 
     TensorRT: batch profile and timing cache default to the runtime builder's
-    (``cmkd_edge.runtime.trt_build``: min 1, opt = max, max 8; per-user, per-device timing cache).
+    (``cmkd_edge.runtime.backends.trt_build``: min 1, opt = max, max 8; per-user, per-device timing cache).
 
     ``for_device`` (``--for``: a profile name, a device JSON or None for this machine) is recorded on
     every artifact compiled for another device and on every INT8 one; a device-bound format (a

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 from cmkd_edge.export.samples import RawSamples, Recorded, check_raw_batch, load_raw_samples
-from cmkd_edge.runtime.manifest import Manifest
+from cmkd_edge.runtime.contract.manifest import Manifest
+from cmkd_edge.runtime.contract.specs import InputSpec
 from cmkd_edge.runtime.metrics import require_class_names
-from cmkd_edge.runtime.specs import InputSpec
 
 from cmkd_edge.errors import DataError, QuantizationError
 

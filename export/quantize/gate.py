@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from cmkd_edge.runtime.backends import backend_spec
-from cmkd_edge.runtime.base import Runner
+from cmkd_edge.runtime.backends.base import Runner
 from cmkd_edge.runtime.classifier import activate
 from cmkd_edge.runtime.metrics import (
     accuracy,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from cmkd_edge.runtime.manifest import Artifact
+from cmkd_edge.runtime.contract.manifest import Artifact
 
 PRECISIONS = ("int8", "fp16")
 

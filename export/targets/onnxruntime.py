@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from cmkd_edge.export.quantize.rungs import Quantizer, Rung
-from cmkd_edge.runtime.manifest import Artifact
+from cmkd_edge.runtime.contract.manifest import Artifact
 
 from cmkd_edge.errors import QuantizationError
 

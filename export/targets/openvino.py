@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from cmkd_edge.export.quantize.rungs import Quantizer, Rung
 from cmkd_edge.runtime.backends import backend_spec
-from cmkd_edge.runtime.manifest import Artifact
+from cmkd_edge.runtime.contract.manifest import Artifact
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ExportValidationError, QuantizationError
 

@@ -1,6 +1,6 @@
 """TensorRT's export side (its compile hook): engines from the bundle's ONNX, with the runtime's builder.
 
-The build itself is ``cmkd_edge.runtime.trt_build.build_engine`` (flags, profile, atomic plan write,
+The build itself is ``cmkd_edge.runtime.backends.trt_build.build_engine`` (flags, profile, atomic plan write,
 per-device timing cache are documented there), the same function the runtime uses to rebuild a
 plan on the device, so a compiled plan and a rebuilt one cannot differ in how they were made.
 Its fingerprint (TensorRT version, GPU name, compute capability) goes into the manifest; the
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cmkd_edge.runtime.backends import backend_spec
-from cmkd_edge.runtime.manifest import Artifact
+from cmkd_edge.runtime.contract.manifest import Artifact
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, ConfigError, ExportValidationError
 
@@ -30,7 +30,7 @@ def available() -> tuple[bool, str]:
     except ImportError as exc:
         return False, f"tensorrt does not import ({exc})"
     try:
-        from cmkd_edge.runtime.device import device_fingerprint
+        from cmkd_edge.runtime.backends.device import device_fingerprint
 
         device_fingerprint()
     except Exception as exc:  # no CUDA bindings, no driver, no GPU
@@ -56,7 +56,7 @@ def build_engine(onnx_path: Path, plan: Path, *, precision: str, input_shape: li
     if not ok:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {why}",
                                       f"build on the target device with {backend_spec('tensorrt').install_hint}")
-    from cmkd_edge.runtime import trt_build
+    from cmkd_edge.runtime.backends import trt_build
 
     if precision not in COMPILE_PRECISIONS:
         raise ConfigError(f"TensorRT compile precision {precision!r}", f"choose {' or '.join(COMPILE_PRECISIONS)}")

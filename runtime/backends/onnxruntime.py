@@ -19,7 +19,7 @@ import numpy as np
 
 from cmkd_edge.errors import BundleError
 
-from ..base import Runner, TensorSpec
+from .base import Runner, TensorSpec
 from .spec import BackendSpec
 
 if TYPE_CHECKING:

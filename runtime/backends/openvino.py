@@ -33,14 +33,14 @@ import numpy as np
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError
 
-from ..base import Runner, TensorSpec
+from .base import Runner, TensorSpec
 from .spec import BackendSpec
 
 if TYPE_CHECKING:
     import openvino as ov
 
-    from ..bundle import Bundle
-    from ..manifest import Artifact
+    from ..contract.bundle import Bundle
+    from ..contract.manifest import Artifact
 
 _CORE: Any = None
 

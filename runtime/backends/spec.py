@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from cmkd_edge.errors import BackendUnavailableError
 
-from ..device import has_nvidia_gpu
+from .device import has_nvidia_gpu
 
 if TYPE_CHECKING:
-    from ..base import Runner
+    from .base import Runner
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class BackendSpec:
         formats: artifact formats its runner loads (``Artifact.format`` values).
         native_format: the format the backend's compile step writes (one of ``formats``).
         auto_rank: position in ``backend="auto"`` (lower is tried first).
-        runner: the :class:`~cmkd_edge.runtime.base.Runner` subclass; its ``for_artifact``
+        runner: the :class:`~cmkd_edge.runtime.backends.base.Runner` subclass; its ``for_artifact``
             classmethod is the runner factory hook the Classifier calls.
         build_formats: formats in ``formats`` it can only load by building its native format on the
             device first (TensorRT from ONNX); the Classifier offers them only with ``rebuild=True``.

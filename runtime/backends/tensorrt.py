@@ -22,15 +22,15 @@ import numpy as np
 
 from cmkd_edge.errors import BundleError
 
-from ..base import Runner, TensorSpec
-from ..device import cuda_check, cuda_runtime, device_fingerprint
-from ..fingerprint import check_fingerprint
-from ..trt_build import build_engine, default_engine_path
+from .base import Runner, TensorSpec
+from .device import cuda_check, cuda_runtime, device_fingerprint
+from .fingerprint import check_fingerprint
 from .spec import BackendSpec
+from .trt_build import build_engine, default_engine_path
 
 if TYPE_CHECKING:
-    from ..bundle import Bundle
-    from ..manifest import Artifact
+    from ..contract.bundle import Bundle
+    from ..contract.manifest import Artifact
 
 log = logging.getLogger("cmkd_edge.runtime")
 

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal
 
 from cmkd_edge.errors import CheckpointError
 
-from ..specs import PreprocessSpec
 from .codec import OMIT_NONE, Record
+from .specs import PreprocessSpec
 
 
 # -- artifact ids -----------------------------------------------------------------------------------

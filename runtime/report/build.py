@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Bundle
+from ..backends.device import device_info, package_versions
+from ..contract.bundle import Bundle
 from ..contract.records import QuantRecord
-from ..device import device_info, package_versions
 from ..selection.records import Selection
 from . import plots
 from .doc import Bullets, Doc, Figure, KeyValues, Para, Section, Table
@@ -425,7 +425,7 @@ def _selection(s: Section, inp: Inputs) -> None:
 def _files(s: Section, b: Bundle) -> None:
     from cmkd_edge.fsutil import sha256_file
 
-    from ..manifest import MANIFEST_NAME
+    from ..contract.manifest import MANIFEST_NAME
 
     m = b.manifest
     rows = [[rel, f"{b.path(rel).stat().st_size:,}", digest] for rel, digest in sorted(m.files.items())]

@@ -20,8 +20,8 @@ from typing import Any
 from cmkd_edge.errors import ConfigError, DataError
 from cmkd_edge.fsutil import atomic_write_text
 
-from ..bundle import Bundle, open_bundle
-from ..device import device_info
+from ..backends.device import device_info
+from ..contract.bundle import Bundle, open_bundle
 from ..speed_probe import bundle_key
 from . import measure
 from .budget import failures, shortfall

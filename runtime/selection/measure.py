@@ -28,7 +28,7 @@ import numpy as np
 from cmkd_edge.errors import BackendUnavailableError, BundleError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
 
-from ..bundle import Bundle, cache_root
+from ..contract.bundle import Bundle, cache_root
 from ..speed_probe import bundle_key, device_key
 
 log = logging.getLogger("cmkd_edge.runtime")

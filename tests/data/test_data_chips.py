@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cmkd_edge.runtime.specs import PreprocessSpec
+from cmkd_edge.runtime.contract.specs import PreprocessSpec
 from PIL import Image
 
 from cmkd_edge.data import open_dataset
@@ -99,7 +99,7 @@ def test_bad_chip_is_one_data_error_naming_the_file(chips: Path, write, fragment
 
 
 def test_sixteen_bit_chip_is_refused(tmp_path: Path) -> None:
-    from cmkd_edge.runtime.chips import read_chip
+    from cmkd_edge.runtime.formats.chips import read_chip
 
     p = tmp_path / "c16.png"
     Image.fromarray(np.full((8, 8), 300, np.uint16)).save(p)

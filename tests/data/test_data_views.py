@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cmkd_edge.runtime.specs import PreprocessSpec
+from cmkd_edge.runtime.contract.specs import PreprocessSpec
 
 from cmkd_edge.data import open_dataset
 from cmkd_edge.data.bands import BEN_S2_BANDS, EUROSAT_BANDS

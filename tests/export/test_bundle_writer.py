@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from cmkd_edge.export.bundle import edit_bundle, replace_dir, staged_dir
-from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle, pack_bundle
 
 from cmkd_edge.errors import BundleError
 

@@ -38,9 +38,9 @@ def chip_bundle(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
 
 
 def test_chip_bundle_graph_matches_the_numpy_reference(chip_bundle: tuple[Path, Path]) -> None:
-    from cmkd_edge.runtime.chips import find_chips, read_chips
     from cmkd_edge.runtime.classifier import Classifier
-    from cmkd_edge.runtime.manifest import read_manifest
+    from cmkd_edge.runtime.contract.manifest import read_manifest
+    from cmkd_edge.runtime.formats.chips import find_chips, read_chips
 
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -92,9 +92,9 @@ def test_classify_a_chip_from_the_packed_bundle_without_torch(chip_bundle: tuple
                                                                tmp_path: Path) -> None:
     """The device path: base install only (torch cannot be imported), a packed bundle, a chip file
     and a folder of chips through ``cmkd-edge classify`` (one JSON entry per chip file)."""
-    from cmkd_edge.runtime.bundle import pack_bundle
-    from cmkd_edge.runtime.chips import find_chips, read_chips
     from cmkd_edge.runtime.classifier import Classifier
+    from cmkd_edge.runtime.contract.bundle import pack_bundle
+    from cmkd_edge.runtime.formats.chips import find_chips, read_chips
 
     chips, bundle = chip_bundle
     archive = pack_bundle(bundle, tmp_path / "chip-bundle.tar.gz")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from cmkd_edge.export.compile import compile_bundle
 from cmkd_edge.export.targets.tensorrt import available
-from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle
 
 from cmkd_edge.cli import main
 from cmkd_edge.errors import ExportValidationError

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from cmkd_edge.export.compile import compile_bundle
 from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.export.student import export_checkpoint
-from cmkd_edge.runtime.bundle import open_bundle
 from cmkd_edge.runtime.classifier import select_artifacts
+from cmkd_edge.runtime.contract.bundle import open_bundle
 from cmkd_edge.runtime.device_gates import record, screen
 from cmkd_edge.runtime.device_profiles import PROFILES, artifact_target, gate_holds, host_profile
 from test_provenance_gating import _run_dir

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle, pack_bundle
 
 from cmkd_edge.cli import main
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from cmkd_edge.runtime.manifest import read_manifest
+from cmkd_edge.runtime.contract.manifest import read_manifest
 
 from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
 

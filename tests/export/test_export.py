@@ -12,8 +12,8 @@ import pytest
 from cmkd_edge.export.onnx import onnxruntime_maxima, preprocessing_nodes
 from cmkd_edge.export.parity import compare_logits
 from cmkd_edge.export.student import export_checkpoint
-from cmkd_edge.runtime.bundle import open_bundle
-from cmkd_edge.runtime.specs import PreprocessSpec
+from cmkd_edge.runtime.contract.bundle import open_bundle
+from cmkd_edge.runtime.contract.specs import PreprocessSpec
 from conftest import raw_batch
 from onnx.utils import Extractor
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cmkd_edge.export.samples import bundle_samples
 from cmkd_edge.export.student import export_checkpoint
-from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle
 from cmkd_edge.runtime.evaluate import evaluate_bundle
 from test_provenance_gating import _run_dir
 

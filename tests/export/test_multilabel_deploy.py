@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.export.student import export_checkpoint
-from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle
 from cmkd_edge.runtime.evaluate import evaluate_bundle
 
 from cmkd_edge.checkpoint import Checkpoint, save_checkpoint

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from cmkd_edge.export.onnx import _torch_renderings, build_deploy_module, torch_op
-from cmkd_edge.runtime.specs import OP_TYPES, Clip, Normalise, PreprocessSpec, net_clip, render_numpy
+from cmkd_edge.runtime.contract.specs import OP_TYPES, Clip, Normalise, PreprocessSpec, net_clip, render_numpy
 
 S2 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 

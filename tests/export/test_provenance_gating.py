@@ -14,9 +14,9 @@ from cmkd_edge.export.bundle import BundleEdit
 from cmkd_edge.export.compile import compile_bundle
 from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.export.student import export_checkpoint
-from cmkd_edge.runtime.bundle import open_bundle
-from cmkd_edge.runtime.manifest import Artifact, Manifest
-from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
+from cmkd_edge.runtime.contract.bundle import open_bundle
+from cmkd_edge.runtime.contract.manifest import Artifact, Manifest
+from cmkd_edge.runtime.contract.specs import InputSpec, OutputSpec, PreprocessSpec
 from conftest import make_checkpoint
 
 from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint

@@ -14,7 +14,7 @@ from cmkd_edge.export.quantize.gate import Gate, judge, run
 from cmkd_edge.export.quantize.ort import choose_int8_types
 from cmkd_edge.export.samples import RawSamples
 from cmkd_edge.export.student import export_checkpoint
-from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle
 from conftest import make_checkpoint, raw_batch
 
 from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint

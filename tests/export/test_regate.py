@@ -11,7 +11,7 @@ import numpy as np
 from click.testing import CliRunner
 from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.runtime import Classifier
-from cmkd_edge.runtime.bundle import open_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle
 from cmkd_edge.runtime.device_gates import device_class, record, verdicts
 from test_quantize import _sets
 

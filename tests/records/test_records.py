@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 import pytest
 from cmkd_edge.runtime.contract.codec import Positive, Record, decode, encode
+from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest
 from cmkd_edge.runtime.contract.records import CheckpointMeta, LabelsSeen, QuantRecord
-from cmkd_edge.runtime.manifest import Manifest, read_manifest
 from record_access import offences
 
 from cmkd_edge.errors import BundleError, CheckpointError
@@ -168,5 +168,8 @@ def test_the_grep_finds_what_it_forbids(tmp_path: Path) -> None:
     (tmp_path / "export" / "x.py").write_text(
         'a = manifest["task"]\nb = ckpt["view"]\nc = ck.get("seed")\nd = m.provenance.get("view")\n'
         'e = art.extra["gate"]\nf = rec["rungs"]\ng = "onnx-int8"\nh = m.quantization["k"]\n')
-    shutil.copy(Path(__file__), tmp_path / "runtime" / "contract" / "free.py")  # the layer is exempt
+    shutil.copy(Path(__file__), tmp_path / "runtime" / "contract" / "records.py")  # the layer is exempt
     assert len(offences(tmp_path)) == 8
+    # the rest of the contract folder (manifest, bundle reader, specs) is not the record layer
+    shutil.copy(tmp_path / "export" / "x.py", tmp_path / "runtime" / "contract" / "manifest.py")
+    assert len(offences(tmp_path)) == 16

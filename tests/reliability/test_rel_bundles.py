@@ -210,7 +210,7 @@ def test_packed_bundle_tampered_after_extraction(factory_bundle: Path, tmp_path:
 def test_onnx_external_data_outside_bundle(tmp_path: Path, patch_npy: Path, location: str) -> None:
     onnx = pytest.importorskip("onnx")
     from bundle_factory import make_bundle
-    from cmkd_edge.runtime.manifest import read_manifest, write_manifest
+    from cmkd_edge.runtime.contract.manifest import read_manifest, write_manifest
     from onnx.external_data_helper import convert_model_to_external_data
 
     root = make_bundle(tmp_path / "b", openvino=False)
@@ -234,8 +234,8 @@ def test_onnx_external_data_outside_bundle(tmp_path: Path, patch_npy: Path, loca
 
 # -- TensorRT engine from another device (the logic; no GPU here) ----------------------------------
 def test_tensorrt_engine_from_another_device(bundle_copy: Path, patch_npy: Path) -> None:
-    from cmkd_edge.runtime.fingerprint import check_fingerprint
-    from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
+    from cmkd_edge.runtime.backends.fingerprint import check_fingerprint
+    from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest, write_manifest
 
     built_on = {"tensorrt": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7"}
     here = {"tensorrt": "10.3.0.30", "gpu": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}

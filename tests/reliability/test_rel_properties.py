@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
+from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest, write_manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,7 +169,7 @@ def test_in_graph_preprocessing_equals_numpy_reference(exported_graphs, kind: st
                                                        specials: list[float]) -> None:
     """Random valid raw inputs (incl. values at/over the clip and near the dB floor); the graph
     has a dynamic batch and the fixed patch size it was exported with."""
-    from cmkd_edge.runtime.specs import PreprocessSpec
+    from cmkd_edge.runtime.contract.specs import PreprocessSpec
 
     sess, spec = exported_graphs[kind]
     h, w = 8, 8

@@ -11,7 +11,7 @@ from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.export.quantize.gate import run
 from cmkd_edge.export.quantize.ladder import check_strict
 from cmkd_edge.export.samples import RawSamples
-from cmkd_edge.runtime.bundle import open_bundle, pack_bundle
+from cmkd_edge.runtime.contract.bundle import open_bundle, pack_bundle
 from cmkd_edge.runtime.contract.records import QuantRecord
 
 from cmkd_edge.errors import QuantizationError

@@ -90,8 +90,8 @@ def make_bundle(root: Path, *, bands: int = 13, size: int = 16, classes: int = 4
                 nodata: float | None = None, batch: int | None = None, seed: int = 0,
                 class_names: tuple[str, ...] | None = None) -> Path:
     """Write a complete bundle directory at ``root`` and return it (``class_names``: default class_k)."""
-    from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
-    from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
+    from cmkd_edge.runtime.contract.manifest import Artifact, Manifest, write_manifest
+    from cmkd_edge.runtime.contract.specs import InputSpec, OutputSpec, PreprocessSpec
 
     root.mkdir(parents=True, exist_ok=True)
     build_onnx(root / "model.onnx", bands=bands, size=size, classes=classes, width=width,

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from cmkd_edge.runtime.backends.base import Runner, TensorSpec
 from cmkd_edge.runtime.backends.spec import BackendSpec
-from cmkd_edge.runtime.base import Runner, TensorSpec
 
 from cmkd_edge.errors import BundleError
 

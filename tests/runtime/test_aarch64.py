@@ -86,7 +86,7 @@ def _probs(result: dict | list) -> tuple[list[tuple[str, str]], np.ndarray]:
 
 def test_runtime_on_aarch64_matches_x86(work: Path) -> None:
     r = _in_arm(work, "/opt/venv/bin/python", "-c",
-                "import platform, onnxruntime, cmkd_edge.runtime.device as d; "
+                "import platform, onnxruntime, cmkd_edge.runtime.backends.device as d; "
                 "print(platform.machine(), onnxruntime.__version__, d.cpu_info()['model'], "
                 "'torch' in __import__('sys').modules)")
     assert r.returncode == 0, r.stderr

@@ -127,8 +127,8 @@ def test_the_architecture_doc_lists_the_steps_this_test_follows() -> None:
     """The doc's registration line is the fixture's, its step-1 module is shaped like ours, and no
     other file of the project names the throwaway backend (one module plus one line, nothing else)."""
     import numpy_backend
+    from cmkd_edge.runtime.backends.base import Runner
     from cmkd_edge.runtime.backends.spec import BackendSpec
-    from cmkd_edge.runtime.base import Runner
 
     doc = (ROOT / "docs" / "architecture.md").read_text()
     section = doc[doc.index("### Adding a backend"):]

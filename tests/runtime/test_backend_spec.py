@@ -57,7 +57,7 @@ def copy_backend() -> Iterator[BackendSpec]:
 
 
 def _add_copy_artifact(bundle: Path) -> None:
-    from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
+    from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest, write_manifest
 
     shutil.copy(bundle / "model.onnx", bundle / "model-copy.onnx")
     d = read_manifest(bundle).to_dict()
@@ -86,7 +86,7 @@ def test_declarations_derive_the_tables() -> None:
 def test_a_device_bound_format_needs_a_fingerprint() -> None:
     """The TensorRT rule lives in TensorRT's declaration (``device_bound``), not in the manifest."""
     from cmkd_edge.runtime.backends import DEVICE_BOUND_FORMATS
-    from cmkd_edge.runtime.manifest import Artifact
+    from cmkd_edge.runtime.contract.manifest import Artifact
 
     assert tuple(DEVICE_BOUND_FORMATS) == ("tensorrt-plan",)
     plan = {"id": "tensorrt-fp16", "path": "m.plan", "format": "tensorrt-plan", "precision": "fp16",
@@ -110,8 +110,8 @@ def test_unregistered_backend_is_refused_by_the_manifest(bundle_copy: Path) -> N
 
 def test_registered_backend_is_picked_up_everywhere(copy_backend: BackendSpec, bundle_copy: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmkd_edge.runtime import manifest
     from cmkd_edge.runtime.classifier import Classifier
+    from cmkd_edge.runtime.contract import manifest
 
     # the fixed order decides "auto" here: what is under test is registration, not the speed probe
     monkeypatch.setenv("CMKD_EDGE_SPEED_PROBE", "0")
@@ -143,7 +143,7 @@ def test_registered_backend_is_picked_up_everywhere(copy_backend: BackendSpec, b
 def test_missing_library_names_the_extra(bundle_copy: Path) -> None:
     """TensorRT is not installable here: its hook fails with one line naming the extra."""
     from cmkd_edge.runtime.backends.tensorrt import TrtRunner
-    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle
 
     if backend_spec("tensorrt").installed():
         pytest.skip("tensorrt is installed here")
@@ -158,7 +158,7 @@ def test_openvino_hook_pins_precision_and_cache(bundle_copy: Path, tmp_path: Pat
     from dataclasses import replace
 
     from cmkd_edge.runtime.backends.openvino import OpenVinoRunner
-    from cmkd_edge.runtime.bundle import open_bundle
+    from cmkd_edge.runtime.contract.bundle import open_bundle
 
     b = open_bundle(bundle_copy)
     fp32 = b.manifest.artifact("onnx-fp32")

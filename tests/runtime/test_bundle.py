@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cmkd_edge.runtime._onnxproto import external_data_locations
-from cmkd_edge.runtime.bundle import extract_archive, open_bundle, pack_bundle
 from cmkd_edge.runtime.classifier import Classifier
-from cmkd_edge.runtime.manifest import read_manifest, write_manifest
+from cmkd_edge.runtime.contract._onnxproto import external_data_locations
+from cmkd_edge.runtime.contract.bundle import extract_archive, open_bundle, pack_bundle
+from cmkd_edge.runtime.contract.manifest import read_manifest, write_manifest
 
 from cmkd_edge.errors import BundleError
 

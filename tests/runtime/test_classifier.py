@@ -12,8 +12,8 @@ import pytest
 from bundle_factory import make_bundle
 from cmkd_edge.runtime.backends import BACKENDS, available
 from cmkd_edge.runtime.classifier import Classifier, activate, select_artifacts
-from cmkd_edge.runtime.manifest import Manifest, read_manifest
-from cmkd_edge.runtime.validate import UnitsWarning, validate_input
+from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest
+from cmkd_edge.runtime.contract.validate import UnitsWarning, validate_input
 
 from cmkd_edge.errors import BackendUnavailableError, BundleError, InputMismatchError, UnknownNameError
 

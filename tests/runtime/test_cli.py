@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from cmkd_edge.runtime.bundle import pack_bundle
+from cmkd_edge.runtime.contract.bundle import pack_bundle
 
 from cmkd_edge.cli import main
 

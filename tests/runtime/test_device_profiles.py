@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from cmkd_edge.runtime.backends.device import flag_groups, parse_cpuinfo
 from cmkd_edge.runtime.contract.records import TargetDevice
-from cmkd_edge.runtime.device import flag_groups, parse_cpuinfo
 from cmkd_edge.runtime.device_profiles import (
     DEVICES,
     DeviceProfile,

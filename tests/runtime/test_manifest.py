@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cmkd_edge.runtime.manifest import Artifact, Manifest, hash_bundle_files, read_manifest, write_manifest
-from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
+from cmkd_edge.runtime.contract.manifest import Artifact, Manifest, hash_bundle_files, read_manifest, write_manifest
+from cmkd_edge.runtime.contract.specs import InputSpec, OutputSpec, PreprocessSpec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

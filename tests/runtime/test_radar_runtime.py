@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cmkd_edge.runtime.chips import find_chips, read_chip, read_chips
+from cmkd_edge.runtime.contract.specs import UNITS, InputSpec
+from cmkd_edge.runtime.contract.units import EXPECTED_RANGE, units_problem
+from cmkd_edge.runtime.formats.chips import find_chips, read_chip, read_chips
 from cmkd_edge.runtime.metrics import agreement, paired_difference
-from cmkd_edge.runtime.specs import UNITS, InputSpec
-from cmkd_edge.runtime.units import EXPECTED_RANGE, units_problem
 from PIL import Image
 
 from cmkd_edge.errors import DataError

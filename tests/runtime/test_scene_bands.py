@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from cmkd_edge.runtime.bandsources import normalize_band, open_source
 from cmkd_edge.runtime.classifier import Classifier
+from cmkd_edge.runtime.formats.bandsources import normalize_band, open_source
 from cmkd_edge.runtime.scene import NODATA_CLASS, classify_scene
 from rasterio.windows import Window
 
@@ -158,8 +158,8 @@ def test_cli_bad_stac_item_is_one_line(bundle_dir: Path, tmp_path: Path) -> None
 def test_sentinel1_vv_vh_files_with_a_mask(tmp_path: Path) -> None:
     """A SAR bundle reads VV at 10 m and VH at 20 m from a folder; a 20 m data mask (nearest) masks pixels."""
     from bundle_factory import build_onnx
-    from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
-    from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
+    from cmkd_edge.runtime.contract.manifest import Artifact, Manifest, write_manifest
+    from cmkd_edge.runtime.contract.specs import InputSpec, OutputSpec, PreprocessSpec
 
     root = tmp_path / "sar_bundle"
     build_onnx(root / "model.onnx", bands=2, size=16, classes=3)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from cmkd_edge.runtime.blend import RowAccumulator, seam_stats, window_1d, window_lines
 from cmkd_edge.runtime.classifier import Classifier
+from cmkd_edge.runtime.formats.blend import RowAccumulator, seam_stats, window_1d, window_lines
 from cmkd_edge.runtime.scene import NODATA_CLASS, axis_tiles, classify_scene
 
 from cmkd_edge.errors import ConfigError

@@ -11,9 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cmkd_edge.runtime.bundle import open_bundle
 from cmkd_edge.runtime.classifier import Classifier, select_artifacts
-from cmkd_edge.runtime.manifest import Manifest, read_manifest
+from cmkd_edge.runtime.contract.bundle import open_bundle
+from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest
 from cmkd_edge.runtime.speed_probe import SCHEMA, TIE, cache_path, device_key, rank_by_speed
 
 from cmkd_edge.fsutil import atomic_write_json

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cmkd_edge.runtime.backends import available
-from cmkd_edge.runtime.fingerprint import check_fingerprint
+from cmkd_edge.runtime.backends.fingerprint import check_fingerprint
 
 from cmkd_edge.errors import BundleError
 
@@ -39,7 +39,7 @@ def test_fingerprint_gpu_name_is_a_warning_and_missing_is_an_error() -> None:
 
 
 def test_plan_without_fingerprint_refused_by_manifest(bundle_copy: Path) -> None:
-    from cmkd_edge.runtime.manifest import Manifest
+    from cmkd_edge.runtime.contract.manifest import Manifest
 
     d = json.loads((bundle_copy / "manifest.json").read_text())
     d["artifacts"].append({"id": "trt-fp16", "path": "model.onnx", "format": "tensorrt-plan",
@@ -51,7 +51,7 @@ def test_plan_without_fingerprint_refused_by_manifest(bundle_copy: Path) -> None
 def test_auto_skips_tensorrt_without_gpu(bundle_copy: Path) -> None:
     """A bundle with a TensorRT plan still opens on a CPU-only device (auto falls through)."""
     from cmkd_edge.runtime.classifier import Classifier
-    from cmkd_edge.runtime.manifest import Manifest, read_manifest, write_manifest
+    from cmkd_edge.runtime.contract.manifest import Manifest, read_manifest, write_manifest
 
     (bundle_copy / "model.plan").write_bytes(b"\x00fake plan")
     d = read_manifest(bundle_copy).to_dict()

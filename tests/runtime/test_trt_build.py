@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cmkd_edge.runtime import trt_build
-from cmkd_edge.runtime.backends import available
-from cmkd_edge.runtime.trt_build import batch_profile, builder_flags, default_timing_cache
+from cmkd_edge.runtime.backends import available, trt_build
+from cmkd_edge.runtime.backends.trt_build import batch_profile, builder_flags, default_timing_cache
 
 from cmkd_edge.errors import ConfigError
 

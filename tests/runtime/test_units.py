@@ -1,10 +1,10 @@
-"""The wrong-units rule (runtime/units.py): one detection, quantize refuses, the runtime warns."""
+"""The wrong-units rule (runtime/contract/units.py): one detection, quantize refuses, the runtime warns."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from cmkd_edge.runtime.units import EXPECTED_RANGE, fraction_outside, units_problem
+from cmkd_edge.runtime.contract.units import EXPECTED_RANGE, fraction_outside, units_problem
 
 REFL = EXPECTED_RANGE["reflectance_x1e4"]
 
@@ -31,7 +31,7 @@ def test_plausible_and_partly_outside_pass():
 def test_quantize_refuses_what_the_runtime_flags():
     """0-1 reflectance used to pass quantize (all inside 0..20000) while the runtime warned."""
     from cmkd_edge.export.samples import check_raw_batch
-    from cmkd_edge.runtime.specs import InputSpec
+    from cmkd_edge.runtime.contract.specs import InputSpec
 
     from cmkd_edge.errors import ExportValidationError
 

@@ -238,8 +238,8 @@ def test_report_on_the_base_install_says_where_plots_would_be(two_bundles, tmp_p
 def test_an_int8_artifact_quantized_for_another_device_is_a_warning(pipeline_bundle: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
+    from cmkd_edge.runtime.contract.manifest import read_manifest, write_manifest
     from cmkd_edge.runtime.contract.records import TargetDevice
-    from cmkd_edge.runtime.manifest import read_manifest, write_manifest
 
     bundle = Path(shutil.copytree(pipeline_bundle, tmp_path / "student"))
     m = read_manifest(bundle)

@@ -130,7 +130,7 @@ def test_bad_input_is_one_line(two_bundles, tmp_path: Path) -> None:
 def test_an_artifact_this_device_cannot_run_is_a_stated_skip(two_bundles, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from cmkd_edge.runtime.manifest import Artifact, read_manifest, write_manifest
+    from cmkd_edge.runtime.contract.manifest import Artifact, read_manifest, write_manifest
 
     small, _, npz = copy_bundles(two_bundles, tmp_path)
     (small / "model.plan").write_bytes(b"not a real engine")

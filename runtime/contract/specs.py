@@ -2,7 +2,7 @@
 
 ``PreprocessSpec`` travels from view to device (view -> trainer -> checkpoint -> export graph ->
 manifest -> runtime); ``InputSpec``/``OutputSpec`` describe the model's tensors. The manifest
-(``runtime.manifest``) holds one of each; stdlib and numpy (lazily) only.
+(``runtime.contract.manifest``) holds one of each; stdlib and numpy (lazily) only.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from cmkd_edge.errors import BundleError
 
-from .contract.codec import OMIT_NONE, REQUIRED, Record, check
+from .codec import OMIT_NONE, REQUIRED, Record, check
 
 Modality = Literal["optical", "sar"]
 #: Raw input units: optical reflectance x 10000, SAR backscatter in dB or linear power, and SAR

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from cmkd_edge.errors import BundleError, ConfigError
-from cmkd_edge.fsutil import atomic_write_bytes
+from cmkd_edge.fsutil import atomic_write_bytes, cache_root
 
-from .bundle import cache_root
 from .device import device_fingerprint
 from .fingerprint import engine_key, fingerprint_key
 

@@ -2,7 +2,7 @@
 
 The schema is the one in docs/architecture.md; the runtime reads it and the export stage writes it,
 so both sides share this module (stdlib only, nothing heavy at import). The specs it holds
-(``InputSpec``, ``PreprocessSpec``, ``OutputSpec``) live in ``runtime.specs``, the records it holds
+(``InputSpec``, ``PreprocessSpec``, ``OutputSpec``) live in ``runtime.contract.specs``, the records it holds
 (accuracy, gate, quantization, provenance) in ``runtime.contract.records``, and every field is read
 and written by the one codec (``runtime.contract.codec``). Public API, kept small:
 
@@ -15,8 +15,8 @@ and written by the one codec (``runtime.contract.codec``). Public API, kept smal
 
 How the export stage writes a bundle::
 
-    from cmkd_edge.runtime.manifest import Artifact, Manifest, write_manifest
-    from cmkd_edge.runtime.specs import InputSpec, OutputSpec, PreprocessSpec
+    from cmkd_edge.runtime.contract.manifest import Artifact, Manifest, write_manifest
+    from cmkd_edge.runtime.contract.specs import InputSpec, OutputSpec, PreprocessSpec
     # ... put model.onnx, model.xml/.bin, ... into bundle_dir first, then:
     m = Manifest(task="multiclass", class_names=("Forest", "River"),
                  input=InputSpec(modality="sar", band_names=("VV", "VH"), units="db",
@@ -58,10 +58,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from cmkd_edge.errors import BundleError
 from cmkd_edge.fsutil import atomic_write_json, sha256_file
 
-from .backends import ARTIFACT_FORMATS as FORMATS  # live tables, from the backend declarations
-from .backends import BACKEND_NAMES, DEVICE_BOUND_FORMATS
-from .contract.codec import OMIT_NONE, REQUIRED, Positive, Record, check
-from .contract.records import Accuracy, ArtifactGate, Provenance, QuantRecord, TargetDevice, quant_key
+from ..backends import ARTIFACT_FORMATS as FORMATS  # live tables, from the backend declarations
+from ..backends import BACKEND_NAMES, DEVICE_BOUND_FORMATS
+from .codec import OMIT_NONE, REQUIRED, Positive, Record, check
+from .records import Accuracy, ArtifactGate, Provenance, QuantRecord, TargetDevice, quant_key
 from .specs import InputSpec, OutputSpec, PreprocessSpec
 
 SCHEMA_VERSION = 1

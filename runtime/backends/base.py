@@ -28,8 +28,8 @@ import numpy as np
 from cmkd_edge.errors import InputMismatchError
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
-    from .manifest import Artifact
+    from ..contract.bundle import Bundle
+    from ..contract.manifest import Artifact
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ In the runtime because inspecting a bundle is something a device does too (base 
 
 from __future__ import annotations
 
-from .contract.records import Accuracy
 from .manifest import Manifest
+from .records import Accuracy
 
 
 def accuracy_text(m: Manifest, acc: Accuracy | None) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cmkd_edge.errors import BundleError
-from cmkd_edge.fsutil import atomic_open, sha256_file
+from cmkd_edge.fsutil import atomic_open, cache_root, sha256_file
 
 from .manifest import MANIFEST_NAME, Manifest, check_relpath, read_manifest
 
@@ -62,12 +62,6 @@ def _inside(root: Path, rel: str) -> Path:
 
 def is_archive(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where packed bundles are extracted: ``cache_dir``, $CMKD_EDGE_CACHE, or ~/.cache/cmkd-edge."""
-    base = cache_dir or os.environ.get("CMKD_EDGE_CACHE") or Path.home() / ".cache" / "cmkd-edge"
-    return Path(base) / "bundles"
 
 
 def verify_bundle(root: Path, manifest: Manifest) -> None:
