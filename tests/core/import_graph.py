@@ -3,8 +3,15 @@
 Used by ``test_import_graph.py``; run it to print the graph's problems (the closing note of issue 14
 shows this output)::
 
-    python -m tests.core.import_graph            # cycles and rule violations
+    python -m tests.core.import_graph            # cycles, rule violations, upward edges, mid-module imports
     python -m tests.core.import_graph --edges    # also every edge (``~`` = function-local import)
+
+The runtime's layers (:data:`RUNTIME_LAYERS`, lowest first) are its folders: ``backends/`` <
+``contract/`` < ``formats/`` < the applications at the package root (``report/`` and ``selection/``
+with them). An *upward edge* is a module importing a higher layer than its own; function-local imports
+count too (lazy imports of optional libraries are fine, a lazy import up a layer is not). A
+*mid-module import* is a module-level import statement after the module's top import block (after a
+definition or other code): it hides a dependency and runs in an order nobody reads.
 
 Why parse instead of import: importing every module would need torch, onnx, openvino and tensorrt at
 once, and would only see the imports one run happens to execute; the ast sees every ``import``
@@ -30,6 +37,16 @@ CLIENTS = ("benchmarks",)
 
 #: The stdlib-only core every layer may import (design card; docs/architecture.md).
 CORE = ("cmkd_edge", "cmkd_edge.errors", "cmkd_edge._registry", "cmkd_edge._lazy", "cmkd_edge.fsutil")
+
+#: The runtime's layers, lowest first: (name, package prefix); a runtime module in none of the prefixes is
+#: an application (the package root, ``report/``, ``selection/``). A layer may import its own and lower
+#: layers. The package ``cmkd_edge.runtime`` itself is the top: it re-exports the applications' API.
+RUNTIME_LAYERS = (
+    ("backends", "cmkd_edge.runtime.backends"),
+    ("contract", "cmkd_edge.runtime.contract"),
+    ("formats", "cmkd_edge.runtime.formats"),
+)
+APPS = "apps"
 
 
 @dataclass(frozen=True)
@@ -225,9 +242,80 @@ def rule_violations(edges: Iterable[Edge], packages: Iterable[str]) -> list[tupl
     return out
 
 
+def runtime_layer(module: str) -> str | None:
+    """The runtime layer a module belongs to (:data:`RUNTIME_LAYERS`, else ``apps``); None outside the runtime."""
+    if not _in(module, ["cmkd_edge.runtime"]):
+        return None
+    return next((name for name, prefix in RUNTIME_LAYERS if _in(module, [prefix])), APPS)
+
+
+def layer_rank(name: str) -> int:
+    """0 for the lowest runtime layer, up to the applications."""
+    return [n for n, _ in RUNTIME_LAYERS].index(name) if name != APPS else len(RUNTIME_LAYERS)
+
+
+def upward_edges(edges: Iterable[Edge]) -> list[Edge]:
+    """Runtime edges from a lower layer to a higher one, top-level or function-local."""
+    out = []
+    for e in edges:
+        a, b = runtime_layer(e.src), runtime_layer(e.dst)
+        if a is not None and b is not None and layer_rank(a) < layer_rank(b):
+            out.append(e)
+    return out
+
+
+@dataclass(frozen=True)
+class MidImport:
+    """A module-level import at ``path:line`` that comes after the module's top import block."""
+
+    path: str
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.text}"
+
+
+def _is_head(node: ast.stmt) -> bool:
+    """A statement that may sit in a module's top import block: the docstring, imports, an ``if
+    TYPE_CHECKING:`` block and a ``try:`` of imports (an optional dependency)."""
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+        return True  # the docstring
+    if isinstance(node, ast.If) and _is_type_checking(node.test):
+        return True
+    if isinstance(node, ast.Try):
+        return all(isinstance(s, ast.Import | ast.ImportFrom) for s in node.body)
+    return False
+
+
+def _module_level_imports(nodes: Iterable[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Imports that run at import time inside ``nodes`` (nested blocks and class bodies too, not functions)."""
+    for node in nodes:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield from _module_level_imports(c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt))
+
+
+def mid_module_imports(repo: Path = REPO) -> list[MidImport]:
+    """Module-level imports after the top import block, in every project module (not the client scripts,
+    which may set ``sys.path`` before they import)."""
+    out = []
+    for path in module_files(repo).values():
+        text = path.read_text(encoding="utf-8")
+        body = ast.parse(text, filename=str(path)).body
+        head = next((i for i, node in enumerate(body) if not _is_head(node)), len(body))
+        for node in _module_level_imports(body[head:]):
+            line = text.splitlines()[node.lineno - 1].strip()
+            out.append(MidImport(str(path.relative_to(repo)), node.lineno, line))
+    return sorted(out, key=lambda m: (m.path, m.line))
+
+
 def report(show_edges: bool = False, repo: Path = REPO) -> str:
     """The text the script prints: module cycles (top-level, then with local imports), package-level
-    cycles, and rule violations."""
+    cycles, rule violations, the runtime's upward edges and mid-module imports."""
     modules, edges = build_graph(repo)
     project = [e for e in edges if "/" not in e.src]
     top = [(e.src, e.dst) for e in project if not e.local]
@@ -241,11 +329,18 @@ def report(show_edges: bool = False, repo: Path = REPO) -> str:
         ("package cycles (cmkd_edge.<package>), counting function-local imports",
          cycles({layer(m) for m in modules}, layers)),
     ):
-        lines.append(f"{title}: {len(found) or 'none'}")
+        lines.append(f"{title}: {len(found)}")
         lines += ["  " + " <-> ".join(c) for c in found]
     bad = rule_violations(edges, packages(modules))
-    lines.append(f"rule violations: {len(bad) or 'none'}")
+    lines.append(f"rule violations: {len(bad)}")
     lines += [f"  [{rule}] {e}" for rule, e in bad]
+    order = " < ".join([*(n for n, _ in RUNTIME_LAYERS), APPS])
+    up = upward_edges(edges)
+    lines.append(f"runtime layers ({order}): upward edges, counting function-local imports: {len(up)}")
+    lines += [f"  [{runtime_layer(e.src)} -> {runtime_layer(e.dst)}] {e}" for e in up]
+    mid = mid_module_imports(repo)
+    lines.append(f"mid-module imports (module-level, after the top import block): {len(mid)}")
+    lines += [f"  {m}" for m in mid]
     if show_edges:
         lines.append("edges (-> top-level, ~> function-local):")
         lines += [f"  {e}" for e in edges]

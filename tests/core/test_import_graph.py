@@ -1,4 +1,6 @@
-"""Imports point one way (design card): no cycles, runtime -> core only, export -> no distill/mfh/cli.
+"""Imports point one way (design card): no cycles, runtime -> core only, export -> no distill/mfh/cli,
+the runtime's layers (backends < contract < formats < applications) import down only, and no import
+hides below a module's top block.
 
 The graph comes from the source (``import_graph.py`` beside this file; ``python -m tests.core.import_graph``
 prints it), so a back-edge fails here before it breaks a device install or an import order.
@@ -9,7 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from import_graph import Edge, build_graph, cycles, layer, packages, report, rule_violations
+from import_graph import (
+    Edge,
+    build_graph,
+    cycles,
+    layer,
+    mid_module_imports,
+    packages,
+    report,
+    rule_violations,
+    runtime_layer,
+    upward_edges,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +68,24 @@ def test_import_rules(graph) -> None:
     assert bad == []
 
 
+def test_runtime_layers_import_down_only(graph) -> None:
+    """backends < contract < formats < applications, function-local imports included; and each layer is
+    really there (a renamed folder would otherwise make every module an application)."""
+    modules, edges = graph
+    assert [str(e) for e in upward_edges(edges)] == []
+    seen = {runtime_layer(m) for m in modules}
+    assert {"backends", "contract", "formats", "apps"} <= seen
+    assert runtime_layer("cmkd_edge.runtime.contract.manifest") == "contract"
+    assert runtime_layer("cmkd_edge.runtime.selection.choose") == "apps"
+    pairs = {(runtime_layer(e.src), runtime_layer(e.dst)) for e in edges}
+    assert {("contract", "backends"), ("apps", "contract"), ("apps", "formats")} <= pairs
+
+
+def test_no_mid_module_imports() -> None:
+    """Every module-level import sits in the module's top block (function-local ones are lazy on purpose)."""
+    assert [str(m) for m in mid_module_imports()] == []
+
+
 def test_checker_finds_cycles_and_back_edges(tmp_path: Path) -> None:
     """The checker itself, on a made-up tree: a relative-import cycle, a local one, forbidden edges."""
     files = {
@@ -73,6 +104,15 @@ def test_checker_finds_cycles_and_back_edges(tmp_path: Path) -> None:
         "cmkd_edge/cli/methods.py": "",
         # an import only a type checker runs forms no cycle (and breaks no rule)
         "runtime/t.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cmkd_edge.distill import a\n",
+        # the runtime's layers: the contract may import the backends, not an application (even lazily)
+        "runtime/backends/__init__.py": "",
+        "runtime/backends/spec.py": "",
+        "runtime/contract/__init__.py": "",
+        "runtime/contract/manifest.py": "from ..backends import spec\n\n\ndef f():\n    from ..scene import x\n",
+        "runtime/formats/__init__.py": "",
+        "runtime/formats/chips.py": ("import os\ntry:\n    import PIL\nexcept ImportError:\n    PIL = None\n\n\n"
+                                     "def read():\n    import json\n\n\nimport sys\n"),
+        "runtime/scene.py": "from .formats import chips\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -87,4 +127,11 @@ def test_checker_finds_cycles_and_back_edges(tmp_path: Path) -> None:
         ("only", "benchmarks/run.py", "cmkd_edge.cli.methods"),
         ("a", "cmkd_edge.diag", "cmkd_edge.distill.a"),
     }
-    assert "module cycles, counting function-local imports: 1" in report(repo=tmp_path)
+    assert [(e.src, e.dst, e.local) for e in upward_edges(edges)] == [
+        ("cmkd_edge.runtime.contract.manifest", "cmkd_edge.runtime.scene", True)]
+    assert [(m.path, m.line, m.text) for m in mid_module_imports(tmp_path)] == [
+        ("runtime/formats/chips.py", 12, "import sys")]  # not the try-import, not the local one
+    text = report(repo=tmp_path)
+    assert "module cycles, counting function-local imports: 1" in text
+    assert "upward edges, counting function-local imports: 1" in text
+    assert "mid-module imports (module-level, after the top import block): 1" in text
