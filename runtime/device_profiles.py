@@ -193,22 +193,22 @@ def gate_arithmetic(target: DeviceProfile, here: DeviceProfile | None = None) ->
                          "model in reference arithmetic (ONNX Runtime graph optimisations off)")
 
 
-def openvino_int8_transfers(p: DeviceProfile) -> tuple[bool, str]:
-    """Whether an OpenVINO INT8 IR gated on x86 holds on the device, and why.
+def _int8_rule(backend: str) -> Any:
+    """The backend's own INT8 device rule (``BackendSpec.int8_transfers``), or None (an unregistered
+    backend has none): what a backend's kernels do on a device is written once, in its module."""
+    from .backends import BACKENDS
 
-    OpenVINO's ARM CPU plugin runs most INT8 models in FP16 (openvino_build_deploy PR 440); measured
-    here under qemu (Cortex-A76), the INT8 IR ran as a mix of f16, f32 and u8 convolutions and moved
-    labels on 14-20 of 200 MSTAR chips, so a gate measured on x86 says nothing there.
-    """
-    if p.machine == "aarch64":
-        return False, ("OpenVINO's ARM CPU plugin runs INT8 IR partly in FP16: an x86 gate does not "
-                       "carry over; check it on the board (`cmkd-edge evaluate BUNDLE --data CHIPS`)")
-    return True, "x86 CPU plugin: INT8 kernels as gated"
+    return BACKENDS.get(backend).int8_transfers if backend in BACKENDS else None
 
 
-#: backend -> its rule on whether an INT8 gate run on x86 holds on a device (absent: it does, because
-#: the format was chosen for the device at quantize time and the gate ran its arithmetic)
-INT8_GATE_TRANSFERS = {"openvino": openvino_int8_transfers}
+def int8_transfers(backend: str, p: DeviceProfile) -> tuple[bool, str]:
+    """Whether an INT8 artifact of ``backend`` gated on this host holds on device ``p``, and why (the
+    backend's rule, e.g. OpenVINO's ARM plugin; a backend without one runs INT8 as gated everywhere,
+    because its format was chosen for the device at quantize time and the gate ran its arithmetic)."""
+    rule = _int8_rule(backend)
+    if rule is None:
+        return True, f"{backend}: no device rule for its INT8 kernels"
+    return rule(p.machine, p.features)
 
 
 def gated_here(gated_for: TargetDevice | None, here: DeviceProfile) -> bool:
@@ -222,10 +222,10 @@ def gated_here(gated_for: TargetDevice | None, here: DeviceProfile) -> bool:
 
 def gate_holds(backend: str, gated_for: TargetDevice | None, target: DeviceProfile) -> tuple[bool, str]:
     """Whether an INT8 artifact's gate, run where ``gated_for`` says, holds on ``target``; and why not."""
-    rule = INT8_GATE_TRANSFERS.get(backend)
+    rule = _int8_rule(backend)
     if rule is None or gated_here(gated_for, target):
         return True, ""
-    return rule(target)
+    return rule(target.machine, target.features)
 
 
 def mismatch(recorded: TargetDevice | None, here: DeviceProfile | None = None) -> str | None:

@@ -248,9 +248,9 @@ class NncfQuantizer(Quantizer):
         """Whether this INT8 IR's gate (run here) holds on the target device (device rule)."""
         if precision != "int8" or self.target is None:
             return super().record(precision)
-        from cmkd_edge.runtime.device_profiles import openvino_int8_transfers
+        from cmkd_edge.runtime.device_profiles import int8_transfers
 
-        holds, why = openvino_int8_transfers(self.target)
+        holds, why = int8_transfers(self.backend, self.target)
         return {"int8_types": None, "gate_holds_on_target": holds, "target_note": why}
 
     def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:

@@ -152,9 +152,23 @@ class OpenVinoRunner(Runner):
         return {"device": self.options.get("device", "CPU"), "version": _ov().get_version(), **props}
 
 
+def int8_gate_transfers(machine: str, features: frozenset[str]) -> tuple[bool, str]:
+    """Whether an OpenVINO INT8 IR gated on x86 holds on a device (``machine``, ISA ``features``), and why.
+
+    OpenVINO's ARM CPU plugin runs most INT8 models in FP16 (openvino_build_deploy PR 440); measured
+    here under qemu (Cortex-A76), the INT8 IR ran as a mix of f16, f32 and u8 convolutions and moved
+    labels on 14-20 of 200 MSTAR chips, so a gate measured on x86 says nothing there.
+    """
+    if machine == "aarch64":
+        return False, ("OpenVINO's ARM CPU plugin runs INT8 IR partly in FP16: an x86 gate does not "
+                       "carry over; check it on the board (`cmkd-edge evaluate BUNDLE --data CHIPS`)")
+    return True, "x86 CPU plugin: INT8 kernels as gated"
+
+
 BACKEND = BackendSpec(
     name="openvino", summary="OpenVINO runtime: ONNX or IR on CPU/GPU/NPU (extra: openvino)",
     library="openvino", extra="openvino", needs_gpu=False, formats=("onnx", "openvino-ir"),
     native_format="openvino-ir", auto_rank=20, runner=OpenVinoRunner,
     compile_hook="cmkd_edge.export.targets.openvino:compile_artifact",
-    quantizer="cmkd_edge.export.targets.openvino:NncfQuantizer", extra_modules=("nncf",))
+    quantizer="cmkd_edge.export.targets.openvino:NncfQuantizer", extra_modules=("nncf",),
+    int8_transfers=int8_gate_transfers)

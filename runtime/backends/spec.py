@@ -10,6 +10,7 @@ registration line. Stdlib only: a declaration must be readable without importing
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,10 @@ class BackendSpec:
             resolved lazily by ``cmkd-edge quantize`` (None: quantize does not target it).
         device_bound: its native format runs only on the device it was built for (a TensorRT
             plan), so the manifest refuses such an artifact without a device ``fingerprint``.
+        int8_transfers: ``(machine, features) -> (holds, why)``: whether an INT8 artifact gated on
+            the build host holds on a target device, for a backend whose INT8 kernels differ by
+            device (OpenVINO's ARM plugin); read through ``device_profiles.int8_transfers``.
+            None: its INT8 runs as gated everywhere.
     """
 
     name: str
@@ -65,6 +70,7 @@ class BackendSpec:
     quantizer: str | None = None
     extra_modules: tuple[str, ...] = ()
     device_bound: bool = False
+    int8_transfers: Callable[[str, frozenset[str]], tuple[bool, str]] | None = None
 
     def __post_init__(self) -> None:
         if self.native_format not in self.formats:

@@ -12,9 +12,9 @@ from cmkd_edge.runtime.device_profiles import (
     DEVICES,
     DeviceProfile,
     int8_format,
+    int8_transfers,
     mismatch,
     nearest_builtin,
-    openvino_int8_transfers,
     resolve,
 )
 
@@ -75,8 +75,9 @@ def test_named_profiles_and_their_int8_rules():
     assert fmt["x86-64-vnni"]["name"] == "U8S8" and not fmt["x86-64-vnni"]["reduce_range"]
     assert fmt["aarch64-dotprod"]["name"] == "S8S8" and "SDOT" in fmt["aarch64-dotprod"]["reason"]
     assert fmt["aarch64"]["name"] == "S8S8" and "without dot product" in fmt["aarch64"]["reason"]
-    assert not openvino_int8_transfers(resolve("aarch64-dotprod"))[0]
-    assert openvino_int8_transfers(resolve("x86-64-vnni"))[0]
+    assert not int8_transfers("openvino", resolve("aarch64-dotprod"))[0]  # the rule in OpenVINO's module
+    assert int8_transfers("openvino", resolve("x86-64-vnni"))[0]
+    assert int8_transfers("onnxruntime", resolve("aarch64-dotprod"))[0]  # no rule: INT8 as gated
 
 
 def test_unknown_device_and_bad_device_files_fail_with_one_line(tmp_path):
