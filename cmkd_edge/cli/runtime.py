@@ -10,6 +10,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -87,36 +88,60 @@ def classify(bundle: Path, inputs: tuple[Path, ...], backend: str, precision: st
       cmkd-edge classify bundle/ S2_item.json --out classes.tif --probabilities --confidence
       cmkd-edge classify bundle/ 'archive/*.json' --out-dir maps/ --workers 2
     """
-    from cmkd_edge.cli._extras import require, require_backend
-
-    require_backend("classify", backend)
-    if quicklook is not None:
-        require("classify --quicklook", "plot")
+    _require_extras(backend, quicklook)
     if out_dir is not None or workers is not None or scheduler is not None:
         _classify_archive(bundle, list(inputs), out, out_dir, workers, scheduler, as_json, quicklook,
                           stride=stride, blend=blend, probabilities=probabilities, confidence=confidence,
                           nodata_policy=nodata_policy, backend=backend, precision=precision, batch=batch,
                           threads=threads)
         return
+    opener = {"backend": backend, "precision": precision, "threads": threads, "rebuild": rebuild,
+              "probe": False if no_speed_probe else None}
+    run, selection = _classify_here(bundle, list(inputs), opener, out=out, stride=stride, batch=batch,
+                                    probabilities=probabilities, nodata_policy=nodata_policy,
+                                    progress=not (no_progress or as_json), threshold=threshold,
+                                    blend=blend, confidence=confidence,
+                                    quicklook=True if quicklook == "auto" else quicklook)
+    _warn_about(run, selection)
+    if as_json:
+        click.echo(json.dumps({**run.to_dict(), "selection": selection}, indent=2))
+        return
+    _print_results(run, selection)
+
+
+def _require_extras(backend: str, quicklook: str | None) -> None:
+    """Fail before any work when the backend or the quicklook's plotting is not installed."""
+    from cmkd_edge.cli._extras import require, require_backend
+
+    require_backend("classify", backend)
+    if quicklook is not None:
+        require("classify --quicklook", "plot")
+
+
+def _classify_here(bundle: Path, inputs: list[Path], opener: dict[str, Any],
+                   **options: Any) -> tuple[Any, dict[str, Any]]:
+    """Open the bundle once (``opener``: ``Classifier.open``'s options) and classify every input
+    (``options``: ``classify_inputs``'s); returns the run and how the artifact was selected."""
     from cmkd_edge.runtime.classifier import Classifier
     from cmkd_edge.runtime.inputs import classify_inputs
 
     _route_warnings()
-    with Classifier.open(bundle, backend=backend, precision=precision, threads=threads,
-                         rebuild=rebuild, probe=False if no_speed_probe else None) as clf:
-        run = classify_inputs(clf, list(inputs), out=out, stride=stride, batch=batch,
-                              probabilities=probabilities, nodata_policy=nodata_policy,
-                              progress=not (no_progress or as_json), threshold=threshold,
-                              blend=blend, confidence=confidence,
-                              quicklook=True if quicklook == "auto" else quicklook)
+    with Classifier.open(bundle, **opener) as clf:
+        run = classify_inputs(clf, inputs, **options)
         selection = clf.selection or {}
+    return run, selection
+
+
+def _warn_about(run: Any, selection: dict[str, Any]) -> None:
+    """The run's notices, and a bundle quantized for another device class, on stderr."""
     for notice in run.notices:
         click.echo(f"warning: {notice}", err=True)
     if selection.get("target_warning"):  # the bundle was quantized for another device class
         click.echo(f"warning: {run.artifact}: {selection['target_warning']}", err=True)
-    if as_json:
-        click.echo(json.dumps({**run.to_dict(), "selection": selection}, indent=2))
-        return
+
+
+def _print_results(run: Any, selection: dict[str, Any]) -> None:
+    """One line per input (class, labels, nodata, or a scene's output), after the selection's why."""
     click.echo(f"# {run.backend} / {run.artifact} ({run.precision}): {selection.get('why', '')}",
                err=True)
     for r in run.results:
