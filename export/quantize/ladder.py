@@ -244,9 +244,10 @@ def _climb(q: Any, ladder: list[dict[str, Any]], data: _Data, classes: list[str]
 def _place(edit: Any, q: Any, req: QuantizeRequest, gate: Any, fp32_art: Any, data: _Data,
            rungs: list[Rung], accepted: tuple[Rung, list[Path]] | None,
            qat_note: str | None) -> QuantRecord:
-    """Put the accepted rung's artifact into the bundle, record FP32's score, and build the record."""
+    """Put the accepted rung's artifact into the bundle, record FP32's score, and build the record
+    (its gate part: :func:`_gate_record`)."""
     from cmkd_edge.export.quantize import calib as calib_mod
-    from cmkd_edge.export.quantize.gate import judge, resolution
+    from cmkd_edge.export.quantize.gate import judge
 
     manifest, val = edit.manifest, data.val
     th = manifest.output.thresholds
@@ -269,22 +270,11 @@ def _place(edit: Any, q: Any, req: QuantizeRequest, gate: Any, fp32_art: Any, da
             gate_passed=True, rung=rung.rung))
         placed = art.id
     verdict = rung if accepted else None
-    unresolved = verdict is not None and not verdict.resolved
-    gate_rec = GateRecord(
-        metric=metric_of(manifest.task), max_drop=gate.max_drop, max_class_drop=gate.class_limit,
-        confidence=gate.confidence, split=req.val_split, n=len(val), fp32_top1=fp32_score,
-        fp32_score=fp32_score, thresholds=None if th is None else tuple(th), sha256=val.sha256(),
-        seed=val.info.get("seed"), sample_seed=val.info.get("sample_seed"),
-        split_table=val.info.get("split_table"), resolution=resolution(val.top1_labels()),
-        data=val.info.get("data"), synthetic=val.info.get("synthetic"),
-        agreement_data=None if data.extra_x is None else {
-            k: data.extra_x.info.get(k) for k in ("data", "split", "n", "excluded")},
-        resolved=None if verdict is None else verdict.resolved,
-        unresolved_note=verdict.reason if unresolved else None)
     return QuantRecord(
         backend=req.backend, requested_precision=req.precision, method=q.method,
         calibration=calib_mod.record(data.calib, req.calib_method) if data.calib is not None else None,
-        gate=gate_rec, qat_not_offered=qat_note, rungs=tuple(rungs), accepted=rung.rung,
+        gate=_gate_record(manifest, gate, req.val_split, data, fp32_score, verdict),
+        qat_not_offered=qat_note, rungs=tuple(rungs), accepted=rung.rung,
         accepted_precision=rung.precision, passed=accepted is not None and rung.precision != "fp32",
         ended_lower=rung.precision != req.precision,
         outcome=_outcome(req.backend, req.precision, rung, verdict, rungs),
@@ -293,6 +283,26 @@ def _place(edit: Any, q: Any, req: QuantizeRequest, gate: Any, fp32_art: Any, da
                        for i in dict.fromkeys(gone) if i in before),
         target=q.target.record() if q.target is not None else None,
         extra=q.record(req.precision))
+
+
+def _gate_record(manifest: Any, gate: Any, split: str, data: _Data, fp32_score: float,
+                 verdict: Rung | None) -> GateRecord:
+    """What the gate measured on (data, split, seeds, resolution) and what it decided, for the record."""
+    from cmkd_edge.export.quantize.gate import resolution
+
+    val, th = data.val, manifest.output.thresholds
+    unresolved = verdict is not None and not verdict.resolved
+    return GateRecord(
+        metric=metric_of(manifest.task), max_drop=gate.max_drop, max_class_drop=gate.class_limit,
+        confidence=gate.confidence, split=split, n=len(val), fp32_top1=fp32_score,
+        fp32_score=fp32_score, thresholds=None if th is None else tuple(th), sha256=val.sha256(),
+        seed=val.info.get("seed"), sample_seed=val.info.get("sample_seed"),
+        split_table=val.info.get("split_table"), resolution=resolution(val.top1_labels()),
+        data=val.info.get("data"), synthetic=val.info.get("synthetic"),
+        agreement_data=None if data.extra_x is None else {
+            k: data.extra_x.info.get(k) for k in ("data", "split", "n", "excluded")},
+        resolved=None if verdict is None else verdict.resolved,
+        unresolved_note=verdict.reason if unresolved else None)
 
 
 def _why_removed(art_id: str, before: dict[str, Any], placed: str | None, rung: Rung,
