@@ -6,8 +6,9 @@ ONNX with the deploy preprocessing in the graph), ``parity`` (ONNX vs torch at b
 fallback ladder, calibration, the accuracy gate, teacher-guided QAT), ``compile/`` (the compile
 step and the re-gate of a compiled INT8 artifact), ``targets/`` (one module per backend: its
 quantizer, compile hook and tool wrappers, named by the backend's declaration), ``bundle`` (the
-writer side of a bundle). The numpy reference of the preprocessing, the input spec and the
-manifest as a table (``describe``) are the runtime's.
+writer side of a bundle), ``complexity`` (parameters and MACs of the exported graph, for the model
+card). The numpy reference of the preprocessing, the input spec and the manifest as a table
+(``describe``) are the runtime's contract (``cmkd_edge.runtime.contract``).
 
 Imports point one way: export uses ``cmkd_edge`` (models, data, checkpoints) and the runtime, never the
 CLI or the MFH experiments, and of the distillation code only its losses (``quantize/qat.py``
