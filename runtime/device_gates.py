@@ -19,11 +19,12 @@ from typing import Any
 from .contract.bundle import Bundle, cache_root
 
 
-def device_class() -> str:
-    """This device's class: the named profile whose rules it follows (the machine name otherwise)."""
+def device_class(here: Any = None) -> str:
+    """A device's class (``here``, a profile; default this machine): the named profile whose rules
+    it follows (the machine name otherwise)."""
     from .device_profiles import host_profile, nearest_builtin
 
-    h = host_profile()
+    h = here or host_profile()
     return nearest_builtin(h.machine, h.features) or h.machine
 
 
@@ -71,10 +72,10 @@ def screen(bundle: Bundle, pairs: list[tuple[str, Any]], cache_dir: str | os.Pat
     ``here``: the device as a profile (default: this machine)."""
     from dataclasses import replace
 
-    from .device_profiles import artifact_target, gate_holds, host_profile, nearest_builtin
+    from .device_profiles import artifact_target, gate_holds, host_profile
 
     me = here or host_profile()
-    cls = nearest_builtin(me.machine, me.features) or me.machine
+    cls = device_class(me)
     found = verdicts(bundle, cls, cache_dir=cache_dir)
     kept, demoted, failed, elsewhere, held = [], [], [], [], []
     for be, a in pairs:

@@ -164,8 +164,9 @@ def _int8_notes(manifest: Manifest, src: Artifact, art: Artifact, device: Any, h
     holds, why = gate_holds(art.backend, here.record(), device)
     if not holds and art.gate_passed is not None:
         notes.append(f"its gate ran here ({here.name}) and does not carry over to {device.name}: {why}")
-    other = mismatch(artifact_target(manifest, src), device)
-    if other:
-        notes.append(f"its source {src.id} was {other.split(';')[0]}; re-quantize with "
-                     f"`cmkd-edge quantize BUNDLE --for {device.name}` for that device's INT8 format")
+    made_for = artifact_target(manifest, src)
+    if made_for is not None and mismatch(made_for, device):
+        notes.append(f"its source {src.id} was quantized for {made_for.profile} ({made_for.machine}); "
+                     f"re-quantize with `cmkd-edge quantize BUNDLE --for {device.name}` for that device's "
+                     "INT8 format")
     return tuple(notes)
