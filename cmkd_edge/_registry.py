@@ -24,6 +24,8 @@ REGISTRIES: dict[str, str] = {
     "views": "cmkd_edge.data.views:VIEWS",
     "backends": "cmkd_edge.runtime.backends:BACKENDS",
     "devices": "cmkd_edge.runtime.device_profiles:DEVICES",
+    "recipes": "cmkd_edge.distill.recipes:RECIPES",
+    "weights": "cmkd_edge.distill.weights:WEIGHT_RULES",
 }
 
 _DISTRIBUTION = "cmkd-edge"

@@ -89,13 +89,16 @@ device_option = click.option(
 training_options = _stack(
     out_option,
     data_option,
-    click.option("--epochs", default=10, show_default=True, type=int, help="Total epochs."),
+    click.option("--epochs", default=None, type=int,
+                 help="Total epochs (default: the data's recipe: 40 for radar chips, else 10)."),
     click.option("--batch-size", default=32, show_default=True, type=int),
     click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["adamw", "sgd"])),
-    click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak learning rate."),
+    click.option("--lr", default=None, type=float,
+                 help="Peak learning rate (default: the data's recipe: 3e-3 for radar chips, else 1e-3)."),
     click.option("--weight-decay", default=0.05, show_default=True, type=float),
-    click.option("--warmup-epochs", default=0, show_default=True, type=int,
-                 help="Linear warm-up before the cosine decay."),
+    click.option("--warmup-epochs", default=None, type=int,
+                 help="Linear warm-up before the cosine decay (default: the data's recipe: 1 for "
+                      "radar chips, else 0)."),
     click.option("--augment/--no-augment", default=True, show_default=True,
                  help="Each view's training augmentation: flips/90-degree rotations of overhead "
                       "patches, random crops of radar chips."),
@@ -106,6 +109,11 @@ training_options = _stack(
                  help="Model option, e.g. width=32 or dropout=0.2 (repeatable)."),
     click.option("--select-metric", default=None,
                  help="Validation metric for best.pt (default accuracy; mAP for multi-label)."),
+    click.option("--weights", default=None, metavar="RULE",
+                 help="What best.pt deploys, fixed before training: best-val, last, ema, swa (default: "
+                      "the data's recipe: ema for radar chips, else best-val; cmkd-edge list weights)."),
+    click.option("--recipe", default=None, metavar="NAME",
+                 help="Defaults for every option left out (default: the data's own; cmkd-edge list recipes)."),
     click.option("--seed", default=0, show_default=True, type=int),
     click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes."),
     device_option,

@@ -46,8 +46,10 @@ def _is_rank0() -> bool:
 @click.command("train-teacher")
 @click.option("--view", default=None,
               help="Input view: ms, rgb, sar, sar-sim, bands:B02,B03,B04,B08, chip, edge-radar "
-                   "(default: the data's own modality: chip for radar chips, else ms).")
-@click.option("--arch", default="resnet18-small", show_default=True, help="Model (cmkd-edge list archs).")
+                   "(default: the data's recipe: the radar recipe's chip view for radar chips, else ms).")
+@click.option("--arch", default=None,
+              help="Model (cmkd-edge list archs; default: the data's recipe: aconv for radar chips, "
+                   "else resnet18-small).")
 @click.option("--method", default="none", show_default=True, hidden=True)
 @method_opt_option
 @training_options
@@ -60,7 +62,7 @@ def train_teacher(**params: Any) -> None:
     \b
     Example:
       cmkd-edge train-teacher --data data/eurosat --view ms --arch resnet18 --epochs 30 --out runs/teacher
-      cmkd-edge train-teacher --data ../shared/data/mstar_soc --input-size 88 --arch aconv --out runs/radar
+      cmkd-edge train-teacher --data ../shared/data/mstar_soc --out runs/radar   # the radar recipe
     """
     _run(params)
 
@@ -68,8 +70,12 @@ def train_teacher(**params: Any) -> None:
 @click.command("distill")
 @click.option("--teacher", required=True, metavar="CHECKPOINT", help="Teacher best.pt (or its run dir).")
 @click.option("--teacher-view", default=None, help="Teacher's view (default: the one it was trained on).")
-@click.option("--student-view", "view", default="rgb", show_default=True, help="Student's input view.")
-@click.option("--arch", default="resnet-narrow", show_default=True, help="Student model (cmkd-edge list archs).")
+@click.option("--student-view", "view", default=None,
+              help="Student's input view (default: the data's recipe: the radar chip view for radar "
+                   "chips, else rgb).")
+@click.option("--arch", default=None,
+              help="Student model (cmkd-edge list archs; default: the data's recipe: aconv for radar "
+                   "chips, else resnet-narrow).")
 @click.option("--method", default="kd", show_default=True, help="Distillation method (cmkd-edge list methods).")
 @method_opt_option
 @click.option("--temperature", default=None, type=float, help="KD temperature T (method default if unset).")

@@ -9,6 +9,12 @@ Two augmentations, by name (``AUGMENTATIONS``):
   88x88 crops of 128x128 MSTAR chips; evaluation and the deployed graph take the centre window):
   the default of radar chip views. Rotations are wrong there: a SAR chip is side-looking, the
   radar shadow falls away from the sensor, and a rotated chip shows a shadow no sensor produces.
+* ``grid`` - the training-set expansion of the open A-ConvNets reproduction (99.18 %): every
+  stride-1 window of the view's translation range (``shift=N``: ``(2N+1)^2`` positions, 49 at
+  ``shift=3``) is a training sample. Here each chip visits its positions in its own fixed random
+  order, one per epoch, so ``(2N+1)^2`` epochs hold exactly the reproduction's expanded set (every
+  chip at every position once) without an epoch 49 times longer; against ``crop``, which draws a
+  window at random and repeats some positions while missing others.
 * ``gain`` - one random radiometric gain per sample, log-uniform in ``GAIN_RANGE`` (+-2.5 dB of
   amplitude), applied to the whole chip's magnitude before crop and scale, re-clipped to 8 bits.
   Why: an 8-bit magnitude product is scaled by its processor, and the scale moves with geometry -
@@ -68,31 +74,63 @@ def random_gain(rng: np.random.Generator) -> float:
     return float(np.exp(rng.uniform(lo, hi)))
 
 
-def random_offset(hw: tuple[int, int], crop: int, rng: np.random.Generator) -> tuple[int, int]:
-    """Top-left corner of a uniformly random ``crop x crop`` window inside ``hw``."""
-    return int(rng.integers(hw[0] - crop + 1)), int(rng.integers(hw[1] - crop + 1))
+def _window_range(hw: tuple[int, int], crop: int, shift: int | None
+                  ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(top, left) of the lowest window and the positions per axis a crop may take: the whole
+    chip, or ``shift`` pixels either side of the centre window."""
+    if shift is None:
+        return (0, 0), (hw[0] - crop + 1, hw[1] - crop + 1)
+    top, left = (hw[0] - crop) // 2, (hw[1] - crop) // 2
+    if shift > min(top, left):
+        from cmkd_edge.errors import DataError
+
+        raise DataError(f"a {crop}x{crop} window shifted by up to {shift} pixels does not fit a "
+                        f"{hw[0]}x{hw[1]} chip", f"choose shift <= {min(top, left)}")
+    return (top - shift, left - shift), (2 * shift + 1, 2 * shift + 1)
+
+
+def random_offset(hw: tuple[int, int], crop: int, rng: np.random.Generator,
+                  shift: int | None = None) -> tuple[int, int]:
+    """Top-left corner of a uniformly random ``crop x crop`` window inside ``hw`` (within ``shift``
+    pixels of the centre window when given)."""
+    (top, left), (nh, nw) = _window_range(hw, crop, shift)
+    return top + int(rng.integers(nh)), left + int(rng.integers(nw))
+
+
+def grid_offset(hw: tuple[int, int], crop: int, shift: int | None, key: tuple[int, int],
+                epoch: int) -> tuple[int, int]:
+    """The window chip ``key`` = (seed, sample) takes at ``epoch``: its own fixed permutation of
+    every stride-1 position, one position per epoch (``grid``)."""
+    (top, left), (nh, nw) = _window_range(hw, crop, shift)
+    order = np.random.default_rng([*key, 0x67726964]).permutation(nh * nw)
+    pos = int(order[epoch % (nh * nw)])
+    return top + pos // nw, left + pos % nw
 
 
 AUGMENTATIONS.add("dihedral", random_dihedral, "random flip/90-degree rotation (D4), for nadir patches")
 AUGMENTATIONS.add("crop", random_offset, "random window of the view's crop size (A-ConvNets), for chips")
+AUGMENTATIONS.add("grid", grid_offset, "every stride-1 window of the translation range, one per "
+                  "epoch per chip (the A-ConvNets reproduction's expanded set), for chips")
 AUGMENTATIONS.add("gain", random_gain, "random radiometric gain (+-2.5 dB) of a chip's 8-bit magnitude")
 
 
 def augmented_views(views: Mapping[str, Any], sample: Mapping[str, np.ndarray],
                     rng: np.random.Generator,
-                    plain: Callable[[Any], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                    plain: Callable[[Any], np.ndarray] | None = None,
+                    visit: tuple[tuple[int, int], int] | None = None) -> dict[str, np.ndarray]:
     """Every view of ``sample`` with the augmentations each view allows (``view.augment``).
 
     Chip views (``full``/``finish``) with ``crop`` or ``gain`` in ``augment`` are computed in full,
     multiplied by one gain per sample (``gain``) and cropped at a random offset shared by views of
-    the same full size and crop size (``crop``; else the centre); then one D4 element is applied to
-    every view with ``dihedral`` in ``augment``.
+    the same full size and crop size (``crop``; ``grid``: the position ``visit`` = ((seed,
+    sample), epoch) takes in its chip's fixed order; else the centre); then one D4 element is
+    applied to every view with ``dihedral`` in ``augment``.
     """
     out: dict[str, np.ndarray] = {}
-    offsets: dict[tuple[int, int, int], tuple[int, int]] = {}
+    offsets: dict[tuple[Any, ...], tuple[int, int]] = {}
     gain: list[float] = []
     for name, view in views.items():
-        chip_aug = {"crop", "gain"} & set(view.augment)
+        chip_aug = {"crop", "grid", "gain"} & set(view.augment)
         if chip_aug and hasattr(view, "finish"):
             full = view.full(sample, rng)
             if "gain" in chip_aug:
@@ -100,10 +138,15 @@ def augmented_views(views: Mapping[str, Any], sample: Mapping[str, np.ndarray],
                     gain.append(random_gain(rng))
                 full = np.clip(full * np.float32(gain[0]), 0.0, 255.0).astype(np.float32)
             offset = None
-            if "crop" in chip_aug and view.crop:
-                key = (*full.shape[-2:], view.crop)
+            shift = getattr(view, "shift", None)
+            if {"crop", "grid"} & chip_aug and view.crop:
+                key = (*full.shape[-2:], view.crop, shift)
                 if key not in offsets:
-                    offsets[key] = random_offset(full.shape[-2:], view.crop, rng)
+                    if "grid" in chip_aug:
+                        sample_key, epoch = visit if visit is not None else ((0, 0), 0)
+                        offsets[key] = grid_offset(full.shape[-2:], view.crop, shift, sample_key, epoch)
+                    else:
+                        offsets[key] = random_offset(full.shape[-2:], view.crop, rng, shift)
                 offset = offsets[key]
             out[name] = view.finish(full, offset)
         else:

@@ -109,7 +109,8 @@ class ViewSplit:
         """Every view of item ``i`` as numpy ``(C, H, W)`` float32 (augmented if enabled)."""
         sample, rng = self.sample(i), self.rng(i)
         if self.augment:  # each view's own augmentations (View.augment), one draw shared by views
-            return augmented_views(self.views, sample, rng)
+            visit = ((self.seed, int(self.indices[i])), self.epoch)
+            return augmented_views(self.views, sample, rng, visit=visit)
         return {name: view(sample, rng) for name, view in self.views.items()}
 
     def view_batch(self, view_name: str, items: Sequence[int] | None = None) -> np.ndarray:

@@ -21,6 +21,9 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig:
     """Everything a training run depends on (recorded in its checkpoints and summary).
 
+    Options left None come from the data's recipe (``cmkd_edge.distill.recipes``: view, arch, lr,
+    warm-up, epochs, weights; ``recipe`` names it, None = the data's own).
+
     Args:
         out: run directory (last.pt, best.pt, metrics.csv, summary.json, split.csv).
         data: dataset path, or None / "synthetic" for the deterministic synthetic default.
@@ -40,6 +43,8 @@ class TrainConfig:
         optimizer: "adamw" or "sgd" (momentum, nesterov); cosine decay per step to ``min_lr_ratio``
             after ``warmup_epochs`` of linear warm-up.
         select_metric: validation metric for best.pt (default: accuracy; mAP for multi-label).
+        weights: the rule for the deployed weights in best.pt (``cmkd_edge.distill.weights``:
+            best-val, last, ema, swa), fixed before training.
         device: "auto" (CUDA when present), "cpu" or "cuda"; ``amp`` enables autocast + GradScaler
             on CUDA only (CPU always runs float32).
         command: the exact command line, recorded in checkpoints.
@@ -60,9 +65,9 @@ class TrainConfig:
 
     out: Path
     data: str | None = None
-    view: str | None = "ms"
+    view: str | None = None
     input_size: int | None = None
-    arch: str = "resnet18-small"
+    arch: str | None = None
     arch_options: dict[str, Any] = field(default_factory=dict)
     teacher: str | None = None
     teacher_view: str | None = None
@@ -71,18 +76,19 @@ class TrainConfig:
     temperature: float | None = None
     kd_weight: float | None = None
     ce_weight: float | None = None
-    epochs: int = 10
+    epochs: int | None = None
     stop_after_epoch: int | None = None
     batch_size: int = 32
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float | None = None
     weight_decay: float = 0.05
     momentum: float = 0.9
-    warmup_epochs: int = 0
+    warmup_epochs: int | None = None
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
     augment: bool = True
     select_metric: str | None = None
+    weights: str | None = None
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -101,6 +107,7 @@ class TrainConfig:
     pairing_options: dict[str, Any] = field(default_factory=dict)
     teacher_data: str | None = None
     teacher_split_file: str | None = None
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -108,6 +115,7 @@ class TrainConfig:
             object.__setattr__(self, "data", None)
         if self.data is not None:
             object.__setattr__(self, "data", str(self.data))
+        self._apply_recipe()
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
             (self.batch_size >= 1, f"batch size must be >= 1 (got {self.batch_size})"),
@@ -157,6 +165,22 @@ class TrainConfig:
         object.__setattr__(self, "view", with_input_size(self.view, self.input_size))
         if self.teacher_view is not None:
             object.__setattr__(self, "teacher_view", with_input_size(self.teacher_view, self.input_size))
+
+    def _apply_recipe(self) -> None:
+        """Fill what was left out (None) from the data's recipe (``cmkd_edge.distill.recipes``)."""
+        from cmkd_edge.distill.recipes import RECIPES, recipe_for
+
+        recipe = RECIPES.get(self.recipe) if self.recipe else recipe_for(self.data)
+        object.__setattr__(self, "recipe", recipe.name)
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", recipe.epochs)
+        fill = {"view": recipe.view(self.role, self.input_size), "arch": recipe.arch(self.role), "lr": recipe.lr,
+                "weights": recipe.weights,
+                # why min: a 1-epoch run of a recipe with warm-up would be refused
+                "warmup_epochs": min(recipe.warmup_epochs, max(0, self.epochs - 1))}
+        for key, value in fill.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
 
     @property
     def role(self) -> str:

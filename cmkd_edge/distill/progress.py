@@ -61,6 +61,13 @@ class Reporter:
         )
 
 
+def _rule(s: dict[str, Any]) -> str:
+    """The weights rule in words: what best.pt holds."""
+    rule = (s.get("weights") or {}).get("rule", "best-val")
+    return {"best-val": "best validation epoch", "last": "last epoch",
+            "ema": "EMA of the weights", "swa": "SWA average"}.get(rule, rule)
+
+
 def summary_text(s: dict[str, Any]) -> str:
     """The lines ``train-teacher`` / ``distill`` print after a run (``--json`` prints the dict instead).
 
@@ -69,7 +76,7 @@ def summary_text(s: dict[str, Any]) -> str:
     synth = " [synthetic data]" if s["synthetic"] else ""
     lines = [
         f"{s['role']} {s['arch']} on {s['view']}{synth}: {s['status']} after {s['epochs_run']} epochs",
-        f"  best.pt  epoch {s['best_epoch']}, val {s['select_metric']} {s['best_val']:.4f}",
+        f"  best.pt  epoch {s['best_epoch']} ({_rule(s)}), val {s['select_metric']} {s['best_val']:.4f}",
     ]
     if s["test"]:
         keys = [k for k in ("accuracy", "macro_f1", "ece", "map", "micro_f1") if k in s["test"]]

@@ -6,8 +6,11 @@ method's parameters in the optimizer and its state in the checkpoint, and never 
 method's name (torchdistill ``core/distillation.py``). Everything about a run - seeding, the
 schedule, resume, best-on-validation, the single test evaluation - lives here.
 
-Files (rank 0 only): ``last.pt`` every epoch (with ``train_state``), ``best.pt`` on a better
-validation score, ``metrics.csv``, ``split.csv``, ``labelled.csv`` (when some labels are hidden) and,
+Files (rank 0 only): ``last.pt`` every epoch (with ``train_state``), ``best.pt`` holding the weights
+the run's rule deploys (:mod:`cmkd_edge.distill.weights`: on a better validation score, the last
+epoch's, or an average of them; with a rule that does not pick on validation ``val-best.pt`` keeps
+the best validation epoch for comparison), ``metrics.csv``, ``split.csv``, ``labelled.csv`` (when
+some labels are hidden) and,
 at the end, ``summary.json``.
 
 Few labels (docs/methods.md s.5): training samples without a label (the data's own, or hidden by
@@ -56,7 +59,7 @@ from cmkd_edge.runtime.metrics import DEFAULT_SELECT, SCALARS, require_class_nam
 
 #: Config fields a resumed run must share with the run it continues.
 RESUME_FIXED = ("data", "view", "arch", "arch_options", "teacher", "method", "seed", "batch_size",
-                "labelled_fraction", "label_seed", "pairing", "teacher_data")
+                "labelled_fraction", "label_seed", "pairing", "teacher_data", "weights")
 
 
 class StudentStep(nn.Module):
@@ -140,10 +143,12 @@ class _Run:
         from cmkd_edge.data.views import parse_view
         from cmkd_edge.distill.losses import METHODS
         from cmkd_edge.distill.pairing import build_pairing
+        from cmkd_edge.distill.weights import WEIGHT_RULES
         from cmkd_edge.models import ARCHS
 
         ARCHS.get(self.cfg.arch)
         METHODS.get(self.cfg.method)
+        WEIGHT_RULES.get(self.cfg.weights)
         build_pairing(self.cfg.pairing, self.cfg.pairing_options)
         for view in (self.cfg.view, self.cfg.teacher_view):
             if view is not None:
@@ -420,6 +425,12 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        from cmkd_edge.distill.weights import WEIGHT_RULES
+
+        self.rule = WEIGHT_RULES.get(cfg.weights)
+        self.total_steps = cfg.epochs * steps
+        self.averaged = self.rule.averager(self.student, self.total_steps)
+        self.val_best: float | None = None
 
     def _restore(self, ckpt: Checkpoint) -> int:
         ts = ckpt.train_state
@@ -433,6 +444,9 @@ class _Run:
         self.scaler.load_state_dict(ts["scaler"])
         self.history = list(ts["history"])
         self.best_score, self.best_epoch = ts["best_score"], ts["best_epoch"]
+        self.val_best = ts.get("val_best")
+        if self.averaged is not None and ts.get("averaged") is not None:
+            self.averaged.load_state_dict(ts["averaged"])
         set_rng_state(ts["rng"])
         self.report.log(f"resumed from {self.out / 'last.pt'} after epoch {ckpt.meta.epoch}")
         return int(ckpt.meta.epoch or 0)
@@ -490,6 +504,8 @@ class _Run:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
+                if self.rule.average == "ema":
+                    self.averaged.update_parameters(self.student)
                 n = float(batch.targets.shape[0])
                 sums["n"] += n
                 sums["loss"] += float(out.total.detach()) * n
@@ -499,22 +515,35 @@ class _Run:
         sums = distributed.all_reduce_sum(sums, self.info, self.device)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({f"train_{k}": v / max(sums["n"], 1.0) for k, v in sums.items() if k != "n"})
+        if self.rule.averages_epoch(epoch, cfg.epochs):
+            self.averaged.update_parameters(self.student)
         if self.info.is_main:
             val = scalars(evaluate_model(self.student, self.val_set, cfg.view, self.device,
                                          cfg.eval_batch_size, cfg.workers))
             row.update({f"val_{k}": v for k, v in val.items()})
+            deployed, deployed_val = self.student, val
+            if self.averaged is not None and self.averaged.n_averaged.item() > 0:
+                deployed = self.averaged.module
+                deployed_val = scalars(evaluate_model(deployed, self.val_set, cfg.view, self.device,
+                                                      cfg.eval_batch_size, cfg.workers))
+                row.update({f"val_{self.rule.name}_{k}": v for k, v in deployed_val.items()})
             row.update(lr=lr, time_s=time.perf_counter() - t0)
             self.history.append(row)
-            improved = self.best_score is None or val[self.select] > self.best_score
+            val_improved = self.val_best is None or val[self.select] > self.val_best
+            if val_improved:
+                self.val_best = val[self.select]
+            # why: a rule that does not pick on validation deploys its weights every epoch; the
+            # last write is what the run deploys
+            improved = val_improved if self.rule.on_val else True
             if improved:
-                self.best_score, self.best_epoch = val[self.select], epoch + 1
-            self._save(epoch + 1, val, improved)
+                self.best_score, self.best_epoch = deployed_val[self.select], epoch + 1
+            self._save(epoch + 1, val, improved, deployed, deployed_val, val_improved)
             write_metrics_csv(self.out / "metrics.csv", self.history)
             self.report.epoch_line(row, self.select, improved)
         distributed.barrier(self.info)
 
     # -- files -------------------------------------------------------------------------------------
-    def _checkpoint(self, epoch: int, metrics: dict[str, Any]) -> Checkpoint:
+    def _checkpoint(self, epoch: int, metrics: dict[str, Any], model: nn.Module | None = None) -> Checkpoint:
         cfg, view = self.cfg, self.view
         teacher = None
         if self.teacher_ckpt is not None:
@@ -546,12 +575,19 @@ class _Run:
             data=self.train_set.describe(),
             config=cfg.to_dict(),
         )
-        return Checkpoint(meta, {k: v.detach().cpu() for k, v in self.student.state_dict().items()})
+        model = self.student if model is None else model
+        return Checkpoint(meta, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
-    def _save(self, epoch: int, val: dict[str, float], improved: bool) -> None:
-        ckpt = self._checkpoint(epoch, {"val": val, "select": self.select})
+    def _save(self, epoch: int, val: dict[str, float], improved: bool, deployed: nn.Module,
+              deployed_val: dict[str, float], val_improved: bool) -> None:
+        weights = self.rule.describe(self.total_steps)
+        ckpt = self._checkpoint(epoch, {"val": val, "select": self.select, "weights": weights})
         if improved:
-            save_checkpoint(self.out / "best.pt", ckpt)
+            best = ckpt if deployed is self.student else self._checkpoint(
+                epoch, {"val": deployed_val, "select": self.select, "weights": weights}, deployed)
+            save_checkpoint(self.out / "best.pt", best)
+        if val_improved and not self.rule.on_val:
+            save_checkpoint(self.out / "val-best.pt", ckpt)
         ckpt = dataclasses.replace(ckpt, train_state={
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -561,6 +597,8 @@ class _Run:
             "rng": rng_state(),
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
+            "val_best": self.val_best,
+            "averaged": None if self.averaged is None else self.averaged.state_dict(),
             "history": self.history,
         })
         save_checkpoint(self.out / "last.pt", ckpt)
@@ -599,6 +637,7 @@ class _Run:
             "pairing": self.pairing.report() if self.run_teacher else None,
             "epochs_run": int(last.get("epoch", 0)),
             "select_metric": self.select,
+            "weights": self.rule.describe(self.total_steps),
             "best_epoch": self.best_epoch,
             "best_val": self.best_score,
             "last": last,

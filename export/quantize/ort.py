@@ -115,6 +115,45 @@ def quantize_int8(fp32: Path, out: Path, calib_x: np.ndarray, method: str,
             "excluded_nodes": list(exclude)}
 
 
+#: ONNX Runtime graph transformers an artifact with a float stem must run without (recorded in the
+#: artifact, applied by the ONNX Runtime runner): QDQ propagation moves the QuantizeLinear that
+#: follows the float stem's max-pool above it, and the pool then runs on uint8 in NCHW, ONNX
+#: Runtime's generic pooling loop (544 us where the float NCHWc pool takes 10 us, aconv, 1 thread).
+FLOAT_STEM_DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
+#: The ops after a stem convolution that stay float with it (up to the next quantized layer).
+_STEM_TAIL = ("Relu", "Clip", "MaxPool", "BatchNormalization", "LeakyRelu")
+
+
+def float_stem_nodes(model: Any) -> list[str]:
+    """Nodes ONNX Runtime runs faster in float than in INT8: a dense convolution over a single input
+    channel, and the activation/pooling chain after it.
+
+    Why: ``QLinearConv`` lowers a convolution to an 8-bit GEMM whose reduction depth is
+    ``C_in x kh x kw``; with one input channel that is 25 for a 5x5 stem, far too short for the
+    VNNI/SDOT kernels, and the uint8 im2col dominates. Measured on the radar student (aconv,
+    88x88, one thread, AVX-512 VNNI): the INT8 stem took 470 us against 89 us in float, half of
+    the whole INT8 model's time (docs/benchmarks.md, "INT8 speed on the radar student").
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    out: list[str] = []
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if group != 1 or inits[node.input[1]].dims[1] != 1:
+            continue
+        out.append(node.name)
+        cur = node
+        while len(nxt := consumers.get(cur.output[0], [])) == 1 and nxt[0].op_type in _STEM_TAIL:
+            cur = nxt[0]
+            out.append(cur.name)
+    return out
+
+
 def convert_fp16(fp32: Path, out: Path, keep_float: Sequence[str]) -> dict[str, Any]:
     """FP16 weights and activations, float32 I/O and preprocessing (ONNX-level conversion).
 

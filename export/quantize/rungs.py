@@ -108,13 +108,20 @@ class Quantizer:
         fp32_qat = out.with_name(out.stem + ".fp32.onnx")
         rec = qatm.qat_fp32_onnx(self.qat, types, self.fp32, fp32_qat, say or (lambda _m: None))
         keep = self._keep_float_of(fp32_qat)
-        info = ortq.quantize_int8(fp32_qat, out, self.calib.x, "minmax", types, keep)
+        faster = self.int8_float_nodes(fp32_qat)
+        info = ortq.quantize_int8(fp32_qat, out, self.calib.x, "minmax", types, keep + faster)
         info["excluded_nodes"] = []
+        info["float_for_speed"] = faster
         rec["export"]["qdq"] = {"quantizer": "onnxruntime quantize_static (the PTQ rungs')",
                                 "calib_method": "minmax", "types": types.get("name"),
                                 "preprocessing_kept_float": len(keep)}
         self.qat_record = rec
         return {**info, "qat": rec}
+
+    def int8_float_nodes(self, model: Path) -> list[str]:
+        """Layers this backend runs faster in float than in INT8, kept float in its INT8 models
+        (none by default)."""
+        return []
 
     @staticmethod
     def _keep_float_of(model: Path) -> list[str]:

@@ -29,6 +29,7 @@ class OrtQuantizer(Quantizer):
         super().__init__(*args, **kwargs)
         self.types: dict[str, Any] | None = None
         self.best_int8: tuple[float, Path, str] | None = None  # best QDQ so far: drop, path, method
+        self.float_stem = False  # the INT8 model keeps a float stem (see ``int8_float_nodes``)
 
     def rungs(self, precision: str, calib_method: str) -> list[Rung]:
         from cmkd_edge.export.quantize.calib import CALIB_METHODS
@@ -65,7 +66,10 @@ class OrtQuantizer(Quantizer):
         info: dict[str, Any] = {}
         if rung["precision"] == "fp16":
             info = ortq.convert_fp16(self.fp32, out, keep)
-        elif name == "int8-qat":
+            return [out], self.run(out), {**info, "preprocessing_kept_float": len(keep)}
+        # the QAT rung keeps the same layers float itself (``Quantizer._qat_qdq``)
+        faster = self.int8_float_nodes(self.fp32)
+        if name == "int8-qat":
             self.types = self.types or ortq.choose_int8_types(self.target)
             info = self._qat_qdq(out)
             self.qat_files = [out]
@@ -77,14 +81,17 @@ class OrtQuantizer(Quantizer):
             ranked = ortq.sensitive_nodes(self.fp32, self.best_int8[1], self.calib.x[:16], k)
             method = self.best_int8[2]
             info = ortq.quantize_int8(self.fp32, out, self.calib.x, method, self.types,
-                                      keep + [r["node"] for r in ranked])
+                                      keep + faster + [r["node"] for r in ranked])
             info["sensitive"] = ranked
             info["excluded_nodes"] = [r["node"] for r in ranked]
         else:
             self.types = self.types or ortq.choose_int8_types(self.target)
             info = ortq.quantize_int8(self.fp32, out, self.calib.x, rung["calib_method"],
-                                      self.types, keep)
+                                      self.types, keep + faster)
             info["excluded_nodes"] = []  # preprocessing is always kept; record layers only
+        if name != "int8-qat":
+            info["float_for_speed"] = faster
+        self.float_stem = bool(faster)
         logits = self.run(out)
         if rung["precision"] == "int8" and name != "int8-qat":  # QAT's graph names differ
             drop = top1(self.ref, self.val.labels) - top1(logits, self.val.labels)
@@ -92,16 +99,27 @@ class OrtQuantizer(Quantizer):
                 self.best_int8 = (drop, out, info.get("calib_method", "minmax"))
         return [out], logits, {**info, "preprocessing_kept_float": len(keep)}
 
+    def int8_float_nodes(self, model: Path) -> list[str]:
+        """A single-channel stem convolution and its activation/pool (``ort.float_stem_nodes``)."""
+        import onnx
+        from cmkd_edge.export.quantize import ort as ortq
+
+        return ortq.float_stem_nodes(onnx.load(str(model), load_external_data=False))
+
     def place(self, root: Path, precision: str, files: list[Path]) -> Artifact:
         import onnx
+        from cmkd_edge.export.quantize import ort as ortq
 
         rel = f"model.{precision}.onnx"
         shutil.copyfile(files[0], root / rel)
         m = onnx.load(str(root / rel), load_external_data=False)
         opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+        disabled = (ortq.FLOAT_STEM_DISABLED_OPTIMIZERS if precision == "int8" and self.float_stem
+                    else None)
         return Artifact(id=self.artifact_id(precision), path=rel, format="onnx",
                         precision=precision, backend=self.backend, files=(rel,), opset=opset,
-                        ir_version=int(m.ir_version), extra=self._qat_extra(files))
+                        ir_version=int(m.ir_version), disabled_optimizers=disabled,
+                        extra=self._qat_extra(files))
 
     def record(self, precision: str) -> dict[str, Any]:
         if precision != "int8":

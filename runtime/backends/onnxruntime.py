@@ -65,11 +65,19 @@ def session_options(threads: int | None = None, optimize: bool = True) -> ort.Se
 class OrtRunner(Runner):
     """Run an ONNX model with ONNX Runtime on the CPU.
 
-    Options: ``optimize`` (default True, see :func:`session_options`). ``from_memory`` takes the
-    serialized model bytes.
+    Options: ``optimize`` (default True, see :func:`session_options`), ``disabled_optimizers``
+    (transformer names ONNX Runtime skips). ``from_memory`` takes the serialized model bytes.
     """
 
     name = "onnxruntime"
+
+    @classmethod
+    def for_artifact(cls, bundle: Any, artifact: Any, *, threads: int | None = None,
+                     device: str | None = None, cache_dir: Any = None, rebuild: bool = False) -> Runner:
+        """The artifact's file, without the graph transformers it records
+        (``Artifact.disabled_optimizers``: a float stem's QDQ propagation)."""
+        return cls(bundle.path(artifact.path), threads=threads,
+                   disabled_optimizers=tuple(artifact.disabled_optimizers or ()))
 
     def _open(self) -> None:
         ort = _ort()
@@ -77,7 +85,8 @@ class OrtRunner(Runner):
             self.session = ort.InferenceSession(
                 str(self.path) if self.model is None else self.model,
                 sess_options=session_options(self.threads, self.options.get("optimize", True)),
-                providers=["CPUExecutionProvider"])
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(self.options.get("disabled_optimizers") or ()) or None)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BundleError(f"ONNX Runtime cannot load {self.path.name} ({exc})".splitlines()[0],
                               "the model may need a newer onnxruntime (check opset/IR version)") from exc

@@ -112,6 +112,9 @@ class Artifact(Record):
     rung: str | None = field(default=None, metadata=OMIT_NONE)
     gate: ArtifactGate | None = field(default=None, metadata=OMIT_NONE)
     target: TargetDevice | None = field(default=None, metadata=OMIT_NONE)  # compile --for
+    #: ONNX Runtime graph transformers this artifact runs without (its runner passes them): an INT8
+    #: model with a float stem, whose max-pool QDQ propagation would move onto a slow uint8 kernel
+    disabled_optimizers: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
