@@ -129,9 +129,9 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
     return s
 
 
-def test_correct(run: Path) -> np.ndarray:
-    """Per-chip correctness of a run's best.pt on the test split (cached beside it)."""
-    cache = run / "test_correct.npy"
+def test_correct(run: Path, weights: str = "best.pt") -> np.ndarray:
+    """Per-chip correctness of a run's ``weights`` file on the test split (cached beside it)."""
+    cache = run / ("test_correct.npy" if weights == "best.pt" else f"test_correct.{weights}.npy")
     if cache.exists():
         return np.load(cache)
     import torch
@@ -139,11 +139,11 @@ def test_correct(run: Path) -> np.ndarray:
     from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
     from cmkd_edge.data import open_dataset
 
-    ckpt = load_checkpoint(run / "best.pt")
+    ckpt = load_checkpoint(run / weights)
     ds = open_dataset(str(DATA), views=[ckpt.meta.view], split="test", seed=ckpt.meta.seed,
                       split_file=run / "split.csv")
     x = ds.view_batch(ckpt.meta.view)
-    net = model_from_checkpoint(ckpt)
+    net = model_from_checkpoint(ckpt).eval()
     with torch.no_grad():
         pred = np.concatenate([net(torch.from_numpy(x[i:i + 256])).argmax(1).numpy()
                                for i in range(0, len(x), 256)])
@@ -474,7 +474,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="runs/bench-radar")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--arch", default="aconv")
     ap.add_argument("--chip", default=RECIPE_CHIP_OPTIONS,
                     help="chip view options after crop=88 (default: the radar recipe's, "

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -74,27 +73,7 @@ def train_arm(work: Path, arm: str, seed: int) -> dict[str, Any]:
 
 def correct(run: Path, weights: str) -> np.ndarray:
     """Per-chip test correctness of one of the run's weight files (cached beside it)."""
-    cache = run / f"test_correct.{weights}.npy"
-    if cache.exists():
-        return np.load(cache)
-    import torch
-
-    from cmkd_edge.checkpoint import load_checkpoint, model_from_checkpoint
-    from cmkd_edge.data import open_dataset
-
-    ckpt = load_checkpoint(run / weights)
-    ds = open_dataset(str(radar.DATA), views=[ckpt.meta.view], split="test", seed=ckpt.meta.seed,
-                      split_file=run / "split.csv")
-    x = ds.view_batch(ckpt.meta.view)
-    net = model_from_checkpoint(ckpt).eval()
-    with torch.no_grad():
-        pred = np.concatenate([net(torch.from_numpy(x[i:i + 256])).argmax(1).numpy()
-                               for i in range(0, len(x), 256)])
-    ok = pred == np.asarray(ds.labels)
-    tmp = run / f".{cache.name}.{os.getpid()}.npy"
-    np.save(tmp, ok)
-    os.replace(tmp, cache)
-    return ok
+    return radar.test_correct(run, weights)
 
 
 def seed_ci(diffs: list[float]) -> str:

@@ -90,7 +90,7 @@ training_options = _stack(
     out_option,
     data_option,
     click.option("--epochs", default=None, type=int,
-                 help="Total epochs (default: the data's recipe: 40 for radar chips, else 10)."),
+                 help="Total epochs (default: the data's recipe: 80 for radar chips, else 10)."),
     click.option("--batch-size", default=32, show_default=True, type=int),
     click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["adamw", "sgd"])),
     click.option("--lr", default=None, type=float,

@@ -59,8 +59,8 @@ RECIPES.add("default", Recipe("default", None, "rgb", "resnet18-small", "resnet-
             "overhead patches: resnet18-small (teacher) / resnet-narrow on rgb (student), lr 1e-3, "
             "10 epochs, best validation epoch")
 RECIPES.add("chips", Recipe("chips", RADAR_VIEW, RADAR_VIEW, "aconv", "aconv", lr=3e-3, warmup_epochs=1,
-                            epochs=40, weights="ema"),
-            f"radar chips: aconv on {RADAR_VIEW}, lr 3e-3 (1 warm-up epoch, cosine), 40 epochs, "
+                            epochs=80, weights="ema"),
+            f"radar chips: aconv on {RADAR_VIEW}, lr 3e-3 (1 warm-up epoch, cosine), 80 epochs, "
             "EMA weights")
 #: Which recipe a data layout (``layouts.detect_layout``) gets.
 LAYOUT_RECIPES = {"chips": "chips"}

@@ -428,8 +428,8 @@ class _Run:
         from cmkd_edge.distill.weights import WEIGHT_RULES
 
         self.rule = WEIGHT_RULES.get(cfg.weights)
-        self.total_steps = cfg.epochs * steps
-        self.averaged = self.rule.averager(self.student, self.total_steps)
+        self.steps_per_epoch = steps
+        self.averaged = self.rule.averager(self.student, steps)
         self.val_best: float | None = None
 
     def _restore(self, ckpt: Checkpoint) -> int:
@@ -580,7 +580,7 @@ class _Run:
 
     def _save(self, epoch: int, val: dict[str, float], improved: bool, deployed: nn.Module,
               deployed_val: dict[str, float], val_improved: bool) -> None:
-        weights = self.rule.describe(self.total_steps)
+        weights = self.rule.describe(self.steps_per_epoch)
         ckpt = self._checkpoint(epoch, {"val": val, "select": self.select, "weights": weights})
         if improved:
             best = ckpt if deployed is self.student else self._checkpoint(
@@ -637,7 +637,7 @@ class _Run:
             "pairing": self.pairing.report() if self.run_teacher else None,
             "epochs_run": int(last.get("epoch", 0)),
             "select_metric": self.select,
-            "weights": self.rule.describe(self.total_steps),
+            "weights": self.rule.describe(self.steps_per_epoch),
             "best_epoch": self.best_epoch,
             "best_val": self.best_score,
             "last": last,

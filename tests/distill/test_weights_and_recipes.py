@@ -63,13 +63,13 @@ def test_chip_data_gets_the_radar_recipe_and_given_options_win(tmp_path: Path) -
     chips = make_chips(tmp_path / "chips", size=96)
     cfg = TrainConfig(out=tmp_path / "r", data=str(chips))
     assert (cfg.recipe, cfg.view, cfg.arch, cfg.lr, cfg.warmup_epochs, cfg.epochs, cfg.weights) == (
-        "chips", RADAR_VIEW, "aconv", 3e-3, 1, 40, "ema")
+        "chips", RADAR_VIEW, "aconv", 3e-3, 1, 80, "ema")
     student = TrainConfig(out=tmp_path / "s", data=str(chips), teacher="t.pt", epochs=1)
     assert (student.view, student.arch, student.warmup_epochs) == (RADAR_VIEW, "aconv", 0)
     mine = TrainConfig(out=tmp_path / "m", data=str(chips), view="chip", arch="aconv-wide", lr=1e-2,
                        weights="best-val")
     assert (mine.view, mine.arch, mine.lr, mine.weights, mine.epochs) == ("chip", "aconv-wide", 1e-2,
-                                                                          "best-val", 40)
+                                                                          "best-val", 80)
     other = TrainConfig(out=tmp_path / "o", data="synthetic")
     assert (other.recipe, other.view, other.arch, other.lr, other.weights, other.epochs) == (
         "default", "ms", "resnet18-small", 1e-3, "best-val", 10)
