@@ -6,7 +6,9 @@ script replaces only its own section, so the file always says which script produ
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +22,20 @@ HEADER = (
     "section. Ratios are measured side by side in one run on a shared, noisy machine; medians over "
     "repeats.\n"
 )
+
+
+#: Two-sided 95 % quantiles of Student's t by degrees of freedom (1.96 beyond the table).
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean of seed-level values (e.g. paired differences) and its 95 % t-interval, in the values'
+    units; the bounds are NaN with fewer than two values."""
+    mu = statistics.mean(values)
+    if len(values) < 2:
+        return mu, float("nan"), float("nan")
+    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return mu, mu - half, mu + half
 
 
 def machine_line() -> str:

@@ -60,10 +60,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import radar  # noqa: E402
-from _report import ROOT, SHARED_DATA, machine_line, write_section  # noqa: E402
+from _report import ROOT, SHARED_DATA, machine_line, t_interval, write_section  # noqa: E402
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447}
 #: Method variants: (method, method options). ``kdp`` = patient and consistent teaching.
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "none": ("none", {}),
@@ -216,11 +215,7 @@ def read_prediction(work: Path, cell: str) -> dict[str, Any] | None:
 
 def seed_ci(diffs: list[float]) -> tuple[float, float, float]:
     """Mean of seed-level differences (points) and its 95 % t-interval."""
-    mu = statistics.mean(diffs) * 100
-    if len(diffs) < 2:
-        return mu, float("nan"), float("nan")
-    half = T_975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) * 100 / math.sqrt(len(diffs))
-    return mu, mu - half, mu + half
+    return t_interval([d * 100 for d in diffs])
 
 
 def verdict(lo: float, hi: float) -> str:
@@ -282,7 +277,7 @@ def report(work: Path, teacher: Path, seeds: list[int], fractions: list[float], 
             sd_acc = statistics.pstdev(accs)
             cell = f"| {pct(f)} % (~{round(n_train * f / 10) if f < 1 else 247}/class) | `{v}` | {len(ss)} | " \
                    f"{mu_acc:.2f} ± {sd_acc:.2f} |"
-            band = (T_975.get(len(ss) - 1, 1.96) * statistics.stdev(accs) / math.sqrt(len(ss))) if len(ss) > 1 else 0.0
+            band = (mu_acc - t_interval(accs)[1]) if len(ss) > 1 else 0.0
             plot_rows.setdefault(v, []).append((f, mu_acc, mu_acc - band, mu_acc + band))
             if v == "none":
                 lines.append(cell + " – | | | |")

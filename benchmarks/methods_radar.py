@@ -26,14 +26,13 @@ also trains its reference student to convergence. The full table is
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import radar  # noqa: E402
-from _report import SHARED_DATA, machine_line, write_section  # noqa: E402
+from _report import SHARED_DATA, machine_line, t_interval, write_section  # noqa: E402
 
 METHODS = ("none", "kd", "fitnet", "ds", "sembridge", "mfh")
 #: Named non-default settings, run only when asked for (``--methods ...,mfh-ce``): method, options.
@@ -41,17 +40,15 @@ METHODS = ("none", "kd", "fitnet", "ds", "sembridge", "mfh")
 #: (x T^2), the teacher's head retrained on the frozen features - is pure KL the cause of mfh's score?
 VARIANTS = {"mfh-ce": ("mfh", {"ratio": "0.5", "ce_weight": "1", "temperature": "4", "reduction": "batchmean",
                                "t2": "true", "head_epochs": "10"})}
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def seed_interval(diffs: list[float]) -> str:
     """Mean of seed-level paired differences (points) and its 95 % t-interval."""
-    mu = statistics.mean(diffs) * 100
+    mu, lo, hi = t_interval([d * 100 for d in diffs])
     if len(diffs) < 2:
         return f"{mu:+.2f} (1 seed)"
-    half = T_975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) * 100 / math.sqrt(len(diffs))
-    verdict = "" if mu - half > 0 or mu + half < 0 else ", no measurable difference"
-    return f"{mu:+.2f} [{mu - half:+.2f}, {mu + half:+.2f}]{verdict}"
+    verdict = "" if lo > 0 or hi < 0 else ", no measurable difference"
+    return f"{mu:+.2f} [{lo:+.2f}, {hi:+.2f}]{verdict}"
 
 
 def report(work: Path, teacher: Path, seeds: list[int], methods: list[str], edge_view: str) -> str:

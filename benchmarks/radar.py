@@ -55,8 +55,13 @@ PUBLISHED = [
     ("ResNet with translation augmentation (Furukawa 2017)", "-", "99.6"),
     ("SSF-Net", "-", "99.55"),
 ]
-#: The radar recipe's chip view options after its crop (what ``train-teacher`` does on chips).
-RECIPE_CHIP_OPTIONS = "scale=db,norm=mean,shift=3,aug=grid+gain"
+
+def _recipe_chip_options() -> str:
+    """The radar recipe's chip view options after its crop (what ``train-teacher`` does on chips)."""
+    from cmkd_edge.distill.recipes import RADAR_VIEW
+
+    return ",".join(o for o in RADAR_VIEW.partition(":")[2].split(",") if not o.startswith("crop="))
+
 
 
 def log(msg: str) -> None:
@@ -476,7 +481,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--arch", default="aconv")
-    ap.add_argument("--chip", default=RECIPE_CHIP_OPTIONS,
+    ap.add_argument("--chip", default=_recipe_chip_options(),
                     help="chip view options after crop=88 (default: the radar recipe's, "
                          "cmkd_edge.distill.recipes.RADAR_VIEW)")
     ap.add_argument("--batch-size", type=int, default=32)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import radar  # noqa: E402
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, t_interval, write_section  # noqa: E402
 
 CHIP = "chip:crop=88,scale=db,norm=mean"
 #: arm -> (view options after CHIP, epochs, arch options)
@@ -52,7 +51,6 @@ ARMS: dict[str, tuple[str, int, dict[str, Any]]] = {
 STEPS = [("shift3", "base"), ("grid3", "shift3"), ("long", "grid3"), ("w24", "shift3")]
 RULE = "ema"
 RULES = {"ema": "best.pt", "last": "last.pt", "best-val": "val-best.pt"}
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
 PUBLISHED = radar.PUBLISHED
 
 
@@ -77,11 +75,9 @@ def correct(run: Path, weights: str) -> np.ndarray:
 
 
 def seed_ci(diffs: list[float]) -> str:
-    mu = statistics.mean(diffs) * 100
+    mu, lo, hi = t_interval([d * 100 for d in diffs])
     if len(diffs) < 2:
         return f"{mu:+.2f} (one seed)"
-    half = T_975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) * 100 / math.sqrt(len(diffs))
-    lo, hi = mu - half, mu + half
     tag = "" if lo > 0 or hi < 0 else " (no measurable difference)"
     return f"{mu:+.2f} [{lo:+.2f}, {hi:+.2f}]{tag}"
 

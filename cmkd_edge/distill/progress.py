@@ -63,9 +63,10 @@ class Reporter:
 
 def _rule(s: dict[str, Any]) -> str:
     """The weights rule in words: what best.pt holds."""
+    from cmkd_edge.distill.weights import WEIGHT_RULES
+
     rule = (s.get("weights") or {}).get("rule", "best-val")
-    return {"best-val": "best validation epoch", "last": "last epoch",
-            "ema": "EMA of the weights", "swa": "SWA average"}.get(rule, rule)
+    return WEIGHT_RULES.get(rule).label if rule in WEIGHT_RULES else rule
 
 
 def summary_text(s: dict[str, Any]) -> str:

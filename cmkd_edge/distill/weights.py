@@ -47,11 +47,13 @@ class WeightRule:
         name: the registry name.
         on_val: the rule picks an epoch by validation score (best.pt only on an improvement).
         average: ``"ema"`` (every step), ``"swa"`` (end of epoch, in the tail) or None (raw weights).
+        label: what best.pt holds, in words (the run summary's line).
     """
 
     name: str
     on_val: bool
     average: str | None = None
+    label: str = ""
 
     def averager(self, model: nn.Module, steps_per_epoch: int) -> AveragedModel | None:
         """The running average this rule keeps of ``model`` (None: the raw weights)."""
@@ -84,10 +86,10 @@ def ema_decay(steps_per_epoch: int) -> float:
 
 
 WEIGHT_RULES: Registry[WeightRule] = Registry("weights rule")
-WEIGHT_RULES.add("best-val", WeightRule("best-val", on_val=True),
+WEIGHT_RULES.add("best-val", WeightRule("best-val", on_val=True, label="best validation epoch"),
                  "the epoch with the best validation score")
-WEIGHT_RULES.add("last", WeightRule("last", on_val=False), "the weights after the last epoch")
-WEIGHT_RULES.add("ema", WeightRule("ema", on_val=False, average="ema"),
+WEIGHT_RULES.add("last", WeightRule("last", on_val=False, label="last epoch"), "the weights after the last epoch")
+WEIGHT_RULES.add("ema", WeightRule("ema", on_val=False, average="ema", label="EMA of the weights"),
                  f"exponential moving average of the weights ({EMA_EPOCHS:g}-epoch time constant)")
-WEIGHT_RULES.add("swa", WeightRule("swa", on_val=False, average="swa"),
+WEIGHT_RULES.add("swa", WeightRule("swa", on_val=False, average="swa", label="SWA average"),
                  f"average of the end-of-epoch weights over the last {SWA_SHARE:.0%} of the epochs")

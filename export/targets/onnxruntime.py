@@ -8,6 +8,7 @@ QAT rung every backend's ladder offers.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 from pathlib import Path
@@ -29,7 +30,6 @@ class OrtQuantizer(Quantizer):
         super().__init__(*args, **kwargs)
         self.types: dict[str, Any] | None = None
         self.best_int8: tuple[float, Path, str] | None = None  # best QDQ so far: drop, path, method
-        self.float_stem = False  # the INT8 model keeps a float stem (see ``int8_float_nodes``)
 
     def rungs(self, precision: str, calib_method: str) -> list[Rung]:
         from cmkd_edge.export.quantize.calib import CALIB_METHODS
@@ -68,7 +68,7 @@ class OrtQuantizer(Quantizer):
             info = ortq.convert_fp16(self.fp32, out, keep)
             return [out], self.run(out), {**info, "preprocessing_kept_float": len(keep)}
         # the QAT rung keeps the same layers float itself (``Quantizer._qat_qdq``)
-        faster = self.int8_float_nodes(self.fp32)
+        faster = self.fp32_float_nodes
         if name == "int8-qat":
             self.types = self.types or ortq.choose_int8_types(self.target)
             info = self._qat_qdq(out)
@@ -91,13 +91,17 @@ class OrtQuantizer(Quantizer):
             info["excluded_nodes"] = []  # preprocessing is always kept; record layers only
         if name != "int8-qat":
             info["float_for_speed"] = faster
-        self.float_stem = bool(faster)
         logits = self.run(out)
         if rung["precision"] == "int8" and name != "int8-qat":  # QAT's graph names differ
             drop = top1(self.ref, self.val.labels) - top1(logits, self.val.labels)
             if self.best_int8 is None or drop < self.best_int8[0]:
                 self.best_int8 = (drop, out, info.get("calib_method", "minmax"))
         return [out], logits, {**info, "preprocessing_kept_float": len(keep)}
+
+    @functools.cached_property
+    def fp32_float_nodes(self) -> list[str]:
+        """``int8_float_nodes`` of the bundle's FP32 model (read once, shared by every rung)."""
+        return self.int8_float_nodes(self.fp32)
 
     def int8_float_nodes(self, model: Path) -> list[str]:
         """A single-channel stem convolution and its activation/pool (``ort.float_stem_nodes``)."""
@@ -114,7 +118,7 @@ class OrtQuantizer(Quantizer):
         shutil.copyfile(files[0], root / rel)
         m = onnx.load(str(root / rel), load_external_data=False)
         opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-        disabled = (ortq.FLOAT_STEM_DISABLED_OPTIMIZERS if precision == "int8" and self.float_stem
+        disabled = (ortq.FLOAT_STEM_DISABLED_OPTIMIZERS if precision == "int8" and self.fp32_float_nodes
                     else None)
         return Artifact(id=self.artifact_id(precision), path=rel, format="onnx",
                         precision=precision, backend=self.backend, files=(rel,), opset=opset,
