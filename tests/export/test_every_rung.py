@@ -9,9 +9,9 @@ from cmkd_edge.export.quantize.calib import CALIB_METHODS
 from cmkd_edge.export.samples import RawSamples
 from cmkd_edge.export.targets.onnxruntime import OrtQuantizer
 from cmkd_edge.export.targets.openvino import NncfQuantizer
-from conftest import raw_batch
 
 from cmkd_edge.errors import QuantizationError
+from tests.export.export_helpers import raw_batch
 
 
 def _sets(bundle: Path) -> tuple[RawSamples, RawSamples]:

@@ -14,10 +14,10 @@ from cmkd_edge.export.parity import compare_logits
 from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.contract.bundle import open_bundle
 from cmkd_edge.runtime.contract.specs import PreprocessSpec
-from conftest import raw_batch
 from onnx.utils import Extractor
 
 from cmkd_edge.errors import ExportValidationError
+from tests.export.export_helpers import raw_batch
 
 
 def _graph_preprocessing(model_path, x):

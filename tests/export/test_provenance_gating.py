@@ -17,11 +17,11 @@ from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.contract.bundle import open_bundle
 from cmkd_edge.runtime.contract.manifest import Artifact, Manifest
 from cmkd_edge.runtime.contract.specs import InputSpec, OutputSpec, PreprocessSpec
-from conftest import make_checkpoint
 
 from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint
 from cmkd_edge.data import open_dataset
 from cmkd_edge.errors import ExportValidationError
+from tests.export.export_helpers import make_checkpoint
 
 
 def _run_dir(tmp: Path, *, input_hw: list[int] | None = (32, 32), swap_split: bool = False) -> Path:

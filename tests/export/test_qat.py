@@ -10,9 +10,9 @@ import pytest
 from cmkd_edge.export.quantize import quantize_bundle
 from cmkd_edge.export.quantize.qat import QatConfig, QatPlan, prepare
 from cmkd_edge.runtime.contract.bundle import open_bundle
-from conftest import make_checkpoint
 
 from cmkd_edge.errors import QuantizationError
+from tests.export.export_helpers import make_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ from cmkd_edge.export.quantize.ort import choose_int8_types
 from cmkd_edge.export.samples import RawSamples
 from cmkd_edge.export.student import export_checkpoint
 from cmkd_edge.runtime.contract.bundle import open_bundle
-from conftest import make_checkpoint, raw_batch
 
 from cmkd_edge.checkpoint import load_checkpoint, save_checkpoint
 from cmkd_edge.errors import QuantizationError
+from tests.export.export_helpers import make_checkpoint, raw_batch
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
