@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -32,12 +31,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine_line, write_section  # noqa: E402
+from _report import ROOT, machine_line, t_interval, write_section  # noqa: E402
 
 TRAIN_KW: dict[str, Any] = {"batch_size": 32, "lr": 2e-3}
 SBW = {"ce_weight": 0.3, "kd_weight": 0.4, "temperature": 3.0, "t2": False}
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262,
-         11: 2.228, 12: 2.201, 15: 2.145, 20: 2.093}
 
 
 def rungs(epochs: int) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -55,16 +52,6 @@ def rungs(epochs: int) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 PARTS = {"600": (600, list(rungs(1))), "1797": (1797, ["kd", "kd-sbw", "sb-paper"])}
-
-
-def t_interval(diffs: list[float]) -> tuple[float, float, float]:
-    """Mean and 95 % t-interval of paired differences."""
-    n = len(diffs)
-    mu = statistics.mean(diffs)
-    if n < 2:
-        return mu, float("nan"), float("nan")
-    half = T_975.get(n - 1, 1.96) * statistics.stdev(diffs) / math.sqrt(n)
-    return mu, mu - half, mu + half
 
 
 def run_part(part: str, seeds: int, epochs: int, teacher_epochs: int, work: Path) -> dict[str, Any]:
