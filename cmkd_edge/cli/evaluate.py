@@ -133,7 +133,7 @@ def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None) -> di
     quantize run recorded; the verdicts go to the cache for this device class."""
     import numpy as np
 
-    from cmkd_edge.export.quantize.gate import Gate, judge
+    from cmkd_edge.export.quantize.gate import judge_recorded
     from cmkd_edge.runtime.backends import available
     from cmkd_edge.runtime.classifier import Classifier
     from cmkd_edge.runtime.device_gates import device_class, record
@@ -155,15 +155,12 @@ def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None) -> di
         if ref_be not in refs:
             refs[ref_be] = logits(ref_be, fp32[ref_be])
         rec = m.quant(a.backend, "int8") or m.quant(a.backend, a.precision)
-        g = rec.gate if rec is not None and rec.gate is not None else None
-        gate = Gate(g.max_drop if g and g.max_drop is not None else 1.0, g.max_class_drop if g else None)
-        th = None if m.output.thresholds is None else np.asarray(m.output.thresholds)
-        v = judge(refs[ref_be], logits(a.backend, a.id), np.asarray(labels), list(m.class_names), gate,
-                  split=split, thresholds=th)
+        g = rec.gate if rec is not None else None
+        v = judge_recorded(m, g, refs[ref_be], logits(a.backend, a.id), labels, split=split)
         found[f"{a.backend}:{a.id}"] = {
             "passed": bool(v["passed"]), "reason": v.get("reason"), "drop": v.get("drop"),
             "drop_lo": v.get("drop_lo"), "drop_hi": v.get("drop_hi"), "n": int(len(x)), "split": split,
-            "data": data, "reference": f"{ref_be}:{fp32[ref_be]}", "max_drop": gate.max_drop}
+            "data": data, "reference": f"{ref_be}:{fp32[ref_be]}", "max_drop": v["max_drop"]}
     path = record(b, found) if found else None
     return {"device_class": device_class(), "verdicts": found, "recorded": str(path) if path else None}
 

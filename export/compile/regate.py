@@ -36,7 +36,7 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
     ``gate`` record (what was done, or why not). FP32 is the bundle's FP32 ONNX run by the same
     engine, as in quantize."""
     from cmkd_edge.export.quantize.calib import load_validation
-    from cmkd_edge.export.quantize.gate import Gate, judge
+    from cmkd_edge.export.quantize.gate import judge_recorded
     from cmkd_edge.export.samples import Recorded
 
     from cmkd_edge.errors import CmkdError
@@ -60,12 +60,8 @@ def regate(root: Path, manifest: Manifest, art: Artifact) -> dict[str, Any]:
     if ref is None:
         return not_evaluated(f"{art.backend} does not run on the machine that compiles; "
                              "evaluate the bundle on the device")
-    import numpy as np
-
-    th = manifest.output.thresholds
-    verdict = judge(ref, _logits(art.backend, root / art.path, val.x), val.labels,
-                    list(manifest.class_names), Gate(gate.max_drop, gate.max_class_drop),
-                    split=gate.split, thresholds=None if th is None else np.asarray(th))
+    verdict = judge_recorded(manifest, gate, ref, _logits(art.backend, root / art.path, val.x), val.labels,
+                             split=gate.split)
     return {"gate_passed": verdict["passed"],
             "accuracy": Accuracy.scored(manifest.task, verdict["score"], split=gate.split, n=len(val),
                                         backend=art.backend, fp32=verdict["fp32_score"],

@@ -144,6 +144,19 @@ def agreement(ref: np.ndarray, cand: np.ndarray, confidence: float = 0.95) -> di
             "disagreement_upper": _r(upper)}
 
 
+def judge_recorded(manifest: Any, record: Any, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, *,
+                   split: str) -> dict[str, Any]:
+    """:func:`judge` with the limits a quantize run recorded (``record``: its gate record, or None for
+    the default 1-point gate) and the bundle's class names and thresholds: what ``compile``'s
+    re-gate and ``evaluate --regate`` both decide by. The verdict also names the ``max_drop`` used."""
+    gate = Gate(1.0 if record is None or record.max_drop is None else record.max_drop,
+                None if record is None else record.max_class_drop)
+    th = manifest.output.thresholds
+    verdict = judge(ref, cand, np.asarray(labels), list(manifest.class_names), gate, split=split,
+                    thresholds=None if th is None else np.asarray(th))
+    return {**verdict, "max_drop": gate.max_drop}
+
+
 def judge(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray, class_names: list[str],
           gate: Gate, *, split: str = "val", thresholds: np.ndarray | None = None,
           extra: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
