@@ -24,9 +24,10 @@ import numpy as np
 
 from cmkd_edge.errors import DataError
 
-from .classifier import Classifier
+from .classifier import Classifier, activate
 from .contract.bundle import Bundle, open_bundle
 from .contract.records import ONNX_FP32
+from .contract.validate import validate_input
 from .metrics import ECE_BINS, clopper_pearson, micro_f1, multiclass_report, multilabel_report, paired_difference
 
 
@@ -99,7 +100,8 @@ def _p50_batch1(clf: Classifier, x: np.ndarray, iterations: int) -> float:
 def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labels: np.ndarray, *,
                     split: str, data: str | None = None, threads: int | None = None,
                     latency_iterations: int = 30, batch: int = 32,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str], None] | None = None,
+                    logits_out: dict[tuple[str, str], np.ndarray] | None = None) -> dict[str, Any]:
     """Score every artifact x backend this device can run on ``x`` (raw inputs) and ``labels``.
 
     Args:
@@ -107,6 +109,8 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
         labels: (N,) class indices, or (N, K) multi-hot for a multi-label bundle.
         split, data: what the samples are (reported next to every number).
         latency_iterations: batch-1 calls timed per row (0 skips latency).
+        logits_out: filled with each (backend, artifact)'s logits on ``x``, so a caller that judges
+            them again (``evaluate --regate``) does not run every artifact twice.
     Returns:
         ``rows`` (one per artifact x backend: metrics, n, agreement with and drop against FP32 with
         its 95 % paired interval, p50 batch-1 ms, the gate the manifest records), ``reference``,
@@ -136,8 +140,11 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
     for backend, art_id in pairs:
         say(f"{art_id} on {backend}")
         with Classifier.open(b, backend=backend, artifact=art_id, threads=threads) as clf:
-            probs[(backend, art_id)] = np.concatenate(
-                [clf.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
+            z = np.concatenate([clf.infer_logits(validate_input(x[i:i + batch], m.input).x)
+                                for i in range(0, len(x), batch)])
+            probs[(backend, art_id)] = activate(z, m.output.activation)
+            if logits_out is not None:
+                logits_out[(backend, art_id)] = z
             latency[(backend, art_id)] = (_p50_batch1(clf, x, latency_iterations)
                                           if latency_iterations else None)
     fp32 = [p for p in pairs if m.artifact(p[1]).precision == "fp32"]

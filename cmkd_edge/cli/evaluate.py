@@ -126,11 +126,13 @@ def bundle_inputs(b: Any, data: str | None, split: str) -> tuple[Any, Any, dict[
     return x, labels, info
 
 
-def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None) -> dict[str, Any]:
+def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None,
+                known: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
     """The bundle's accuracy gate re-run on this device for every quantized artifact it can run:
     the candidate's and FP32's logits on the same labelled inputs (FP32 on the candidate's backend
     where the bundle has it, else ONNX Runtime), judged by the gate's own rule and the limits the
-    quantize run recorded; the verdicts go to the cache for this device class."""
+    quantize run recorded; the verdicts go to the cache for this device class. ``known``: logits
+    already computed on ``x`` per (backend, artifact), reused instead of running the model again."""
     import numpy as np
 
     from cmkd_edge.export.quantize.gate import judge_recorded
@@ -142,6 +144,8 @@ def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None) -> di
     x = np.asarray(x, dtype=np.float32)
 
     def logits(backend: str, aid: str) -> Any:
+        if known is not None and (backend, aid) in known:
+            return known[(backend, aid)]
         with Classifier.open(b, backend=backend, artifact=aid, probe=False) as clf:
             return np.concatenate([clf.infer_logits(x[i:i + 64]) for i in range(0, len(x), 64)])
 
@@ -185,12 +189,13 @@ def evaluate_bundle_cli(target: str, data: str | None, split: str, latency_itera
     b = open_bundle(target)
     x, labels, info = bundle_inputs(b, data, split)
     say = None if quiet else (lambda msg: click.echo(f"evaluate: {msg}", err=True))
+    logits: dict[tuple[str, str], Any] = {}
     report = evaluate_bundle(b, x, labels, split=split, data=str(info.get("data")),
-                             latency_iterations=latency_iterations, progress=say)
+                             latency_iterations=latency_iterations, progress=say, logits_out=logits)
     report["split_table"] = info.get("split_table")
     report["synthetic"] = info.get("synthetic")
     if regate:
-        report["regate"] = regate_here(b, x, labels, split, str(info.get("data")))
+        report["regate"] = regate_here(b, x, labels, split, str(info.get("data")), known=logits)
     return report
 
 

@@ -18,7 +18,8 @@ from test_quantize import _sets
 from cmkd_edge.cli import main
 
 
-def test_regate_records_this_device_class_and_auto_respects_it(optical_bundle: Path, tmp_path: Path) -> None:
+def test_regate_records_this_device_class_and_auto_respects_it(optical_bundle: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:
     b = Path(shutil.copytree(optical_bundle, tmp_path / "bundle"))
     cal, val = _sets(b)
     quantize_bundle(b, backend="onnxruntime", calib_data=cal, val_data=val, max_drop=100.0, qat_epochs=0)
@@ -30,9 +31,21 @@ def test_regate_records_this_device_class_and_auto_respects_it(optical_bundle: P
     assert clf.artifact.id == "onnx-int8"
     gates = clf.selection["device_gates"]
     assert gates["device_class"] == device_class() and "gated where it was quantized" in gates["note"]
+    opened: list[tuple[str, str]] = []
+    real_open = Classifier.open.__func__
+
+    def counting_open(cls, *args, **kwargs):
+        clf = real_open(cls, *args, **kwargs)
+        opened.append((clf.backend, clf.artifact.id))
+        return clf
+
+    monkeypatch.setattr(Classifier, "open", classmethod(counting_open))
     res = CliRunner().invoke(main, ["evaluate", str(b), "--data", str(tmp_path / "val.npz"), "--split", "val",
                                     "--regate", "--latency-iterations", "0", "--json"])
     assert res.exit_code == 0, res.output
+    # the regate judges the logits the evaluation computed: every artifact x backend runs once
+    assert ("onnxruntime", "onnx-int8") in opened and len(opened) == len(set(opened))
+    monkeypatch.undo()
     doc = json.loads(res.stdout)["regate"]
     v = doc["verdicts"]["onnxruntime:onnx-int8"]
     assert v["passed"] and v["n"] == len(val) and v["reference"] == "onnxruntime:onnx-fp32"
