@@ -116,7 +116,7 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
                       batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=min(1, epochs - 1), seed=seed, device="cpu",
                       quiet=True, resume=resume, command=f"benchmarks/{Path(sys.argv[0]).name} run {out.name}",
-                      **(extra or {}))
+                      **{"arch_options": dict(getattr(args, "arch_options", {})), **(extra or {})})
     t0 = time.perf_counter()
     load0 = os.getloadavg()[2]
     out.mkdir(parents=True, exist_ok=True)
@@ -374,7 +374,9 @@ def part_student(work: Path, args: argparse.Namespace, seeds: list[int], chip_vi
         "`aug=grid`, every stride-1 position once per 49 epochs: the open A-ConvNets reproduction's "
         f"expanded set) and, with `gain`, a random radiometric gain of +-2.5 dB per chip (no rotations: "
         f"the radar shadow is physical); AdamW lr {args.lr} (cosine, 1 warm-up epoch), weight decay "
-        f"{args.weight_decay}, batch {args.batch_size}, {args.epochs} epochs, torch on "
+        f"{args.weight_decay}, batch {args.batch_size}"
+        + (", no dropout before the head" if getattr(args, "arch_options", {}).get("dropout") == 0 else "")
+        + f", {args.epochs} epochs, torch on "
         f"{os.environ.get('CMKD_BENCH_THREADS', '2')} CPU thread(s).", "",
         *rows, "",
         f"**Test top-1 (n={n_test}): {mean_std(accs)}** over {len(students)} seed(s) (mean ± std)"
@@ -484,7 +486,7 @@ def main() -> None:
     ap.add_argument("--chip", default=_recipe_chip_options(),
                     help="chip view options after crop=88 (default: the radar recipe's, "
                          "cmkd_edge.distill.recipes.RADAR_VIEW)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the radar recipe's")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--edge", default="factor=2,looks=1", help="edge-radar view options")
@@ -504,6 +506,12 @@ def main() -> None:
     ap.add_argument("--chain-student", default=None, metavar="RUN_DIR",
                     help="run only the deployment chain, on this finished run (no training)")
     args = ap.parse_args()
+    from cmkd_edge.distill.recipes import RECIPES
+
+    # the radar recipe's batch and, for its own arch, its arch options (dropout 0)
+    recipe = RECIPES.get("chips")
+    args.batch_size = args.batch_size or recipe.batch_size
+    args.arch_options = recipe.arch_options if args.arch == recipe.teacher_arch else {}
     DATA = Path(args.data)
     if not (DATA / "labels.csv").exists():
         sys.exit(f"skipped: {DATA} not found (shared sample data)")

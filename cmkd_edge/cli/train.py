@@ -48,8 +48,8 @@ def _is_rank0() -> bool:
               help="Input view: ms, rgb, sar, sar-sim, bands:B02,B03,B04,B08, chip, edge-radar "
                    "(default: the data's recipe: the radar recipe's chip view for radar chips, else ms).")
 @click.option("--arch", default=None,
-              help="Model (cmkd-edge list archs; default: the data's recipe: aconv for radar chips, "
-                   "else resnet18-small).")
+              help="Model (cmkd-edge list archs; default: the data's recipe: aconv without dropout for "
+                   "radar chips, else resnet18-small; a named arch keeps its own options).")
 @click.option("--method", default="none", show_default=True, hidden=True)
 @method_opt_option
 @training_options
@@ -74,8 +74,8 @@ def train_teacher(**params: Any) -> None:
               help="Student's input view (default: the data's recipe: the radar chip view for radar "
                    "chips, else rgb).")
 @click.option("--arch", default=None,
-              help="Student model (cmkd-edge list archs; default: the data's recipe: aconv for radar "
-                   "chips, else resnet-narrow).")
+              help="Student model (cmkd-edge list archs; default: the data's recipe: aconv without "
+                   "dropout for radar chips, else resnet-narrow; a named arch keeps its own options).")
 @click.option("--method", default="kd", show_default=True, help="Distillation method (cmkd-edge list methods).")
 @method_opt_option
 @click.option("--temperature", default=None, type=float, help="KD temperature T (method default if unset).")

@@ -78,7 +78,7 @@ class TrainConfig:
     ce_weight: float | None = None
     epochs: int | None = None
     stop_after_epoch: int | None = None
-    batch_size: int = 32
+    batch_size: int | None = None
     optimizer: str = "adamw"
     lr: float | None = None
     weight_decay: float = 0.05
@@ -175,9 +175,12 @@ class TrainConfig:
         if self.epochs is None:
             object.__setattr__(self, "epochs", recipe.epochs)
         fill = {"view": recipe.view(self.role, self.input_size), "arch": recipe.arch(self.role), "lr": recipe.lr,
-                "weights": recipe.weights,
+                "weights": recipe.weights, "batch_size": recipe.batch_size,
                 # why min: a 1-epoch run of a recipe with warm-up would be refused
                 "warmup_epochs": min(recipe.warmup_epochs, max(0, self.epochs - 1))}
+        if self.arch is None:
+            # the recipe's arch comes with its options; a named --arch is that arch's own defaults
+            object.__setattr__(self, "arch_options", {**recipe.arch_options, **self.arch_options})
         for key, value in fill.items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)

@@ -64,15 +64,24 @@ def test_chip_data_gets_the_radar_recipe_and_given_options_win(tmp_path: Path) -
     cfg = TrainConfig(out=tmp_path / "r", data=str(chips))
     assert (cfg.recipe, cfg.view, cfg.arch, cfg.lr, cfg.warmup_epochs, cfg.epochs, cfg.weights) == (
         "chips", RADAR_VIEW, "aconv", 3e-3, 1, 80, "ema")
+    assert (cfg.batch_size, cfg.arch_options) == (8, {"dropout": 0.0})
     student = TrainConfig(out=tmp_path / "s", data=str(chips), teacher="t.pt", epochs=1)
     assert (student.view, student.arch, student.warmup_epochs) == (RADAR_VIEW, "aconv", 0)
+    assert (student.batch_size, student.arch_options) == (8, {"dropout": 0.0})
     mine = TrainConfig(out=tmp_path / "m", data=str(chips), view="chip", arch="aconv-wide", lr=1e-2,
-                       weights="best-val")
+                       weights="best-val", batch_size=32)
     assert (mine.view, mine.arch, mine.lr, mine.weights, mine.epochs) == ("chip", "aconv-wide", 1e-2,
                                                                           "best-val", 80)
+    # the recipe's arch options come with an arch left to the recipe; a given option of the same key wins
+    assert (mine.batch_size, mine.arch_options) == (32, {})
+    drop = TrainConfig(out=tmp_path / "d", data=str(chips), arch_options={"dropout": 0.5, "width": 24})
+    assert drop.arch_options == {"dropout": 0.5, "width": 24}
+    named = TrainConfig(out=tmp_path / "n", data=str(chips), arch="aconv")
+    assert named.arch_options == {}
     other = TrainConfig(out=tmp_path / "o", data="synthetic")
     assert (other.recipe, other.view, other.arch, other.lr, other.weights, other.epochs) == (
         "default", "ms", "resnet18-small", 1e-3, "best-val", 10)
+    assert (other.batch_size, other.arch_options) == (32, {})
 
 
 def test_train_teacher_without_options_trains_the_recipe(tmp_path: Path) -> None:
@@ -84,6 +93,7 @@ def test_train_teacher_without_options_trains_the_recipe(tmp_path: Path) -> None
     assert res.exit_code == 0, res.output
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt.meta.view == RADAR_VIEW and ckpt.meta.model.arch == "aconv"
+    assert ckpt.meta.config["batch_size"] == 8 and ckpt.meta.config["arch_options"] == {"dropout": 0.0}
     assert ckpt.meta.config["recipe"] == "chips" and ckpt.meta.metrics["weights"]["rule"] == "ema"
 
 
