@@ -6,12 +6,15 @@ script replaces only its own section, so the file always says which script produ
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "benchmarks.md"
@@ -36,6 +39,17 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
         return mu, float("nan"), float("nan")
     half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
     return mu, mu - half, mu + half
+
+
+def pack_bits(correct: np.ndarray) -> str:
+    """Per-sample correctness as base64 packed bits: a run's paired outcomes in a few hundred bytes,
+    small enough to commit so a report outlives its run directories."""
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=np.uint8)).tobytes()).decode()
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    """The inverse of :func:`pack_bits` (``n`` samples)."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
 
 
 def machine_line() -> str:

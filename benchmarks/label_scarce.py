@@ -47,7 +47,6 @@ claims the next run nobody trains (an exclusive ``.lock`` with its pid) - start 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import math
 import statistics
@@ -60,7 +59,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import radar  # noqa: E402
-from _report import ROOT, SHARED_DATA, machine_line, t_interval, write_section  # noqa: E402
+from _report import ROOT, SHARED_DATA, machine_line, pack_bits, t_interval, unpack_bits, write_section  # noqa: E402
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
 #: Method variants: (method, method options). ``kdp`` = patient and consistent teaching.
@@ -179,7 +178,7 @@ def archive_run(run: Path, name: str | None = None) -> dict[str, Any]:
     assert s is not None, run
     correct = radar.test_correct(run)
     rec = {"name": name or run.name, "test_accuracy": float(correct.mean()), "n_test": int(correct.size),
-           "test_correct_bits": base64.b64encode(np.packbits(correct.astype(np.uint8)).tobytes()).decode(),
+           "test_correct_bits": pack_bits(correct),
            "best_val": s.get("best_val"), "best_epoch": s.get("best_epoch"), "epochs_run": s.get("epochs_run"),
            "pairing": s.get("pairing"), "labels": s.get("labels"), "val_curve": _val_curve(run)}
     ARCHIVE.mkdir(parents=True, exist_ok=True)
@@ -197,8 +196,7 @@ def load_records(work: Path, teacher: Path) -> dict[str, dict[str, Any]]:
         if radar.finished(p):
             recs[name] = archive_run(p, name)
     for r in recs.values():
-        bits = np.unpackbits(np.frombuffer(base64.b64decode(r["test_correct_bits"]), dtype=np.uint8))
-        r["correct"] = bits[: r["n_test"]].astype(bool)
+        r["correct"] = unpack_bits(r["test_correct_bits"], r["n_test"])
     return recs
 
 

@@ -22,6 +22,10 @@ by the test split.
     nice python benchmarks/radar_recipe.py --run shift3:0      # one run (resumable)
     python benchmarks/radar_recipe.py --report                 # the section of docs/benchmarks.md
 
+Every finished run is also kept, small, in ``benchmarks/results/radar_recipe/`` (committed: each
+rule's per-chip test correctness as packed bits, validation accuracy, training time), so the report
+outlives the run directories: the first study's were lost with a machine restart.
+
 Differences are paired: per seed on the 2,425 test chips (Newcombe's interval for paired
 proportions), and over seeds as the mean of the per-seed differences with a 95 % t-interval.
 """
@@ -40,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import radar  # noqa: E402
-from _report import machine_line, t_interval, write_section  # noqa: E402
+from _report import ROOT, machine_line, pack_bits, t_interval, unpack_bits, write_section  # noqa: E402
 
 CHIP = "chip:crop=88,scale=db,norm=mean"
 #: arm -> (view options after CHIP, epochs, arch options, batch)
@@ -60,6 +64,7 @@ STEPS = [("shift3", "base"), ("grid3", "shift3"), ("long", "grid3"), ("w24", "sh
 RULE = "ema"
 RULES = {"ema": "best.pt", "last": "last.pt", "best-val": "val-best.pt"}
 PUBLISHED = radar.PUBLISHED
+ARCHIVE = ROOT / "benchmarks" / "results" / "radar_recipe"
 
 
 def log(msg: str) -> None:
@@ -73,13 +78,47 @@ def run_dir(work: Path, arm: str, seed: int) -> Path:
 def train_arm(work: Path, arm: str, seed: int) -> dict[str, Any]:
     opts, epochs, arch_options, batch = ARMS[arm]
     ns = argparse.Namespace(epochs=epochs, arch="aconv", batch_size=batch, lr=3e-3, weight_decay=0.05)
-    return radar.train_run(run_dir(work, arm, seed), f"{CHIP},{opts}", ns, seed,
-                           extra={"weights": RULE, "arch_options": dict(arch_options)})
+    summary = radar.train_run(run_dir(work, arm, seed), f"{CHIP},{opts}", ns, seed,
+                              extra={"weights": RULE, "arch_options": dict(arch_options)})
+    archive_run(work, arm, seed)
+    return summary
 
 
-def correct(run: Path, weights: str) -> np.ndarray:
-    """Per-chip test correctness of one of the run's weight files (cached beside it)."""
-    return radar.test_correct(run, weights)
+def archive_run(work: Path, arm: str, seed: int) -> dict[str, Any]:
+    """The record of a finished run the report needs, written to ``ARCHIVE`` (see the docstring)."""
+    from cmkd_edge.fsutil import atomic_write_json
+
+    run = run_dir(work, arm, seed)
+    summ = radar.finished(run)
+    assert summ is not None, run
+    bits, n = {}, 0
+    for rule, f in RULES.items():
+        if (run / f).exists():
+            c = radar.test_correct(run, f)
+            bits[rule], n = pack_bits(c), int(c.size)
+    rec = {"arm": arm, "seed": seed, "view": f"{CHIP},{ARMS[arm][0]}", "epochs": ARMS[arm][1],
+           "arch_options": ARMS[arm][2], "batch": ARMS[arm][3], "n_test": n, "test_correct_bits": bits,
+           "val_ema_accuracy": summ.get("last", {}).get("val_ema_accuracy"), "seconds": summ["seconds"],
+           "val_best_epoch": _val_best_epoch(run)}
+    ARCHIVE.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ARCHIVE / f"{run.name}.json", rec)
+    return rec
+
+
+def load_records(work: Path, seeds: list[int]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every finished run of the study: the committed records, refreshed from the run directories
+    still here; ``correct`` maps each rule to its per-chip test correctness."""
+    recs: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in sorted(ARCHIVE.glob("*.json")) if ARCHIVE.is_dir() else []:
+        r = json.loads(p.read_text())
+        recs[(r["arm"], r["seed"])] = r
+    for arm in ARMS:
+        for s in seeds:
+            if radar.finished(run_dir(work, arm, s)):
+                recs[(arm, s)] = archive_run(work, arm, s)
+    for r in recs.values():
+        r["correct"] = {rule: unpack_bits(b, r["n_test"]) for rule, b in r["test_correct_bits"].items()}
+    return {k: r for k, r in recs.items() if k[0] in ARMS and k[1] in seeds}
 
 
 def seed_ci(diffs: list[float]) -> str:
@@ -121,16 +160,15 @@ def latency_ms(arch_options: dict[str, Any], repeats: int = 7, calls: int = 200)
 def report(work: Path, seeds: list[int]) -> str:
     from cmkd_edge.runtime.metrics import paired_difference
 
-    done = {(a, s): run_dir(work, a, s) for a in ARMS for s in seeds
-            if radar.finished(run_dir(work, a, s))}
+    done = load_records(work, seeds)
     lines = [machine_line(), "",
              "Data: MSTAR SOC, train n=2472 (17 degrees), val n=275 (17 degrees), **test n=2425 (15 "
              "degrees)**. Every arm: `aconv` (width 16 unless said), view `" + CHIP + ",...`, AdamW lr 3e-3 "
              "(1 warm-up epoch, cosine to 0), weight decay 0.05, batch 32 and 50 % dropout before the head "
              "(the `b8` arms: batch 8, no dropout), torch on one CPU thread. "
              f"**Deployed weights: `--weights {RULE}`, declared before the study** (an exponential moving "
-             "average of the weights, time constant 2 epochs of steps = 5 % of a 40-epoch run, taken after "
-             "the last epoch; the `long` arm ran with the same 2-epoch constant, 2.5 % of its 80 epochs); the "
+             "average of the weights with a time constant of 2 epochs of steps in every arm: 5 % of a 40-epoch "
+             "run, 2.5 % of 80, 17 % of 12; taken after the last epoch); the "
              "same runs' last-epoch and best-validation weights are shown beside it. The test split "
              "chose nothing.", ""]
     lines += ["| arm | view options | epochs | params | seed | val % (n=275, EMA) | test % EMA (n=2425) | "
@@ -143,17 +181,15 @@ def report(work: Path, seeds: list[int]) -> str:
     for arm, (opts, epochs, arch_options, _batch) in ARMS.items():
         params = count_parameters(build_model("aconv", 1, 10, **arch_options)) / 1e6
         for s in seeds:
-            run = done.get((arm, s))
-            if run is None:
+            rec = done.get((arm, s))
+            if rec is None:
                 continue
-            summ = json.loads((run / "summary.json").read_text())
-            vb = json.loads(json.dumps(summ.get("last", {})))
-            cells = {r: correct(run, f).mean() * 100 for r, f in RULES.items() if (run / f).exists()}
-            vbest = _val_best_epoch(run)
+            cells = {r: c.mean() * 100 for r, c in rec["correct"].items()}
+            val = rec["val_ema_accuracy"]
             lines.append(f"| {arm} | `{opts}` | {epochs} | {params:.3f} M | {s} | "
-                         f"{vb.get('val_ema_accuracy', nan) * 100:.2f} | **{cells.get('ema', nan):.2f}** | "
-                         f"{cells.get('last', nan):.2f} | {cells.get('best-val', nan):.2f} ({vbest}) | "
-                         f"{summ['seconds'] / 60:.1f} |")
+                         f"{(nan if val is None else val) * 100:.2f} | **{cells.get('ema', nan):.2f}** | "
+                         f"{cells.get('last', nan):.2f} | {cells.get('best-val', nan):.2f} "
+                         f"({rec['val_best_epoch']}) | {rec['seconds'] / 60:.1f} |")
     lines += ["", "Mean over seeds (test n=2425 each):", "",
               "| arm | seeds | EMA (the rule) | last | best-val |", "|---|---:|---:|---:|---:|"]
     for arm in ARMS:
@@ -161,8 +197,8 @@ def report(work: Path, seeds: list[int]) -> str:
         if not runs:
             continue
         cell = []
-        for f in RULES.values():
-            vals = [correct(run, f).mean() * 100 for run in runs if (run / f).exists()]
+        for rule in RULES:
+            vals = [rec["correct"][rule].mean() * 100 for rec in runs if rule in rec["correct"]]
             cell.append(f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" if len(vals) > 1
                         else f"{vals[0]:.2f}" if vals else "-")
         lines.append(f"| {arm} | {len(runs)} | **{cell[0]}** | {cell[1]} | {cell[2]} |")
@@ -175,18 +211,17 @@ def report(work: Path, seeds: list[int]) -> str:
             continue
         per, diffs = [], []
         for s in common:
-            p = paired_difference(correct(done[(ref, s)], "best.pt"), correct(done[(arm, s)], "best.pt"))
+            p = paired_difference(done[(ref, s)]["correct"][RULE], done[(arm, s)]["correct"][RULE])
             per.append(f"s{s} {radar.ci(p)}")
             diffs.append(p["difference"])
         lines.append(f"| {arm} vs {ref} | {'; '.join(per)} | {seed_ci(diffs)} |")
     rule_rows = []
     for arm in ARMS:
-        common = [s for s in seeds if (arm, s) in done and (done[(arm, s)] / "val-best.pt").exists()]
+        common = [done[(arm, s)]["correct"] for s in seeds
+                  if (arm, s) in done and {"last", "best-val"} <= set(done[(arm, s)]["correct"])]
         if common:
-            d_last = [paired_difference(correct(done[(arm, s)], "last.pt"),
-                                        correct(done[(arm, s)], "best.pt"))["difference"] for s in common]
-            d_val = [paired_difference(correct(done[(arm, s)], "val-best.pt"),
-                                       correct(done[(arm, s)], "best.pt"))["difference"] for s in common]
+            d_last = [paired_difference(c["last"], c[RULE])["difference"] for c in common]
+            d_val = [paired_difference(c["best-val"], c[RULE])["difference"] for c in common]
             rule_rows.append(f"| {arm} | {seed_ci(d_last)} | {seed_ci(d_val)} |")
     if rule_rows:
         lines += ["", "The rule: EMA against the last epoch and against the best validation epoch, same runs "
