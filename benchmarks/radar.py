@@ -116,7 +116,7 @@ def train_run(out: Path, view: str, args: argparse.Namespace, seed: int, teacher
                       batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=min(1, epochs - 1), seed=seed, device="cpu",
                       quiet=True, resume=resume, command=f"benchmarks/{Path(sys.argv[0]).name} run {out.name}",
-                      **{"arch_options": dict(getattr(args, "arch_options", {})), **(extra or {})})
+                      **(extra or {}))
     t0 = time.perf_counter()
     load0 = os.getloadavg()[2]
     out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,7 @@ def part_student(work: Path, args: argparse.Namespace, seeds: list[int], chip_vi
         f"n={n_test} (15 degrees: a depression-angle shift). Deployed weights (best.pt): the rule "
         f"`{first.get('weights', {}).get('rule', 'best-val')}`, fixed before training (the radar recipe: "
         "the moving average of the weights; validation saturates and picks nothing); test scored once per run.",
-        f"Student: {arch_line(args.arch)}, view `{chip_view}` (the deployed graph takes the whole "
+        f"Student: {arch_line(first['arch'])}, view `{chip_view}` (the deployed graph takes the whole "
         f"128x128 chip and crops/scales it"
         + ("; `norm=mean` subtracts each chip's mean dB in the graph, so the processor's 8-bit "
            "scaling, which differs between the 17- and 15-degree chips by ~1 dB, cannot move a "
@@ -374,8 +374,8 @@ def part_student(work: Path, args: argparse.Namespace, seeds: list[int], chip_vi
         "`aug=grid`, every stride-1 position once per 49 epochs: the open A-ConvNets reproduction's "
         f"expanded set) and, with `gain`, a random radiometric gain of +-2.5 dB per chip (no rotations: "
         f"the radar shadow is physical); AdamW lr {args.lr} (cosine, 1 warm-up epoch), weight decay "
-        f"{args.weight_decay}, batch {args.batch_size}"
-        + (", no dropout before the head" if getattr(args, "arch_options", {}).get("dropout") == 0 else "")
+        f"{args.weight_decay}, batch {first['config']['batch_size']}"
+        + (", no dropout before the head" if first["config"]["arch_options"].get("dropout") == 0 else "")
         + f", {args.epochs} epochs, torch on "
         f"{os.environ.get('CMKD_BENCH_THREADS', '2')} CPU thread(s).", "",
         *rows, "",
@@ -482,7 +482,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/bench-radar")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=80)
-    ap.add_argument("--arch", default="aconv")
+    ap.add_argument("--arch", default=None,
+                    help="default: the radar recipe's (aconv without dropout); a named arch keeps its own options")
     ap.add_argument("--chip", default=_recipe_chip_options(),
                     help="chip view options after crop=88 (default: the radar recipe's, "
                          "cmkd_edge.distill.recipes.RADAR_VIEW)")
@@ -506,12 +507,6 @@ def main() -> None:
     ap.add_argument("--chain-student", default=None, metavar="RUN_DIR",
                     help="run only the deployment chain, on this finished run (no training)")
     args = ap.parse_args()
-    from cmkd_edge.distill.recipes import RECIPES
-
-    # the radar recipe's batch and, for its own arch, its arch options (dropout 0)
-    recipe = RECIPES.get("chips")
-    args.batch_size = args.batch_size or recipe.batch_size
-    args.arch_options = recipe.arch_options if args.arch == recipe.teacher_arch else {}
     DATA = Path(args.data)
     if not (DATA / "labels.csv").exists():
         sys.exit(f"skipped: {DATA} not found (shared sample data)")
