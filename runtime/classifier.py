@@ -243,6 +243,11 @@ class Classifier:
             parts.append(self.runner.infer({self._input: chunk}, check=False)[self._output][:n])
         return np.concatenate(parts)
 
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, K) for raw sensor input, validated as :meth:`predict` validates it (nodata
+        rejected): for a caller that judges the same outputs twice (evaluate, then its re-gate)."""
+        return self.infer_logits(validate_input(x, self.manifest.input).x)
+
     def predict(self, x: np.ndarray, *, nodata_policy: str = "reject",
                 nodata: float | None = None) -> np.ndarray:
         """Class probabilities (N, K) float32 for raw sensor input (N, C, H, W) or (C, H, W).

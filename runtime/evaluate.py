@@ -27,7 +27,6 @@ from cmkd_edge.errors import DataError
 from .classifier import Classifier, activate
 from .contract.bundle import Bundle, open_bundle
 from .contract.records import ONNX_FP32
-from .contract.validate import validate_input
 from .metrics import ECE_BINS, clopper_pearson, micro_f1, multiclass_report, multilabel_report, paired_difference
 
 
@@ -140,8 +139,7 @@ def evaluate_bundle(bundle: str | os.PathLike[str] | Bundle, x: np.ndarray, labe
     for backend, art_id in pairs:
         say(f"{art_id} on {backend}")
         with Classifier.open(b, backend=backend, artifact=art_id, threads=threads) as clf:
-            z = np.concatenate([clf.infer_logits(validate_input(x[i:i + batch], m.input).x)
-                                for i in range(0, len(x), batch)])
+            z = np.concatenate([clf.logits(x[i:i + batch]) for i in range(0, len(x), batch)])
             probs[(backend, art_id)] = activate(z, m.output.activation)
             if logits_out is not None:
                 logits_out[(backend, art_id)] = z

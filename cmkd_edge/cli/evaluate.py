@@ -147,7 +147,7 @@ def regate_here(b: Any, x: Any, labels: Any, split: str, data: str | None,
         if known is not None and (backend, aid) in known:
             return known[(backend, aid)]
         with Classifier.open(b, backend=backend, artifact=aid, probe=False) as clf:
-            return np.concatenate([clf.infer_logits(x[i:i + 64]) for i in range(0, len(x), 64)])
+            return np.concatenate([clf.logits(x[i:i + 64]) for i in range(0, len(x), 64)])
 
     fp32 = {a.backend: a.id for a in m.artifacts if a.precision == "fp32" and available(a.backend)}
     found: dict[str, dict[str, Any]] = {}
